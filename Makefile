@@ -1,0 +1,46 @@
+# The front door. The real build is CMake (CMakeLists.txt); these targets drive it.
+#   make            build build/sinklab (installs missing build dependencies first)
+#   make test       build and run every test suite (CTest)
+#   make run        the main job: prepare the default corpus, train softmax vs sigmoid, analyse sinks
+#   make data       prepare the default corpus (cached under data/cache)
+#   make bench      CPU benchmarks -> build/bench.json
+#   make gpu-check  build for sm_90, run the GPU tests and the GPU benchmark (needs a GPU)
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all setup configure build test run data bench gpu-check clean
+
+all: build
+
+setup:
+	@tools/setup.sh
+
+$(BUILD)/CMakeCache.txt: | setup
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+configure: $(BUILD)/CMakeCache.txt
+
+build: setup configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+data: build
+	@tools/setup.sh --data
+	tools/make_data.sh
+
+run: build
+	@tools/setup.sh --data
+	tools/run_headline.sh
+
+bench: build
+	@tools/setup.sh --bench
+	tools/bench.sh
+
+gpu-check:
+	tools/gpu_check.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,10 @@
+// The sub-commands of the sinklab program. Each takes (argc, argv) with argv[0] = the command name
+// and returns the process exit code; errors are thrown as sinklab::Error and printed by main().
+#pragma once
+
+namespace sinklab {
+
+int cmd_info(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+
+}  // namespace sinklab

@@ -1,0 +1,111 @@
+#include "config.h"
+
+#include <cmath>
+
+#include "error.h"
+
+namespace sinklab {
+
+std::string AttentionSpec::name() const {
+    switch (score) {
+        case ScoreFunction::softmax: return "softmax";
+        case ScoreFunction::sigmoid: return normalize ? "sigmoid-norm" : "sigmoid";
+        case ScoreFunction::elu: return normalize ? "elu-norm" : "elu";
+    }
+    return "?";
+}
+
+const std::vector<std::string>& attention_names() {
+    static const std::vector<std::string> names = {"softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"};
+    return names;
+}
+
+AttentionSpec parse_attention(const std::string& name) {
+    AttentionSpec spec;
+    if (name == "softmax") {
+        spec.score = ScoreFunction::softmax;
+        spec.normalize = true;
+    } else if (name == "sigmoid" || name == "sigmoid-norm") {
+        spec.score = ScoreFunction::sigmoid;
+        spec.normalize = name == "sigmoid-norm";
+    } else if (name == "elu" || name == "elu-norm") {
+        spec.score = ScoreFunction::elu;
+        spec.normalize = name == "elu-norm";
+    } else {
+        fail("--attention: unknown attention '{}' (valid: softmax, sigmoid, sigmoid-norm, elu, elu-norm)", name);
+    }
+    return spec;
+}
+
+InitScheme parse_init(const std::string& name) {
+    if (name == "paper") return InitScheme::paper;
+    if (name == "torch") return InitScheme::torch;
+    fail("--init: unknown initialisation '{}' (valid: paper, torch)", name);
+}
+
+std::string init_name(InitScheme init) { return init == InitScheme::paper ? "paper" : "torch"; }
+
+void ModelConfig::validate() const {
+    auto positive = [](const char* field, size_t value) {
+        if (value == 0) fail("invalid model configuration: {} must be positive (got 0)", field);
+    };
+    positive("n_layers", n_layers);
+    positive("n_heads", n_heads);
+    positive("d_model", d_model);
+    positive("d_ffn", d_ffn);
+    positive("vocab_size", vocab_size);
+    positive("context", context);
+    if (d_model % n_heads != 0)
+        fail("invalid model configuration: n_heads ({}) must divide d_model ({})", n_heads, d_model);
+    if (head_dim() % 2 != 0)
+        fail("invalid model configuration: head dimension d_model/n_heads = {} must be even for RoPE", head_dim());
+    if (!(norm_eps > 0.0)) fail("invalid model configuration: norm_eps must be positive (got {})", norm_eps);
+    if (!(rope_base > 1.0)) fail("invalid model configuration: rope_base must be > 1 (got {})", rope_base);
+    if (vocab_size > (size_t(1) << 31)) fail("invalid model configuration: vocab_size {} too large", vocab_size);
+    if (!std::isfinite(attention.sigmoid_bias))
+        fail("invalid model configuration: sigmoid_bias must be finite");
+}
+
+size_t ModelConfig::n_nonembedding_params() const {
+    const size_t C = d_model, F = d_ffn;
+    const size_t per_layer = C                // attention RMSNorm gain
+                             + 3 * C * C      // fused q, k, v projection
+                             + C * C          // attention output projection
+                             + C              // FFN RMSNorm gain
+                             + 2 * F * C      // W1 (gate) and W2 (up), fused
+                             + C * F;         // W3 (down)
+    return n_layers * per_layer + C;          // + final RMSNorm gain
+}
+
+size_t ModelConfig::n_params() const { return n_nonembedding_params() + 2 * vocab_size * d_model; }
+
+double ModelConfig::train_flops_per_token(size_t seq_len) const {
+    // Matmuls: 2 FLOPs per weight forward, 4 backward. Attention (causal, so half of T^2):
+    // scores q.k and weighted sum w.v, 2 * 2 * (T/2) * C FLOPs per token forward, twice that backward.
+    const double matmul = 6.0 * double(n_params() - vocab_size * d_model);  // the embedding is a lookup
+    const double attention_flops = 3.0 * 2.0 * 2.0 * double(n_layers) * double(d_model) * double(seq_len) / 2.0;
+    return matmul + attention_flops;
+}
+
+const std::vector<std::string>& preset_names() {
+    static const std::vector<std::string> names = {"tiny", "small", "tinyllama-60m", "tinyllama-1b"};
+    return names;
+}
+
+ModelConfig preset(const std::string& name) {
+    ModelConfig c;
+    if (name == "tiny") {  // for tests: a few thousand parameters
+        c.n_layers = 2; c.n_heads = 2; c.d_model = 16; c.d_ffn = 32; c.vocab_size = 64; c.context = 32;
+    } else if (name == "small") {  // laptop scale: a few minutes on 2 cores
+        c.n_layers = 4; c.n_heads = 4; c.d_model = 256; c.d_ffn = 512; c.vocab_size = 4096; c.context = 256;
+    } else if (name == "tinyllama-60m") {  // SPEC.md section 2
+        c.n_layers = 10; c.n_heads = 8; c.d_model = 768; c.d_ffn = 1536; c.vocab_size = 50432; c.context = 2048;
+    } else if (name == "tinyllama-1b") {
+        c.n_layers = 22; c.n_heads = 16; c.d_model = 2048; c.d_ffn = 5632; c.vocab_size = 50432; c.context = 2048;
+    } else {
+        fail("--preset: unknown preset '{}' (valid: tiny, small, tinyllama-60m, tinyllama-1b)", name);
+    }
+    return c;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,66 @@
+// Model configuration: sizes, the attention variant, initialisation, and the named presets.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace sinklab {
+
+// The similarity function sim(i, j) of SPEC.md section 3, applied to s = scale * q_i.k_j (+ bias).
+enum class ScoreFunction { softmax, sigmoid, elu };
+
+// One attention variant: score function x normalisation (SPEC.md section 3).
+//   softmax       w_ij = exp(s_ij) / sum_j' exp(s_ij')                      (always normalised)
+//   sigmoid       w_ij = sigmoid(s_ij + bias)                               (Z = 1)
+//   sigmoid-norm  w_ij = sigmoid(s_ij + bias) / (sum_j' sigmoid(..) + 1e-8)
+//   elu           w_ij = elu(s_ij) + 1                                      (Z = 1)
+//   elu-norm      w_ij = (elu(s_ij) + 1) / (sum_j' (elu(..) + 1) + 1e-8)
+struct AttentionSpec {
+    ScoreFunction score = ScoreFunction::softmax;
+    bool normalize = true;      // divide by Z_i = sum_j sim(i, j) (+ 1e-8 for non-softmax)
+    double sigmoid_bias = 0.0;  // b in sigmoid(s + b); 0 in the paper
+
+    std::string name() const;   // "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"
+    // True when the weights are not a probability distribution: the sink metric then uses
+    // proxy scores A~ = w / (sum_j w + 1e-8) (SPEC.md section 1).
+    bool needs_proxy() const { return !normalize; }
+};
+
+// Parses an attention name as above; throws Error naming the flag and the valid names.
+AttentionSpec parse_attention(const std::string& name);
+const std::vector<std::string>& attention_names();
+
+// Initialisation (SPEC.md section 2).
+//   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for
+//           the FFN output projection; norm gains 1.
+//   torch:  PyTorch defaults: nn.Embedding N(0, 1), nn.Linear U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+enum class InitScheme { paper, torch };
+InitScheme parse_init(const std::string& name);
+std::string init_name(InitScheme init);
+
+struct ModelConfig {
+    size_t n_layers = 4;
+    size_t n_heads = 4;
+    size_t d_model = 128;      // C, the residual width
+    size_t d_ffn = 256;        // F, SwiGLU hidden size
+    size_t vocab_size = 256;   // V
+    size_t context = 256;      // maximum sequence length T (RoPE table size)
+    double norm_eps = 1e-5;
+    double rope_base = 10000.0;
+    AttentionSpec attention;
+    InitScheme init = InitScheme::paper;
+
+    size_t head_dim() const { return d_model / n_heads; }
+    // Throws Error naming the offending field (e.g. "n_heads (5) must divide d_model (128)").
+    void validate() const;
+    size_t n_params() const;               // everything, embeddings and LM head included
+    size_t n_nonembedding_params() const;  // without embedding and LM head (SPEC.md's count)
+    // FLOPs of one training step per token: 6 x params (matmuls) + attention (fwd+bwd).
+    double train_flops_per_token(size_t seq_len) const;
+};
+
+// Named presets: "tiny" (tests), "small" (laptop-scale runs), "tinyllama-60m", "tinyllama-1b".
+ModelConfig preset(const std::string& name);
+const std::vector<std::string>& preset_names();
+
+}  // namespace sinklab

@@ -1,0 +1,430 @@
+// The CPU backend: every operation of the model as a forward/backward pair of plain loops.
+//
+// This is the reference implementation. Each function states its shapes and its math above it;
+// the CUDA twin in cuda/ops_cuda.h has the same name and the same comment. Templated on the scalar
+// type so that gradient checks run in double; the trainer runs in float.
+//
+// Conventions
+//   B batch, T sequence length, C model width, H heads, D = C / H head dim, F FFN hidden, V vocab.
+//   N = B * T rows of tokens. Row-major everywhere; size_t indices.
+//   qkv (B, T, 3C): q = [.., 0:C], k = [.., C:2C], v = [.., 2C:3C]; head h is the slice [h D, (h+1) D).
+//   Backward functions accumulate (+=) into every gradient they write, unless stated otherwise.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "config.h"
+#include "matmul.h"
+
+namespace sinklab {
+
+// ----------------------------------------------------------------------------------------------
+// Embedding.  tokens: (N) ids, wte: (V, C)  ->  out: (N, C),  out[n, :] = wte[tokens[n], :]
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, size_t N, size_t C) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* row = wte + size_t(tokens[n]) * C;
+        for (size_t c = 0; c < C; c++) out[n * C + c] = row[c];
+    }
+}
+
+// Embedding, backward.  dwte[tokens[n], :] += dout[n, :]. Parallel over columns so that each
+// element is summed in token order by one thread (deterministic).
+template <typename T>
+void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, size_t N, size_t C) {
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < C; c++)
+        for (size_t n = 0; n < N; n++) dwte[size_t(tokens[n]) * C + c] += dout[n * C + c];
+}
+
+// ----------------------------------------------------------------------------------------------
+// RMSNorm, forward.  x: (N, C) rows, weight: (C)  ->  out: (N, C), rstd: (N) kept for backward.
+//   out[n, c] = x[n, c] * rstd[n] * weight[c],   rstd[n] = 1 / sqrt(mean_c x[n, c]^2 + eps)
+template <typename T>
+void rmsnorm_forward(T* out, T* rstd, const T* x, const T* weight, size_t N, size_t C, T eps) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* xn = x + n * C;
+        T sum_sq = 0;
+        for (size_t c = 0; c < C; c++) sum_sq += xn[c] * xn[c];
+        const T r = T(1) / std::sqrt(sum_sq / T(C) + eps);
+        rstd[n] = r;
+        for (size_t c = 0; c < C; c++) out[n * C + c] = xn[c] * r * weight[c];
+    }
+}
+
+// RMSNorm, backward. Accumulates into dx and dweight (+=), reads the rstd saved above.
+//   y = x r w  with  r = (mean x^2 + eps)^-1/2,  dr/dx_c = -r^3 x_c / C
+//   dx[c] += r w[c] dy[c] - r^3 x[c] / C * sum_c' dy[c'] w[c'] x[c']
+//   dweight[c] += sum_n dy[n, c] x[n, c] r[n]
+template <typename T>
+void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* weight, const T* rstd, size_t N,
+                      size_t C) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* xn = x + n * C;
+        const T* dy = dout + n * C;
+        const T r = rstd[n];
+        T dot = 0;  // sum_c dy w x
+        for (size_t c = 0; c < C; c++) dot += dy[c] * weight[c] * xn[c];
+        const T coef = r * r * r * dot / T(C);
+        for (size_t c = 0; c < C; c++) dx[n * C + c] += r * weight[c] * dy[c] - coef * xn[c];
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < C; c++) {
+        T sum = 0;
+        for (size_t n = 0; n < N; n++) sum += dout[n * C + c] * x[n * C + c] * rstd[n];
+        dweight[c] += sum;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// RoPE tables.  cos, sin: (T, D/2),  angle[t, i] = t * base^(-2i / D)   (computed in double)
+template <typename T>
+void rope_table(T* cos_table, T* sin_table, size_t T_max, size_t D, double base) {
+    const size_t half = D / 2;
+    for (size_t t = 0; t < T_max; t++)
+        for (size_t i = 0; i < half; i++) {
+            const double angle = double(t) * std::pow(base, -2.0 * double(i) / double(D));
+            cos_table[t * half + i] = T(std::cos(angle));
+            sin_table[t * half + i] = T(std::sin(angle));
+        }
+}
+
+// RoPE, forward, rotate-half (GPT-NeoX) layout on the whole head dimension.
+//   qkv: (B, T, 3C) -> out: (B, T, 3C). q and k are rotated per head, v is copied.
+//   For each head slice x (D values), i < D/2, position t:
+//     out[i]       = x[i] cos[t, i] - x[i + D/2] sin[t, i]
+//     out[i + D/2] = x[i + D/2] cos[t, i] + x[i] sin[t, i]
+template <typename T>
+void rope_forward(T* out, const T* qkv, const T* cos_table, const T* sin_table, size_t B, size_t Tn, size_t C,
+                  size_t H) {
+    const size_t D = C / H, half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (size_t bt = 0; bt < B * Tn; bt++) {
+        const size_t t = bt % Tn;
+        const T* cs = cos_table + t * half;
+        const T* sn = sin_table + t * half;
+        const T* in_row = qkv + bt * 3 * C;
+        T* out_row = out + bt * 3 * C;
+        for (size_t h = 0; h < 2 * H; h++) {  // the H query heads, then the H key heads
+            const T* x = in_row + h * D;
+            T* y = out_row + h * D;
+            for (size_t i = 0; i < half; i++) {
+                y[i] = x[i] * cs[i] - x[i + half] * sn[i];
+                y[i + half] = x[i + half] * cs[i] + x[i] * sn[i];
+            }
+        }
+        for (size_t c = 2 * C; c < 3 * C; c++) out_row[c] = in_row[c];
+    }
+}
+
+// RoPE, backward (the transpose of the rotation).  dqkv (B, T, 3C) += R^T dout.
+//   dx[i] += dy[i] cos + dy[i + D/2] sin,   dx[i + D/2] += dy[i + D/2] cos - dy[i] sin
+template <typename T>
+void rope_backward(T* dqkv, const T* dout, const T* cos_table, const T* sin_table, size_t B, size_t Tn, size_t C,
+                   size_t H) {
+    const size_t D = C / H, half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (size_t bt = 0; bt < B * Tn; bt++) {
+        const size_t t = bt % Tn;
+        const T* cs = cos_table + t * half;
+        const T* sn = sin_table + t * half;
+        const T* dy_row = dout + bt * 3 * C;
+        T* dx_row = dqkv + bt * 3 * C;
+        for (size_t h = 0; h < 2 * H; h++) {
+            const T* dy = dy_row + h * D;
+            T* dx = dx_row + h * D;
+            for (size_t i = 0; i < half; i++) {
+                dx[i] += dy[i] * cs[i] + dy[i + half] * sn[i];
+                dx[i + half] += dy[i + half] * cs[i] - dy[i] * sn[i];
+            }
+        }
+        for (size_t c = 2 * C; c < 3 * C; c++) dx_row[c] += dy_row[c];
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Attention score functions g(s) and their derivatives written in terms of g (what backward has).
+//   sigmoid: g = 1 / (1 + exp(-s)),   g' = g (1 - g)
+//   elu+1:   g = s + 1 (s > 0), exp(s) (s <= 0),   g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  g' = min(g, 1)
+template <typename T>
+inline T attention_sim(ScoreFunction f, T s) {
+    switch (f) {
+        case ScoreFunction::sigmoid: return T(1) / (T(1) + std::exp(-s));
+        case ScoreFunction::elu: return s > T(0) ? s + T(1) : std::exp(s);
+        case ScoreFunction::softmax: break;
+    }
+    return std::exp(s);  // softmax: callers subtract the row maximum first
+}
+
+template <typename T>
+inline T attention_sim_grad(ScoreFunction f, T g) {
+    switch (f) {
+        case ScoreFunction::sigmoid: return g * (T(1) - g);
+        case ScoreFunction::elu: return g < T(1) ? g : T(1);
+        case ScoreFunction::softmax: break;
+    }
+    return g;
+}
+
+// The epsilon added to Z for normalised non-softmax variants (SPEC.md section 3).
+constexpr double kAttentionNormEps = 1e-8;
+
+// Causal multi-head attention, forward, for every variant of AttentionSpec.
+//   qkv: (B, T, 3C) after RoPE  ->  out: (B, T, C),
+//   att: (B, H, T, T) the weights w[i, j] actually used (0 above the diagonal),
+//   att_z: (B, H, T) the normaliser Z_i (1 for variants without normalisation).
+//   s_ij = q_i.k_j / sqrt(D) (+ bias for sigmoid);  w_ij = sim(s_ij) / Z_i  for j <= i;
+//   out_i = sum_{j<=i} w_ij v_j.
+//   softmax: w = exp(s - max) / sum exp(s - max);  Z_i is stored as 1 (w alone is enough for backward).
+template <typename T>
+void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C, size_t H,
+                       const AttentionSpec& spec) {
+    const size_t D = C / H, C3 = 3 * C;
+    const T scale = T(1) / std::sqrt(T(D));
+    const T bias = spec.score == ScoreFunction::sigmoid ? T(spec.sigmoid_bias) : T(0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < Tn; i++) {
+                const T* q = qkv + (b * Tn + i) * C3 + h * D;
+                T* w = att + ((b * H + h) * Tn + i) * Tn;
+                // scores s_ij for j <= i
+                T max_s = -INFINITY;
+                for (size_t j = 0; j <= i; j++) {
+                    const T* k = qkv + (b * Tn + j) * C3 + C + h * D;
+                    T dot = 0;
+                    for (size_t d = 0; d < D; d++) dot += q[d] * k[d];
+                    w[j] = dot * scale + bias;
+                    if (w[j] > max_s) max_s = w[j];
+                }
+                // sim and normaliser
+                T z = 1;
+                if (spec.score == ScoreFunction::softmax) {
+                    T sum = 0;
+                    for (size_t j = 0; j <= i; j++) {
+                        w[j] = std::exp(w[j] - max_s);
+                        sum += w[j];
+                    }
+                    for (size_t j = 0; j <= i; j++) w[j] /= sum;
+                } else {
+                    T sum = 0;
+                    for (size_t j = 0; j <= i; j++) {
+                        w[j] = attention_sim(spec.score, w[j]);
+                        sum += w[j];
+                    }
+                    if (spec.normalize) {
+                        z = sum + T(kAttentionNormEps);
+                        for (size_t j = 0; j <= i; j++) w[j] /= z;
+                    }
+                }
+                for (size_t j = i + 1; j < Tn; j++) w[j] = 0;  // the causal mask: exactly zero
+                att_z[(b * H + h) * Tn + i] = z;
+                // weighted sum of values
+                T* o = out + (b * Tn + i) * C + h * D;
+                for (size_t d = 0; d < D; d++) o[d] = 0;
+                for (size_t j = 0; j <= i; j++) {
+                    const T* v = qkv + (b * Tn + j) * C3 + 2 * C + h * D;
+                    for (size_t d = 0; d < D; d++) o[d] += w[j] * v[d];
+                }
+            }
+}
+
+// Causal multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C).
+//   dw_ij = dout_i . v_j,   dv_j += w_ij dout_i
+//   normalised (w = g / Z):  dg_ij = (dw_ij - sum_j' w_ij' dw_ij') / Z_i
+//   not normalised (w = g):  dg_ij = dw_ij
+//   ds_ij = dg_ij g'(s_ij)   (softmax: g' = g, so ds_ij = w_ij (dw_ij - sum_j' w_ij' dw_ij'))
+//   dq_i += scale sum_j ds_ij k_j,   dk_j += scale ds_ij q_i
+// One thread owns one (b, h), so the sums over i into dk_j and dv_j are in a fixed order.
+template <typename T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t B, size_t Tn,
+                        size_t C, size_t H, const AttentionSpec& spec) {
+    const size_t D = C / H, C3 = 3 * C;
+    const T scale = T(1) / std::sqrt(T(D));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++) {
+            std::vector<T> ds(Tn);
+            for (size_t i = 0; i < Tn; i++) {
+                const T* w = att + ((b * H + h) * Tn + i) * Tn;
+                const T* dout_i = dout + (b * Tn + i) * C + h * D;
+                // dw_ij, and dv_j += w_ij dout_i
+                T weighted = 0;  // sum_j w_ij dw_ij
+                for (size_t j = 0; j <= i; j++) {
+                    const T* v = qkv + (b * Tn + j) * C3 + 2 * C + h * D;
+                    T* dv = dqkv + (b * Tn + j) * C3 + 2 * C + h * D;
+                    T dw = 0;
+                    for (size_t d = 0; d < D; d++) {
+                        dw += dout_i[d] * v[d];
+                        dv[d] += w[j] * dout_i[d];
+                    }
+                    ds[j] = dw;
+                    weighted += w[j] * dw;
+                }
+                // through the normaliser and the score function
+                if (spec.score == ScoreFunction::softmax) {
+                    for (size_t j = 0; j <= i; j++) ds[j] = w[j] * (ds[j] - weighted);
+                } else {
+                    const T z = att_z[(b * H + h) * Tn + i];
+                    for (size_t j = 0; j <= i; j++) {
+                        const T g = w[j] * z;
+                        const T dg = spec.normalize ? (ds[j] - weighted) / z : ds[j];
+                        ds[j] = dg * attention_sim_grad(spec.score, g);
+                    }
+                }
+                // into q and k
+                const T* q = qkv + (b * Tn + i) * C3 + h * D;
+                T* dq = dqkv + (b * Tn + i) * C3 + h * D;
+                for (size_t j = 0; j <= i; j++) {
+                    const T* k = qkv + (b * Tn + j) * C3 + C + h * D;
+                    T* dk = dqkv + (b * Tn + j) * C3 + C + h * D;
+                    const T g = ds[j] * scale;
+                    for (size_t d = 0; d < D; d++) {
+                        dq[d] += g * k[d];
+                        dk[d] += g * q[d];
+                    }
+                }
+            }
+        }
+}
+
+// ----------------------------------------------------------------------------------------------
+// SwiGLU, forward.  fc: (N, 2F) = [x W1^T | x W2^T]  ->  out: (N, F) = silu(gate) * up
+//   silu(a) = a sigmoid(a)
+template <typename T>
+void swiglu_forward(T* out, const T* fc, size_t N, size_t F) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* gate = fc + n * 2 * F;
+        const T* up = gate + F;
+        for (size_t f = 0; f < F; f++) {
+            const T sig = T(1) / (T(1) + std::exp(-gate[f]));
+            out[n * F + f] = gate[f] * sig * up[f];
+        }
+    }
+}
+
+// SwiGLU, backward.  dfc (N, 2F) +=.
+//   dgate += dout * up * sig (1 + a (1 - sig)),   dup += dout * silu(a)
+template <typename T>
+void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* gate = fc + n * 2 * F;
+        const T* up = gate + F;
+        T* dgate = dfc + n * 2 * F;
+        T* dup = dgate + F;
+        for (size_t f = 0; f < F; f++) {
+            const T a = gate[f];
+            const T sig = T(1) / (T(1) + std::exp(-a));
+            const T dy = dout[n * F + f];
+            dgate[f] += dy * up[f] * sig * (T(1) + a * (T(1) - sig));
+            dup[f] += dy * a * sig;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Residual add.  x (n) += y (n). (Its backward is the identity: the gradient flows to both.)
+template <typename T>
+void residual_add(T* x, const T* y, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// ----------------------------------------------------------------------------------------------
+// Cross entropy, forward.  logits: (N, V), targets: (N)  ->  losses: (N)
+//   losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]];  a negative target is ignored (loss 0).
+template <typename T>
+void crossentropy_forward(T* losses, const T* logits, const int32_t* targets, size_t N, size_t V) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            losses[n] = 0;
+            continue;
+        }
+        const T* row = logits + n * V;
+        T max_l = row[0];
+        for (size_t v = 1; v < V; v++) max_l = row[v] > max_l ? row[v] : max_l;
+        T sum = 0;
+        for (size_t v = 0; v < V; v++) sum += std::exp(row[v] - max_l);
+        losses[n] = std::log(sum) + max_l - row[size_t(targets[n])];
+    }
+}
+
+// Cross entropy fused with the softmax over the vocabulary, backward. Writes (=, not +=):
+//   dlogits[n, v] = dloss * (softmax(logits[n])[v] - [v == targets[n]])   (0 for ignored rows)
+// dlogits may be the same buffer as logits (each row is read fully before it is written).
+template <typename T>
+void crossentropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, size_t N, size_t V) {
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        const T* row = logits + n * V;
+        T* drow = dlogits + n * V;
+        if (targets[n] < 0) {
+            for (size_t v = 0; v < V; v++) drow[v] = 0;
+            continue;
+        }
+        T max_l = row[0];
+        for (size_t v = 1; v < V; v++) max_l = row[v] > max_l ? row[v] : max_l;
+        T sum = 0;
+        for (size_t v = 0; v < V; v++) sum += std::exp(row[v] - max_l);
+        const T inv_sum = T(1) / sum;
+        for (size_t v = 0; v < V; v++) drow[v] = dloss * std::exp(row[v] - max_l) * inv_sum;
+        drow[size_t(targets[n])] -= dloss;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sum of squares of n values, in double, in fixed-size chunks reduced in chunk order: the result is
+// bitwise the same for any thread count.
+template <typename T>
+double sum_squares(const T* x, size_t n) {
+    constexpr size_t kChunk = 1 << 14;
+    const size_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks, 0.0);
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < chunks; c++) {
+        double s = 0;
+        const size_t end = std::min(n, (c + 1) * kChunk);
+        for (size_t i = c * kChunk; i < end; i++) s += double(x[i]) * double(x[i]);
+        partial[c] = s;
+    }
+    double total = 0;
+    for (double p : partial) total += p;
+    return total;
+}
+
+// AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's torch.optim.AdamW):
+//   g = grad * grad_scale   (grad_scale carries the clipping factor)
+//   m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
+//   p -= lr * ( (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p )      t = step, 1-based
+struct AdamWHyper {
+    double lr = 4e-4, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+};
+
+template <typename T>
+void adamw_update(T* params, const T* grads, T* m, T* v, size_t n, const AdamWHyper& hp, size_t step,
+                  T grad_scale) {
+    const T b1 = T(hp.beta1), b2 = T(hp.beta2);
+    const T bias1 = T(1.0 - std::pow(hp.beta1, double(step)));
+    const T bias2 = T(1.0 - std::pow(hp.beta2, double(step)));
+    const T lr = T(hp.lr), eps = T(hp.eps), wd = T(hp.weight_decay);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const T g = grads[i] * grad_scale;
+        m[i] = b1 * m[i] + (T(1) - b1) * g;
+        v[i] = b2 * v[i] + (T(1) - b2) * g * g;
+        const T m_hat = m[i] / bias1;
+        const T v_hat = v[i] / bias2;
+        params[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + wd * params[i]);
+    }
+}
+
+}  // namespace sinklab
