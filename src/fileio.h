@@ -1,0 +1,19 @@
+// File helpers shared by every writer: atomic replacement, whole-file reads with clear errors.
+#pragma once
+#include <string>
+
+namespace sinklab {
+
+// Writes `bytes` to `path` atomically: path.tmp is written, flushed to disk and renamed over path,
+// so a crash at any point leaves either the old file or the new one, never a torn one.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+// Reads a whole file; throws Error naming it when it cannot be opened or read.
+std::string read_file(const std::string& path);
+
+// Creates a directory and its parents (no error when it exists).
+void make_dirs(const std::string& path);
+
+bool file_exists(const std::string& path);
+
+}  // namespace sinklab
