@@ -1,0 +1,372 @@
+// The LLaMA-style model, written once for every backend (CpuBackend in backend_cpu.h, CudaBackend in
+// cuda/backend_cuda.h): which layers, in what order, on which buffers.
+//
+//   tokens (B, T)
+//     -> embedding                                  x_0 (B, T, C)
+//     -> L pre-norm blocks:
+//          x_mid = x_l + Wo . Attention(RoPE(Wqkv . RMSNorm(x_l)))
+//          x_l+1 = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
+//     -> final RMSNorm -> LM head (untied)          logits (B, T, V)
+//     -> cross entropy against the next tokens      mean loss
+//
+// Parameters live in one allocation carved by a TensorTable; per-layer tensors are stacked with a
+// leading layer dimension (the names below are also the safetensors names):
+//   embed.weight            (V, C)
+//   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
+//   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
+//   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]
+//   blocks.ffn_out.weight   (L, C, F)       W3 (down)
+//   final_norm.weight       (C)             lm_head.weight (V, C)
+// Gradients and the two AdamW moments use the same table in allocations of their own.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "config.h"
+#include "error.h"
+#include "rng.h"
+#include "tensor_table.h"
+
+namespace sinklab {
+
+inline TensorTable make_param_table(const ModelConfig& c) {
+    const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size;
+    TensorTable t;
+    t.add("embed.weight", {V, C});
+    t.add("blocks.attn_norm.weight", {L, C});
+    t.add("blocks.attn_qkv.weight", {L, 3 * C, C});
+    t.add("blocks.attn_out.weight", {L, C, C});
+    t.add("blocks.ffn_norm.weight", {L, C});
+    t.add("blocks.ffn_in.weight", {L, 2 * F, C});
+    t.add("blocks.ffn_out.weight", {L, C, F});
+    t.add("final_norm.weight", {C});
+    t.add("lm_head.weight", {V, C});
+    return t;
+}
+
+// Pointers into one parameter-shaped allocation (parameters, gradients or a moment).
+template <typename T>
+struct ParamTensors {
+    T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
+
+    static ParamTensors carve(T* base, const TensorTable& table) {
+        auto at = [&](const char* name) { return base + table.find(name).offset; };
+        return {at("embed.weight"),        at("blocks.attn_norm.weight"), at("blocks.attn_qkv.weight"),
+                at("blocks.attn_out.weight"), at("blocks.ffn_norm.weight"), at("blocks.ffn_in.weight"),
+                at("blocks.ffn_out.weight"), at("final_norm.weight"),      at("lm_head.weight")};
+    }
+};
+
+// Activations of one forward pass over B sequences of T tokens (N = B T), kept for backward,
+// stacked per layer. `att` holds what the backend's attention keeps for its backward: on the CPU
+// the full weights (L, B, H, T, T), which the sink analysis reads.
+template <typename T>
+struct Activations {
+    T* resid;       // (L+1, B, T, C)  residual stream entering each block; resid[L] = last block's output
+    T* resid_mid;   // (L, B, T, C)    residual stream after the attention sub-block
+    T* attn_norm;   // (L, B, T, C)
+    T* attn_rstd;   // (L, B, T)
+    T* qkv;         // (L, B, T, 3C)   before RoPE
+    T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied)
+    T* att;         // (L, attention_saved_size)
+    T* att_z;       // (L, B, H, T)    normaliser Z_i
+    T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
+    T* ffn_norm;    // (L, B, T, C)
+    T* ffn_rstd;    // (L, B, T)
+    T* ffn_fc;      // (L, B, T, 2F)   [gate | up]
+    T* ffn_act;     // (L, B, T, F)    silu(gate) * up
+    T* final_norm;  // (B, T, C)
+    T* final_rstd;  // (B, T)
+    T* logits;      // (B, T, V)       overwritten by dlogits during backward
+    T* losses;      // (B, T)
+    // backward scratch, one layer at a time
+    T* d_resid;     // (B, T, C)       gradient of the residual stream, flowing down the layers
+    T* d_norm;      // (B, T, C)
+    T* d_qkv_rope;  // (B, T, 3C)
+    T* d_qkv;       // (B, T, 3C)
+    T* d_attn_y;    // (B, T, C)
+    T* d_ffn_fc;    // (B, T, 2F)
+    T* d_ffn_act;   // (B, T, F)
+};
+
+template <class Backend>
+class Model {
+public:
+    using T = typename Backend::Scalar;
+
+    explicit Model(const ModelConfig& config) : config_(config) {
+        config_.validate();
+        table_ = make_param_table(config_);
+        const size_t n = table_.total();
+        params_ = Backend::template alloc<T>(n);
+        grads_ = Backend::template alloc<T>(n);
+        adam_m_ = Backend::template alloc<T>(n);
+        adam_v_ = Backend::template alloc<T>(n);
+        // RoPE tables (context, D/2), computed once on the host.
+        const size_t half = config_.head_dim() / 2;
+        std::vector<T> cos_host(config_.context * half), sin_host(config_.context * half);
+        rope_table(cos_host.data(), sin_host.data(), config_.context, config_.head_dim(), config_.rope_base);
+        rope_cos_ = Backend::template alloc<T>(cos_host.size());
+        rope_sin_ = Backend::template alloc<T>(sin_host.size());
+        Backend::upload(rope_cos_, cos_host.data(), cos_host.size());
+        Backend::upload(rope_sin_, sin_host.data(), sin_host.size());
+    }
+    ~Model() {
+        for (T* p : {params_, grads_, adam_m_, adam_v_, rope_cos_, rope_sin_, act_memory_}) Backend::release(p);
+        Backend::release(tokens_);
+    }
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelConfig& config() const { return config_; }
+    const TensorTable& param_table() const { return table_; }
+    size_t n_params() const { return table_.total(); }
+    T* params() { return params_; }
+    T* grads() { return grads_; }
+    T* adam_m() { return adam_m_; }
+    T* adam_v() { return adam_v_; }
+    const Activations<T>& acts() const { return acts_; }
+    size_t act_batch() const { return act_B_; }
+    size_t act_seq() const { return act_T_; }
+    size_t activation_bytes() const { return act_total_ * sizeof(T); }
+
+    // Initialisation (SPEC.md section 2), on the host with the project's own RNG, then uploaded.
+    // Each tensor draws from its own stream (seed, tensor index), so adding a tensor does not
+    // change the others.
+    //   paper: std sqrt(2 / (5 C)) for the embedding and every linear layer; std 1 / (sqrt(C) L) for
+    //          the FFN output projection W3 (the reference code's small_init / wang_init, fan_in = C)
+    //   torch: embedding N(0, 1); linear U(-1/sqrt(in), 1/sqrt(in))
+    //   norm gains: 1
+    void init_weights(uint64_t seed) {
+        std::vector<T> host(table_.total());
+        const double C = double(config_.d_model), L = double(config_.n_layers);
+        for (size_t i = 0; i < table_.specs().size(); i++) {
+            const TensorSpec& s = table_.specs()[i];
+            Rng rng(seed * 1000003ull + i);
+            T* p = host.data() + s.offset;
+            const bool is_norm = s.name.find("norm") != std::string::npos;
+            const size_t fan_in = s.shape.back();
+            for (size_t k = 0; k < s.numel; k++) {
+                double value;
+                if (is_norm) {
+                    value = 1.0;
+                } else if (config_.init == InitScheme::paper) {
+                    const double std = s.name == "blocks.ffn_out.weight" ? 1.0 / (std::sqrt(C) * L) : std::sqrt(2.0 / (5.0 * C));
+                    value = std * rng.normal();
+                } else if (s.name == "embed.weight") {
+                    value = rng.normal();
+                } else {
+                    const double bound = 1.0 / std::sqrt(double(fan_in));
+                    value = (2.0 * rng.uniform() - 1.0) * bound;
+                }
+                p[k] = T(value);
+            }
+        }
+        Backend::upload(params_, host.data(), host.size());
+        Backend::zero(grads_, table_.total());
+        Backend::zero(adam_m_, table_.total());
+        Backend::zero(adam_v_, table_.total());
+    }
+
+    // Forward over B sequences of T tokens (host arrays of B*T ids). With targets (next tokens,
+    // -1 = ignored), computes the losses and returns their mean over the counted positions;
+    // without, returns 0 and leaves the logits. Checks every id against the vocabulary.
+    double forward(const int32_t* inputs, const int32_t* targets, size_t B, size_t Tn) {
+        const ModelConfig& c = config_;
+        if (Tn > c.context) fail("sequence length {} exceeds the model's context {}", Tn, c.context);
+        check_ids(inputs, B * Tn, "input");
+        if (targets) check_ids(targets, B * Tn, "target");
+        ensure_activations(B, Tn);
+        const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, H = c.n_heads, N = B * Tn;
+        const size_t saved = Backend::attention_saved_size(B, H, Tn);
+        Backend::upload(tokens_, inputs, N);
+        if (targets) Backend::upload(tokens_ + N, targets, N);
+        const ParamTensors<T> p = ParamTensors<T>::carve(params_, table_);
+        Activations<T>& a = acts_;
+        const T eps = T(c.norm_eps);
+
+        Backend::embedding_forward(a.resid, tokens_, p.embed, N, C);
+        for (size_t l = 0; l < L; l++) {
+            T* x = a.resid + l * N * C;
+            T* x_mid = a.resid_mid + l * N * C;
+            T* x_next = a.resid + (l + 1) * N * C;
+            // attention sub-block
+            T* attn_norm = a.attn_norm + l * N * C;
+            T* qkv = a.qkv + l * N * 3 * C;
+            T* qkv_rope = a.qkv_rope + l * N * 3 * C;
+            T* attn_y = a.attn_y + l * N * C;
+            Backend::rmsnorm_forward(attn_norm, a.attn_rstd + l * N, x, p.attn_norm + l * C, N, C, eps);
+            Backend::matmul_forward(qkv, attn_norm, p.attn_qkv + l * 3 * C * C, N, C, 3 * C);
+            Backend::rope_forward(qkv_rope, qkv, rope_cos_, rope_sin_, B, Tn, C, H);
+            Backend::attention_forward(attn_y, a.att + l * saved, a.att_z + l * B * H * Tn, qkv_rope, B, Tn, C, H,
+                                       c.attention);
+            Backend::matmul_forward(x_mid, attn_y, p.attn_out + l * C * C, N, C, C);
+            Backend::residual_add(x_mid, x, N * C);
+            // feed-forward sub-block
+            T* ffn_norm = a.ffn_norm + l * N * C;
+            T* ffn_fc = a.ffn_fc + l * N * 2 * F;
+            T* ffn_act = a.ffn_act + l * N * F;
+            Backend::rmsnorm_forward(ffn_norm, a.ffn_rstd + l * N, x_mid, p.ffn_norm + l * C, N, C, eps);
+            Backend::matmul_forward(ffn_fc, ffn_norm, p.ffn_in + l * 2 * F * C, N, C, 2 * F);
+            Backend::swiglu_forward(ffn_act, ffn_fc, N, F);
+            Backend::matmul_forward(x_next, ffn_act, p.ffn_out + l * C * F, N, F, C);
+            Backend::residual_add(x_next, x_mid, N * C);
+        }
+        Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
+        Backend::matmul_forward(a.logits, a.final_norm, p.lm_head, N, C, V);
+        if (!targets) return 0.0;
+
+        Backend::crossentropy_forward(a.losses, a.logits, tokens_ + N, N, V);
+        std::vector<T> losses(N);
+        Backend::download(losses.data(), a.losses, N);
+        double sum = 0.0;
+        counted_ = 0;
+        for (size_t n = 0; n < N; n++)
+            if (targets[n] >= 0) {
+                sum += double(losses[n]);
+                counted_++;
+            }
+        has_targets_ = true;
+        return counted_ ? sum / double(counted_) : 0.0;
+    }
+
+    void zero_grad() { Backend::zero(grads_, table_.total()); }
+
+    // Backward of (scale x the mean loss) of the last forward; accumulates into the gradients.
+    // (scale = 1 / micro-batches for gradient accumulation.)
+    void backward(double scale = 1.0) {
+        if (!has_targets_) fail("backward() needs a forward() with targets first");
+        has_targets_ = false;  // the logits are about to be overwritten by their gradient
+        const ModelConfig& c = config_;
+        const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, H = c.n_heads;
+        const size_t B = act_B_, Tn = act_T_, N = B * Tn;
+        const size_t saved = Backend::attention_saved_size(B, H, Tn);
+        const ParamTensors<T> p = ParamTensors<T>::carve(params_, table_);
+        const ParamTensors<T> g = ParamTensors<T>::carve(grads_, table_);
+        Activations<T>& a = acts_;
+        const T dloss = counted_ ? T(scale / double(counted_)) : T(0);
+
+        // LM head and final norm. The logits buffer becomes dlogits.
+        Backend::crossentropy_backward(a.logits, a.logits, tokens_ + N, dloss, N, V);
+        Backend::zero(a.d_norm, N * C);
+        Backend::matmul_backward(a.d_norm, g.lm_head, a.logits, a.final_norm, p.lm_head, N, C, V);
+        Backend::zero(a.d_resid, N * C);
+        Backend::rmsnorm_backward(a.d_resid, g.final_norm, a.d_norm, a.resid + L * N * C, p.final_norm,
+                                  a.final_rstd, N, C);
+        // Blocks, last to first. d_resid holds dLoss/dx_{l+1} on entry and dLoss/dx_l on exit.
+        for (size_t l = L; l-- > 0;) {
+            const T* x = a.resid + l * N * C;
+            const T* x_mid = a.resid_mid + l * N * C;
+            // feed-forward: x_next = x_mid + W3 . act  (the residual passes d_resid through unchanged)
+            Backend::zero(a.d_ffn_act, N * F);
+            Backend::matmul_backward(a.d_ffn_act, g.ffn_out + l * C * F, a.d_resid, a.ffn_act + l * N * F,
+                                     p.ffn_out + l * C * F, N, F, C);
+            Backend::zero(a.d_ffn_fc, N * 2 * F);
+            Backend::swiglu_backward(a.d_ffn_fc, a.d_ffn_act, a.ffn_fc + l * N * 2 * F, N, F);
+            Backend::zero(a.d_norm, N * C);
+            Backend::matmul_backward(a.d_norm, g.ffn_in + l * 2 * F * C, a.d_ffn_fc, a.ffn_norm + l * N * C,
+                                     p.ffn_in + l * 2 * F * C, N, C, 2 * F);
+            Backend::rmsnorm_backward(a.d_resid, g.ffn_norm + l * C, a.d_norm, x_mid, p.ffn_norm + l * C,
+                                      a.ffn_rstd + l * N, N, C);
+            // attention: x_mid = x + Wo . y
+            Backend::zero(a.d_attn_y, N * C);
+            Backend::matmul_backward(a.d_attn_y, g.attn_out + l * C * C, a.d_resid, a.attn_y + l * N * C,
+                                     p.attn_out + l * C * C, N, C, C);
+            Backend::zero(a.d_qkv_rope, N * 3 * C);
+            Backend::attention_backward(a.d_qkv_rope, a.d_attn_y, a.qkv_rope + l * N * 3 * C, a.att + l * saved,
+                                        a.att_z + l * B * H * Tn, B, Tn, C, H, c.attention);
+            Backend::zero(a.d_qkv, N * 3 * C);
+            Backend::rope_backward(a.d_qkv, a.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+            Backend::zero(a.d_norm, N * C);
+            Backend::matmul_backward(a.d_norm, g.attn_qkv + l * 3 * C * C, a.d_qkv, a.attn_norm + l * N * C,
+                                     p.attn_qkv + l * 3 * C * C, N, C, 3 * C);
+            Backend::rmsnorm_backward(a.d_resid, g.attn_norm + l * C, a.d_norm, x, p.attn_norm + l * C,
+                                      a.attn_rstd + l * N, N, C);
+        }
+        Backend::embedding_backward(g.embed, a.d_resid, tokens_, N, C);
+    }
+
+    // L2 norm of all gradients (in double, deterministic).
+    double grad_norm() const { return std::sqrt(Backend::sum_squares(grads_, table_.total())); }
+
+    // One AdamW update of every parameter (weight decay on all, SPEC.md section 2) with the
+    // gradients multiplied by grad_scale (the clipping factor). step is 1-based.
+    void adamw_step(const AdamWHyper& hp, size_t step, double grad_scale) {
+        Backend::adamw_update(params_, grads_, adam_m_, adam_v_, table_.total(), hp, step, T(grad_scale));
+    }
+
+private:
+    void check_ids(const int32_t* ids, size_t n, const char* what) const {
+        for (size_t i = 0; i < n; i++) {
+            const bool ignored_target = what[0] == 't' && ids[i] == -1;
+            if (!ignored_target && (ids[i] < 0 || size_t(ids[i]) >= config_.vocab_size))
+                fail("{} token id {} at position {} is outside the vocabulary (size {})", what, ids[i], i,
+                     config_.vocab_size);
+        }
+    }
+
+    // (Re)allocates the activations for B sequences of T tokens, all in one allocation.
+    void ensure_activations(size_t B, size_t Tn) {
+        if (B == act_B_ && Tn == act_T_) return;
+        Backend::release(act_memory_);
+        Backend::release(tokens_);
+        const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
+        const size_t H = config_.n_heads, N = B * Tn;
+        TensorTable t;
+        t.add("resid", {L + 1, N, C});
+        t.add("resid_mid", {L, N, C});
+        t.add("attn_norm", {L, N, C});
+        t.add("attn_rstd", {L, N});
+        t.add("qkv", {L, N, 3 * C});
+        t.add("qkv_rope", {L, N, 3 * C});
+        t.add("att", {L, Backend::attention_saved_size(B, H, Tn)});
+        t.add("att_z", {L, B, H, Tn});
+        t.add("attn_y", {L, N, C});
+        t.add("ffn_norm", {L, N, C});
+        t.add("ffn_rstd", {L, N});
+        t.add("ffn_fc", {L, N, 2 * F});
+        t.add("ffn_act", {L, N, F});
+        t.add("final_norm", {N, C});
+        t.add("final_rstd", {N});
+        t.add("logits", {N, V});
+        t.add("losses", {N});
+        t.add("d_resid", {N, C});
+        t.add("d_norm", {N, C});
+        t.add("d_qkv_rope", {N, 3 * C});
+        t.add("d_qkv", {N, 3 * C});
+        t.add("d_attn_y", {N, C});
+        t.add("d_ffn_fc", {N, 2 * F});
+        t.add("d_ffn_act", {N, F});
+        act_memory_ = Backend::template alloc<T>(t.total());
+        act_total_ = t.total();
+        tokens_ = Backend::template alloc<int32_t>(2 * N);
+        T** fields[] = {&acts_.resid,     &acts_.resid_mid,  &acts_.attn_norm, &acts_.attn_rstd, &acts_.qkv,
+                        &acts_.qkv_rope,  &acts_.att,        &acts_.att_z,     &acts_.attn_y,    &acts_.ffn_norm,
+                        &acts_.ffn_rstd,  &acts_.ffn_fc,     &acts_.ffn_act,   &acts_.final_norm, &acts_.final_rstd,
+                        &acts_.logits,    &acts_.losses,     &acts_.d_resid,   &acts_.d_norm,    &acts_.d_qkv_rope,
+                        &acts_.d_qkv,     &acts_.d_attn_y,   &acts_.d_ffn_fc,  &acts_.d_ffn_act};
+        for (size_t i = 0; i < t.specs().size(); i++) *fields[i] = act_memory_ + t.specs()[i].offset;
+        act_B_ = B;
+        act_T_ = Tn;
+        has_targets_ = false;
+    }
+
+    ModelConfig config_;
+    TensorTable table_;
+    T* params_ = nullptr;
+    T* grads_ = nullptr;
+    T* adam_m_ = nullptr;
+    T* adam_v_ = nullptr;
+    T* rope_cos_ = nullptr;
+    T* rope_sin_ = nullptr;
+    T* act_memory_ = nullptr;
+    size_t act_total_ = 0;
+    int32_t* tokens_ = nullptr;  // (2, N): inputs then targets, on the backend
+    Activations<T> acts_{};
+    size_t act_B_ = 0, act_T_ = 0;
+    size_t counted_ = 0;  // positions with a target in the last forward
+    bool has_targets_ = false;
+};
+
+}  // namespace sinklab
