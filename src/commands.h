@@ -6,5 +6,7 @@ namespace sinklab {
 
 int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);
+int cmd_tokenizer(int argc, char** argv);
+int cmd_prepare(int argc, char** argv);
 
 }  // namespace sinklab

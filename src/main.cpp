@@ -21,6 +21,8 @@ struct Command {
 const Command kCommands[] = {
     {"info", sinklab::cmd_info, "version, compiler, threads, SIMD level, CUDA and GPU"},
     {"train", sinklab::cmd_train, "train a model on token shards (llm.c format)"},
+    {"tokenizer", sinklab::cmd_tokenizer, "train, use and inspect the byte-level BPE tokenizer"},
+    {"prepare", sinklab::cmd_prepare, "tokenize a corpus into train/val shards, a tokenizer and a probe file"},
 };
 
 void print_usage() {
