@@ -1,0 +1,256 @@
+// Tokenizer tests: the pre-tokenizer's cuts, BPE merges on a hand-worked example, exact round trips
+// for arbitrary bytes (invalid UTF-8 included), the special token, the file format and its checks,
+// and reading llm.c tokenizer files.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "fileio.h"
+#include "pretokenize.h"
+#include "rng.h"
+#include "tokenizer.h"
+
+using namespace sinklab;
+
+namespace {
+
+std::vector<std::string> pieces_of(std::string_view text) {
+    std::vector<std::string> out;
+    for (const std::string_view p : pretokenize(text)) out.emplace_back(p);
+    return out;
+}
+
+std::string random_bytes(Rng& rng, size_t n) {
+    std::string s(n, '\0');
+    for (char& c : s) c = char(rng.below(256));
+    return s;
+}
+
+// A small English-like training text with some repetition.
+std::string sample_text() {
+    std::string text;
+    const char* lines[] = {"The quick brown fox jumps over the lazy dog.\n",
+                           "It's 2024 and the kernel's scheduler isn't simple; we'll see.\n",
+                           "    int main(void) { return 0; }\n",
+                           "Caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9 \xE2\x80\x94 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E text.\n",
+                           "====================\n\n"};
+    for (size_t r = 0; r < 20; r++)
+        for (const char* line : lines) text += line;
+    return text;
+}
+
+Tokenizer train_on(const std::string& text, size_t vocab) {
+    WordCounts counts;
+    counts.add_text(text);
+    return Tokenizer::train(counts, vocab);
+}
+
+std::string temp_dir(const std::string& name) {
+    const std::string dir = (std::filesystem::temp_directory_path() / ("sinklab_test_tok_" + name)).string();
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+void put_u32(std::string& out, uint32_t v) {
+    for (size_t b = 0; b < 4; b++) out += char((v >> (8 * b)) & 0xFF);
+}
+
+}  // namespace
+
+TEST_CASE("pre-tokenizer cuts like GPT-2's rule") {
+    CHECK(pieces_of("Hello world") == std::vector<std::string>{"Hello", " world"});
+    CHECK(pieces_of("I'm here, they'll go") == std::vector<std::string>{"I", "'m", " here", ",", " they", "'ll", " go"});
+    CHECK(pieces_of("a   b") == std::vector<std::string>{"a", "  ", " b"});
+    CHECK(pieces_of("x\n\ny") == std::vector<std::string>{"x", "\n", "\n", "y"});
+    CHECK(pieces_of("123 4567 ab12") == std::vector<std::string>{"123", " 4567", " ab", "12"});
+    CHECK(pieces_of("wait!!! ok?") == std::vector<std::string>{"wait", "!!!", " ok", "?"});
+    CHECK(pieces_of("end  ") == std::vector<std::string>{"end", "  "});
+    CHECK(pieces_of(" ") == std::vector<std::string>{" "});
+    CHECK(pieces_of("  (x)") == std::vector<std::string>{" ", " (", "x", ")"});
+    CHECK(pieces_of("\tfoo") == std::vector<std::string>{"\t", "foo"});
+    // Non-ASCII letters stay inside words; a non-breaking space is whitespace.
+    CHECK(pieces_of("caf\xC3\xA9 \xC3\xBC" "ber") == std::vector<std::string>{"caf\xC3\xA9", " \xC3\xBC" "ber"});
+    CHECK(pieces_of("a\xC2\xA0" "b") == std::vector<std::string>{"a", "\xC2\xA0", "b"});
+    // Invalid UTF-8 bytes are "other" characters, one byte each.
+    CHECK(pieces_of("\xFF\xFE" "ab") == std::vector<std::string>{"\xFF\xFE", "ab"});
+    CHECK(pieces_of("ab\xC3") == std::vector<std::string>{"ab", "\xC3"});
+    CHECK(pieces_of("").empty());
+}
+
+TEST_CASE("pre-tokenizer pieces concatenate back to any byte string") {
+    Rng rng(7);
+    for (size_t trial = 0; trial < 200; trial++) {
+        const std::string s = random_bytes(rng, rng.below(300));
+        std::string joined;
+        for (const auto& p : pretokenize(s)) {
+            CHECK(!p.empty());
+            CHECK(p.size() <= kMaxPieceBytes);
+            joined += p;
+        }
+        CHECK(joined == s);
+    }
+    const std::string long_word(1000, 'a');
+    CHECK(pretokenize(long_word).size() == (1000 + kMaxPieceBytes - 1) / kMaxPieceBytes);
+}
+
+TEST_CASE("BPE training finds the expected merges, ties broken by the smallest pair") {
+    // "aaabdaaabac": (a,a) is most frequent; then (a,b) and (aa,a) tie at 2 and (a,b) has the
+    // smaller ids; then (aa,ab) occurs twice.
+    const Tokenizer tok = train_on("aaabdaaabac", 260);
+    REQUIRE(tok.merges().size() == 3);
+    CHECK(tok.merges()[0].left == 'a');
+    CHECK(tok.merges()[0].right == 'a');
+    CHECK(tok.merges()[1].left == 'a');
+    CHECK(tok.merges()[1].right == 'b');
+    CHECK(tok.merges()[2].left == 256);
+    CHECK(tok.merges()[2].right == 257);
+    CHECK(tok.vocab_size() == 260);
+    CHECK(tok.eot_id() == 259);
+    CHECK(tok.token_bytes(258) == "aaab");
+    CHECK(tok.encode("aaabdaaabac") == std::vector<int32_t>{258, 'd', 258, 'a', 'c'});
+    // More merges than the text holds pairs for: a clear error.
+    CHECK_THROWS_AS(train_on("abc", 300), Error);
+    CHECK_THROWS_AS(train_on("abc", 100), Error);
+}
+
+TEST_CASE("training is deterministic and independent of the order documents are counted in") {
+    const std::vector<std::string> docs = {sample_text(), "Another document, with other words.\n", "x = y + 42;\n"};
+    WordCounts forward, backward;
+    for (size_t i = 0; i < docs.size(); i++) forward.add_text(docs[i]);
+    for (size_t i = docs.size(); i-- > 0;) backward.add_text(docs[i]);
+    const Tokenizer a = Tokenizer::train(forward, 400), b = Tokenizer::train(backward, 400), c = Tokenizer::train(forward, 400);
+    REQUIRE(a.merges().size() == 400 - 257);
+    for (size_t i = 0; i < a.merges().size(); i++) {
+        CHECK(a.merges()[i].left == b.merges()[i].left);
+        CHECK(a.merges()[i].right == b.merges()[i].right);
+        CHECK(a.merges()[i].left == c.merges()[i].left);
+        CHECK(a.merges()[i].right == c.merges()[i].right);
+    }
+}
+
+TEST_CASE("decode(encode(x)) == x for every byte string, invalid UTF-8 included") {
+    const Tokenizer tok = train_on(sample_text(), 370);
+    Encoder encoder(tok);
+    Rng rng(11);
+    std::vector<std::string> cases = {"", "a", "\x00\x01\x02", "\xFF\xFE\xFD", "\xC3", "\xED\xA0\x80 surrogate",
+                                      "\xC0\xAF overlong", sample_text(), "  \n\n\t  trailing   "};
+    cases.push_back(std::string("nul\0inside", 10));
+    for (size_t trial = 0; trial < 300; trial++) cases.push_back(random_bytes(rng, rng.below(200)));
+    // Random mixes of text fragments and bytes exercise the merges more than pure noise does.
+    for (size_t trial = 0; trial < 100; trial++) {
+        std::string s;
+        for (size_t k = 0; k < 20; k++) s += rng.below(3) ? sample_text().substr(rng.below(200), rng.below(20)) : random_bytes(rng, 2);
+        cases.push_back(s);
+    }
+    for (const std::string& s : cases) {
+        const std::vector<int32_t> ids = tok.encode(s);
+        CHECK(tok.decode(ids) == s);
+        std::vector<int32_t> cached;
+        encoder.encode(s, cached);
+        CHECK(cached == ids);
+        for (const int32_t id : ids) CHECK(id != tok.eot_id());
+    }
+    // Real text compresses.
+    CHECK(tok.encode(sample_text()).size() * 2 < sample_text().size());
+}
+
+TEST_CASE("the special token inside text") {
+    const Tokenizer tok = train_on(sample_text(), 360);
+    const std::string text = "before<|endoftext|>after <|endoftext|>";
+    const std::vector<int32_t> plain = tok.encode(text);
+    CHECK(std::count(plain.begin(), plain.end(), tok.eot_id()) == 0);  // ordinary text by default
+    CHECK(tok.decode(plain) == text);
+    const std::vector<int32_t> special = tok.encode(text, true);
+    CHECK(std::count(special.begin(), special.end(), tok.eot_id()) == 2);
+    CHECK(tok.decode(special) == text);
+    CHECK(special.back() == tok.eot_id());
+    CHECK(tok.token_bytes(tok.eot_id()) == "<|endoftext|>");
+    CHECK(tok.decode({tok.eot_id()}) == "<|endoftext|>");
+    CHECK_THROWS_AS(tok.decode({int32_t(tok.vocab_size())}), Error);
+    CHECK_THROWS_AS(tok.decode({-1}), Error);
+}
+
+TEST_CASE("tokenizer file: round trip and validation") {
+    const std::string dir = temp_dir("file");
+    const Tokenizer tok = train_on(sample_text(), 380);
+    const std::string path = dir + "/tok.bin";
+    tok.save(path);
+    const Tokenizer back = Tokenizer::load(path);
+    CHECK(back.vocab_size() == 380);
+    CHECK(back.eot_id() == 379);
+    CHECK(back.format() == "sinklab");
+    CHECK(back.encode(sample_text()) == tok.encode(sample_text()));
+    for (size_t id = 0; id < 380; id++) CHECK(back.token_bytes(int32_t(id)) == tok.token_bytes(int32_t(id)));
+
+    const std::string bytes = read_file(path);
+    auto expect_failure = [&](const std::string& corrupt, const std::string& what) {
+        write_file_atomic(dir + "/bad.bin", corrupt);
+        try {
+            Tokenizer::load(dir + "/bad.bin");
+            FAIL("no error for " << what);
+        } catch (const Error& e) {
+            const std::string message = e.what();
+            CHECK_MESSAGE(message.find("bad.bin") != std::string::npos, message);
+            CHECK_MESSAGE(message.find(what) != std::string::npos, message);
+        }
+    };
+    expect_failure(bytes.substr(0, bytes.size() - 1), "truncated");
+    expect_failure(bytes.substr(0, 10), "truncated");
+    expect_failure(bytes + "x", "unexpected bytes");
+    expect_failure("XXXX" + bytes.substr(4), "magic");
+    std::string wrong_version = bytes;
+    wrong_version[4] = 9;
+    expect_failure(wrong_version, "version");
+    std::string bad_merge = bytes;
+    bad_merge[24] = char(0xFF);  // first merge's left id -> 255 + 0xFF00.. : an id that does not exist yet
+    bad_merge[25] = char(0x01);
+    expect_failure(bad_merge, "merge 0");
+    CHECK_THROWS_AS(Tokenizer::load(dir + "/missing.bin"), Error);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("llm.c tokenizer files: decode exactly, encode through reconstructed merges") {
+    const std::string dir = temp_dir("llmc");
+    // A GPT-2-like layout: the 256 bytes in a permuted order, then "ab", "abc", " ab", then <|endoftext|>.
+    std::vector<std::string> vocab;
+    for (size_t i = 0; i < 256; i++) vocab.emplace_back(1, char((i * 7 + 3) % 256));
+    vocab.push_back("ab");
+    vocab.push_back("abc");
+    vocab.push_back(" ab");
+    vocab.push_back("<|endoftext|>");
+    std::string file;
+    std::vector<uint32_t> header(256, 0);
+    header[0] = uint32_t(kLlmcTokenizerMagic);
+    header[1] = 2;
+    header[2] = uint32_t(vocab.size());
+    header[3] = uint32_t(vocab.size() - 1);
+    for (const uint32_t h : header) put_u32(file, h);
+    for (const std::string& t : vocab) {
+        file += char(t.size());
+        file += t;
+    }
+    write_file_atomic(dir + "/gpt2_tokenizer.bin", file);
+    const Tokenizer tok = Tokenizer::load(dir + "/gpt2_tokenizer.bin");
+    CHECK(tok.format() == "llm.c");
+    CHECK(tok.vocab_size() == 260);
+    CHECK(tok.eot_id() == 259);
+    CHECK(tok.decode({256, 257, 259}) == "ababc<|endoftext|>");
+    REQUIRE(tok.can_encode());
+    CHECK(tok.encode("abc ab") == std::vector<int32_t>{257, 258});
+    Rng rng(3);
+    for (size_t trial = 0; trial < 50; trial++) {
+        const std::string s = random_bytes(rng, 50) + "abc ab";
+        CHECK(tok.decode(tok.encode(s)) == s);
+    }
+    CHECK_THROWS_AS(tok.save(dir + "/x.bin"), Error);  // only sinklab files are written
+    write_file_atomic(dir + "/truncated.bin", file.substr(0, file.size() - 3));
+    CHECK_THROWS_AS(Tokenizer::load(dir + "/truncated.bin"), Error);
+    write_file_atomic(dir + "/short.bin", file.substr(0, 100));
+    CHECK_THROWS_AS(Tokenizer::load(dir + "/short.bin"), Error);
+    std::filesystem::remove_all(dir);
+}
