@@ -118,7 +118,7 @@ int cmd_train(int argc, char** argv) {
         for (const auto& [key, value] : file.as_object()) {
             std::string text;
             if (value.is_string()) text = value.as_string();
-            else if (value.is_bool()) text = std::string(value.as_bool() ? 1 : 0, '1');
+            else if (value.is_bool()) { if (!value.as_bool()) continue; text.push_back('1'); }
             else text = value.dump();
             args.set_if_not_given(key, text, path);
         }
