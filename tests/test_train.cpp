@@ -184,7 +184,12 @@ TEST_CASE("killing training during checkpoint saves never damages the last good 
             execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), nullptr);
             _exit(127);
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(400 + 137 * attempt));
+        // Wait for the first checkpoint (however loaded the machine is), then kill at a different
+        // moment each time, most likely in the middle of one of the per-step saves.
+        const std::string latest_file = out + "/checkpoints/latest";
+        for (int waited = 0; waited < 600 && !std::filesystem::exists(latest_file); waited++)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::this_thread::sleep_for(std::chrono::milliseconds(37 + 61 * attempt));
         kill(pid, SIGKILL);
         int status = 0;
         waitpid(pid, &status, 0);
