@@ -60,6 +60,7 @@ int cmd_train(int argc, char** argv) {
     args.option("adam-eps", "1e-8", "AdamW epsilon", "EPS");
     args.option("clip", "1.0", "global gradient-norm clipping threshold (0: off)", "NORM");
     args.option("seed", "1337", "seed of the initialisation", "N");
+    args.option("first-token", "", "start every sequence with this token id (a BOS; e.g. <|endoftext|>)", "ID");
     args.option("threads", "", "OpenMP threads (default: all cores)", "N");
     args.option("eval-every", "100", "validation loss every N steps (and at the end)", "N");
     args.option("val-batches", "8", "validation batches per evaluation", "N");
@@ -158,6 +159,7 @@ int cmd_train(int argc, char** argv) {
     o.adam.eps = args.get_double("adam-eps");
     o.clip = args.get_double("clip");
     o.seed = uint64_t(args.get_size("seed"));
+    if (args.has("first-token")) o.first_token = args.get_int("first-token");
     o.eval_every = args.get_size("eval-every");
     o.val_batches = args.get_size("val-batches");
     o.checkpoint_every = args.get_size("checkpoint-every");

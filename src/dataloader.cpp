@@ -6,8 +6,11 @@
 
 namespace sinklab {
 
-DataLoader::DataLoader(const std::vector<std::string>& paths, size_t B, size_t T, size_t vocab_size)
-    : B_(B), T_(T), vocab_size_(vocab_size) {
+DataLoader::DataLoader(const std::vector<std::string>& paths, size_t B, size_t T, size_t vocab_size,
+                       int32_t first_token)
+    : B_(B), T_(T), vocab_size_(vocab_size), first_token_(first_token) {
+    if (first_token >= 0 && size_t(first_token) >= vocab_size)
+        fail("--first-token {} is outside the vocabulary (size {})", first_token, vocab_size);
     const size_t need = B * T + 1;
     std::vector<std::string> too_short;
     for (const std::string& p : paths) {
@@ -51,10 +54,16 @@ void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
             fail("{}: token id {} at position {} is outside the model's vocabulary (size {}); "
                  "set --vocab to the tokenizer's size",
                  shard.path, buffer_[i], offset_ + i, vocab_size_);
+    const bool fixed_first = first_token_ >= 0;
     for (size_t b = 0; b < B_; b++)
         for (size_t t = 0; t < T_; t++) {
-            inputs[b * T_ + t] = buffer_[b * T_ + t];
-            targets[b * T_ + t] = buffer_[b * T_ + t + 1];
+            if (fixed_first) {
+                inputs[b * T_ + t] = t == 0 ? first_token_ : buffer_[b * T_ + t - 1];
+                targets[b * T_ + t] = buffer_[b * T_ + t];
+            } else {
+                inputs[b * T_ + t] = buffer_[b * T_ + t];
+                targets[b * T_ + t] = buffer_[b * T_ + t + 1];
+            }
         }
     offset_ += B_ * T_;
     if (offset_ + need > shard.n_tokens) {  // the next batch does not fit: next shard

@@ -37,6 +37,7 @@ Json TrainOptions::to_json() const {
     j["weight_decay"] = adam.weight_decay;
     j["clip"] = clip;
     j["seed"] = double(seed);
+    j["first_token"] = first_token;
     j["eval_every"] = eval_every;
     j["val_batches"] = val_batches;
     j["checkpoint_every"] = checkpoint_every;
@@ -69,6 +70,7 @@ TrainOptions TrainOptions::from_json(const Json& j, const std::string& what) {
         o.adam.weight_decay = j.at("weight_decay").as_number();
         o.clip = j.at("clip").as_number();
         o.seed = uint64_t(j.at("seed").as_int());
+        o.first_token = j.at("first_token").as_int();
         o.eval_every = size_t(j.at("eval_every").as_int());
         o.val_batches = size_t(j.at("val_batches").as_int());
         o.checkpoint_every = size_t(j.at("checkpoint_every").as_int());
@@ -158,9 +160,11 @@ int train_with(TrainOptions o, bool resume) {
     const std::string config_path = o.out + "/config.json";
     const std::string metrics_path = o.out + "/metrics.jsonl";
     Model<Backend> model(o.model);
-    DataLoader train_data(expand_shard_paths(o.data), o.batch, o.seq, o.model.vocab_size);
+    const int32_t first_token = int32_t(o.first_token);
+    DataLoader train_data(expand_shard_paths(o.data), o.batch, o.seq, o.model.vocab_size, first_token);
     std::unique_ptr<DataLoader> val_data;
-    if (!o.val.empty()) val_data = std::make_unique<DataLoader>(expand_shard_paths(o.val), o.batch, o.seq, o.model.vocab_size);
+    if (!o.val.empty())
+        val_data = std::make_unique<DataLoader>(expand_shard_paths(o.val), o.batch, o.seq, o.model.vocab_size, first_token);
     if (val_data && o.val_batches > val_data->batches_per_epoch()) {
         fmt::print(stderr, "warning: --val-batches {} exceeds the {} batches the validation data holds; using {}\n",
                    o.val_batches, val_data->batches_per_epoch(), val_data->batches_per_epoch());

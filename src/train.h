@@ -30,6 +30,7 @@ struct TrainOptions {
     std::string schedule = "constant";  // constant | cosine
     double clip = 1.0;          // global gradient-norm clipping (0 = off)
     uint64_t seed = 1337;
+    int64_t first_token = -1;   // >= 0: every sequence starts with this token (see DataLoader)
     // evaluation, logging, checkpoints
     size_t eval_every = 100;
     size_t val_batches = 8;
