@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -253,4 +254,48 @@ TEST_CASE("llm.c tokenizer files: decode exactly, encode through reconstructed m
     write_file_atomic(dir + "/short.bin", file.substr(0, 100));
     CHECK_THROWS_AS(Tokenizer::load(dir + "/short.bin"), Error);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("incremental BPE training agrees with a from-scratch recount at every merge") {
+    // A text with many overlapping pairs (runs like "aaaa", repeated words, digits).
+    Rng rng(21);
+    std::string text = sample_text();
+    const char* parts[] = {"aa", "aaa", "ab", "ba", "abab", "the", "then", "there", " ", "  ", "\n", "12", "121", "!!", "zz"};
+    for (size_t i = 0; i < 3000; i++) text += parts[rng.below(sizeof(parts) / sizeof(parts[0]))];
+    WordCounts counts;
+    counts.add_text(text);
+    const size_t vocab = 257 + 150;
+    const Tokenizer tok = Tokenizer::train(counts, vocab);
+
+    // Reference: recount every pair over every piece before each merge.
+    std::vector<std::pair<std::vector<int32_t>, uint64_t>> words;
+    for (const auto& [w, c] : counts.sorted()) {
+        std::vector<int32_t> ids;
+        for (const char ch : w) ids.push_back(int32_t(static_cast<unsigned char>(ch)));
+        words.push_back({ids, c});
+    }
+    for (size_t m = 0; m < vocab - 257; m++) {
+        std::map<std::pair<int32_t, int32_t>, uint64_t> pairs;  // ordered: ties go to the smallest pair
+        for (const auto& [ids, c] : words)
+            for (size_t i = 0; i + 1 < ids.size(); i++) pairs[{ids[i], ids[i + 1]}] += c;
+        REQUIRE(!pairs.empty());
+        auto best = pairs.begin();
+        for (auto it = pairs.begin(); it != pairs.end(); ++it)
+            if (it->second > best->second) best = it;
+        REQUIRE_MESSAGE(tok.merges()[m].left == best->first.first, "merge " << m);
+        REQUIRE_MESSAGE(tok.merges()[m].right == best->first.second, "merge " << m);
+        const int32_t result = int32_t(256 + m);
+        for (auto& [ids, c] : words) {
+            std::vector<int32_t> merged;
+            for (size_t i = 0; i < ids.size(); i++) {
+                if (i + 1 < ids.size() && ids[i] == best->first.first && ids[i + 1] == best->first.second) {
+                    merged.push_back(result);
+                    i++;
+                } else {
+                    merged.push_back(ids[i]);
+                }
+            }
+            ids = merged;
+        }
+    }
 }

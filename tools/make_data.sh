@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares the default corpus: the Linux kernel documentation from Debian's linux-doc package
+# (reStructuredText sources under /usr/share/doc/linux-doc-*/html/_sources), English only (the
+# translations/ tree is left out), leading boilerplate stripped (SPEC.md section 6), into
+# data/cache/linux-doc: tokenizer.bin (BPE, 8192 ids), train_000.bin, val_000.bin (200 held-out
+# documents), probe.bin (100 x 64 tokens), prepare.json.
+#
+# A no-op when the output is complete (prepare.json exists) and was made from the same package
+# version, the same options and the same tokenizer/preparation code (recorded in OUT.stamp).
+#   tools/make_data.sh                 (what `make data` runs, after tools/setup.sh --data)
+#   VOCAB_SIZE=4096 OUT=data/cache/linux-doc-4k tools/make_data.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${SINKLAB_BIN:-build/sinklab}
+OUT=${OUT:-data/cache/linux-doc}
+VOCAB_SIZE=${VOCAB_SIZE:-8192}
+
+[ -x "$BIN" ] || { echo "make_data.sh: $BIN not found: run make first" >&2; exit 1; }
+src=$(ls -d /usr/share/doc/linux-doc-*/html/_sources 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$src" ]; then
+  echo "make_data.sh: the linux-doc package is not installed: run tools/setup.sh --data" >&2
+  exit 1
+fi
+package=$(dpkg -S "$src" 2>/dev/null | head -n 1 | cut -d: -f1 || true)
+version=$(dpkg-query -W -f='${Package} ${Version}' "${package:-linux-doc}" 2>/dev/null || echo "unknown")
+
+args=(--input "$src" --exclude translations/ --strip-rst-boilerplate --vocab-size "$VOCAB_SIZE"
+      --val-docs 200 --probe-docs 100 --probe-length 64 --seed 1337)
+code=$(cat src/tokenizer.cpp src/pretokenize.cpp src/prepare.cpp | sha1sum | cut -c1-12)
+stamp="$("$BIN" --version) | $version | code $code | ${args[*]}"
+
+if [ -f "$OUT/prepare.json" ] && [ -f "$OUT.stamp" ] && [ "$(cat "$OUT.stamp")" = "$stamp" ]; then
+  echo "make_data.sh: $OUT is up to date ($version)"
+  exit 0
+fi
+mkdir -p "$(dirname "$OUT")"
+rm -f "$OUT.stamp"
+"$BIN" prepare "${args[@]}" --out "$OUT" --force
+printf '%s\n' "$stamp" > "$OUT.stamp"
