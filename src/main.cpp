@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"train", sinklab::cmd_train, "train a model on token shards (llm.c format)"},
     {"tokenizer", sinklab::cmd_tokenizer, "train, use and inspect the byte-level BPE tokenizer"},
     {"prepare", sinklab::cmd_prepare, "tokenize a corpus into train/val shards, a tokenizer and a probe file"},
+    {"sample", sinklab::cmd_sample, "generate text from a checkpoint, streaming token by token"},
 };
 
 void print_usage() {

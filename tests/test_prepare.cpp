@@ -326,5 +326,22 @@ TEST_CASE("command line: tokenizer and prepare end to end, then a few training s
                                     " --out " + dir / "run" +
                                     " --preset tiny --steps 3 --batch 2 --seq 16 --warmup 1 --eval-every 3 --val-batches 1 --threads 2",
                                 log);
-    CHECK_MESSAGE(rc == 0, testing::slurp(log));
+    REQUIRE_MESSAGE(rc == 0, testing::slurp(log));
+
+    // Sampling from the checkpoint: the tokenizer is found through the run's config.json.
+    const std::string sampled = dir / "sample.txt";
+    REQUIRE_MESSAGE(testing::run("sh -c '" + bin + " sample --checkpoint " + dir / "run" +
+                                     " --prompt Document --tokens 8 --seed 3 --threads 1 > " + sampled + "'") == 0,
+                    testing::slurp(sampled));
+    const std::string text = testing::slurp(sampled);
+    CHECK(text.rfind("Document", 0) == 0);
+    CHECK(text.size() > std::string("Document\n").size() - 1);
+    // The same seed gives the same text.
+    REQUIRE(testing::run("sh -c '" + bin + " sample --checkpoint " + dir / "run" +
+                         " --prompt Document --tokens 8 --seed 3 --threads 1 > " + sampled + ".2'") == 0);
+    CHECK(testing::slurp(sampled + ".2") == text);
+    // A tokenizer with more ids than the model: a clear error.
+    REQUIRE(testing::run(bin + " tokenizer train --input " + dir / "docs" + " --vocab-size 330 --out " + dir / "big.bin") == 0);
+    CHECK(testing::run(bin + " sample --checkpoint " + dir / "run" + " --tokenizer " + dir / "big.bin", log) == 1);
+    CHECK_MESSAGE(testing::slurp(log).find("not the tokenizer") != std::string::npos, testing::slurp(log));
 }
