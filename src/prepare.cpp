@@ -126,7 +126,7 @@ std::string strip_rst_boilerplate(const std::string& text) {
         bool drop = false;
         if (is_blank(line)) {
             drop = true;
-        } else if (line.substr(0, 2) == "..") {
+        } else if (line == ".." || line.substr(0, 3) == ".. ") {  // a directive or comment
             drop = in_directive = true;
         } else if (in_directive && (line[0] == ' ' || line[0] == '\t')) {
             drop = true;

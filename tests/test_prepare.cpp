@@ -125,6 +125,8 @@ TEST_CASE("leading reStructuredText boilerplate is stripped") {
     CHECK(strip_rst_boilerplate("Plain text\n.. SPDX later is kept\n") == "Plain text\n.. SPDX later is kept\n");
     CHECK(strip_rst_boilerplate("    indented first line\n") == "    indented first line\n");
     CHECK(strip_rst_boilerplate(".. SPDX-License-Identifier: GPL-2.0\r\n\r\nWindows\r\n") == "Windows\r\n");
+    CHECK(strip_rst_boilerplate("...and so it begins\n") == "...and so it begins\n");
+    CHECK(strip_rst_boilerplate("..\n   a comment block\n\nText\n") == "Text\n");
     CHECK(strip_rst_boilerplate(".. toctree::\n   :maxdepth: 1\n\n   a\n   b\n").empty());
 }
 
