@@ -27,37 +27,20 @@ struct Range {
     uint32_t first, last;
 };
 
-// Unicode whitespace beyond ASCII.
-constexpr Range kSpaceRanges[] = {{0x85, 0x85},     {0xA0, 0xA0},     {0x1680, 0x1680}, {0x2000, 0x200A},
-                                  {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}};
+#include "unicode_tables.inc"
 
-// Numerals beyond ASCII: superscripts, fractions, Arabic-Indic and Devanagari digits, number forms,
-// circled numbers, full-width digits.
-constexpr Range kNumberRanges[] = {{0xB2, 0xB3},     {0xB9, 0xB9},     {0xBC, 0xBE},     {0x660, 0x669},
-                                   {0x6F0, 0x6F9},   {0x966, 0x96F},   {0x9E6, 0x9EF},   {0xE50, 0xE59},
-                                   {0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089}, {0x2150, 0x2189},
-                                   {0x2460, 0x249B}, {0x24EA, 0x24FF}, {0x2776, 0x2793}, {0x3007, 0x3007},
-                                   {0x3021, 0x3029}, {0xFF10, 0xFF19}};
-
-// Letter blocks beyond ASCII (sorted). Punctuation and symbols inside Latin-1 and Greek are
-// excluded by the explicit checks in classify_code_point.
-constexpr Range kLetterRanges[] = {
-    {0xAA, 0xAA},     {0xB5, 0xB5},     {0xBA, 0xBA},     {0xC0, 0x2C1},    {0x2C6, 0x2D1},   {0x2E0, 0x2E4},
-    {0x370, 0x3FF},   {0x400, 0x481},   {0x48A, 0x52F},   {0x531, 0x587},   {0x5D0, 0x5F2},   {0x620, 0x64A},
-    {0x671, 0x6D3},   {0x904, 0x939},   {0x93D, 0x93D},   {0x950, 0x961},   {0x985, 0x9B9},   {0xA05, 0xA39},
-    {0xA85, 0xAB9},   {0xB05, 0xB39},   {0xB85, 0xBB9},   {0xC05, 0xC39},   {0xC85, 0xCB9},   {0xD05, 0xD3A},
-    {0xE01, 0xE30},   {0xE40, 0xE46},   {0x10A0, 0x10FF}, {0x1100, 0x11FF}, {0x1E00, 0x1FBC}, {0x1FC2, 0x1FCC},
-    {0x1FD0, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FFC}, {0x2C00, 0x2CE4}, {0x3041, 0x3096}, {0x30A1, 0x30FA},
-    {0x3105, 0x312F}, {0x3131, 0x318E}, {0x3400, 0x4DBF}, {0x4E00, 0x9FFF}, {0xA000, 0xA48C}, {0xAC00, 0xD7A3},
-    {0xF900, 0xFAFF}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0xFF66, 0xFFDC}, {0x20000, 0x2FA1F}};
-
+// Whether cp lies in one of the sorted ranges (binary search).
 template <size_t N>
 bool in_ranges(const Range (&ranges)[N], uint32_t cp) {
-    for (const Range& r : ranges) {
-        if (cp < r.first) return false;  // sorted: no later range can hold cp
-        if (cp <= r.last) return true;
+    size_t lo = 0, hi = N;  // the answer is the last range with first <= cp, if any
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (ranges[mid].first <= cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return false;
+    return lo > 0 && cp <= ranges[lo - 1].last;
 }
 
 bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
@@ -66,11 +49,9 @@ bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
 
 CharClass classify_code_point(uint32_t cp) {
     if (cp < 128) return kAsciiClasses[cp];
-    if (in_ranges(kSpaceRanges, cp)) return CharClass::space;
-    if (in_ranges(kNumberRanges, cp)) return CharClass::number;
-    if (cp == 0xD7 || cp == 0xF7) return CharClass::other;                               // multiplication, division
-    if (cp == 0x375 || cp == 0x37E || cp == 0x384 || cp == 0x385 || cp == 0x387) return CharClass::other;  // Greek marks
     if (in_ranges(kLetterRanges, cp)) return CharClass::letter;
+    if (in_ranges(kNumberRanges, cp)) return CharClass::number;
+    if (in_ranges(kSpaceRanges, cp)) return CharClass::space;
     return CharClass::other;
 }
 
