@@ -423,12 +423,15 @@ Json prepare_corpus(const PrepareOptions& o) {
         val_writer.finish();
         std::vector<int32_t> probe;
         size_t probe_count = 0;
+        Json probe_sources = Json::array();  // where each probe sequence comes from
         for (const size_t doc : val_by_order) {
             if (probe_count == o.probe_docs) break;
             const size_t i = size_t(std::lower_bound(val_docs.begin(), val_docs.end(), doc) - val_docs.begin());
             if (probe_candidates[i].empty()) continue;
             probe.insert(probe.end(), probe_candidates[i].begin(), probe_candidates[i].end());
             probe_count++;
+            const DocumentRef& ref = corpus.documents()[doc];
+            probe_sources.push_back(ref.line ? fmt::format("{}:{}", corpus.files()[ref.file], ref.line) : corpus.files()[ref.file]);
         }
         if (probe_count < o.probe_docs)
             fail("only {} of the {} validation documents have at least {} tokens, but --probe-docs {} asks for more: raise "
@@ -455,6 +458,7 @@ Json prepare_corpus(const PrepareOptions& o) {
         summary["val_documents"] = val_docs.size();
         summary["probe_documents"] = probe_count;
         summary["probe_length"] = o.probe_length;
+        summary["probe_sources"] = probe_sources;
         summary["empty_documents_skipped"] = corpus.empty_documents();
         summary["bad_lines_skipped"] = corpus.bad_lines();
         summary["files"] = corpus.files().size();

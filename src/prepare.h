@@ -16,7 +16,8 @@
 //                       of --probe-docs (100) validation documents that have more than that many
 //                       tokens; header[3] = the probe length
 //   prepare.json        the summary (written last): documents, skipped, tokens, bytes per token,
-//                       shard lists, vocabulary size, seed, inputs, options
+//                       shard lists, vocabulary size, seed, inputs, options, and probe_sources:
+//                       the file (and JSONL line, "file:line") of each probe sequence, in order
 //
 // The split: documents are permuted with the seed (Rng, Fisher-Yates); the first --val-docs of the
 // permutation are the validation documents, the rest train. Training documents are written in the

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -221,6 +222,23 @@ TEST_CASE("prepare: split, shards, probe and summary") {
         CHECK_FALSE(in_train);
     }
     CHECK(probe_seqs.size() == 5);  // five different documents
+    REQUIRE(summary.at("probe_sources").size() == 5);
+    for (const Json& source : summary.at("probe_sources").as_array()) {
+        const std::string& where = source.as_string();
+        // A text file of the corpus, or a line of the JSONL file: its first tokens are a probe.
+        std::string text;
+        if (where.find(".jsonl:") != std::string::npos) {
+            const size_t line = std::stoul(where.substr(where.rfind(':') + 1));
+            std::istringstream in(read_file(dir / "extra.jsonl"));
+            std::string row, error;
+            for (size_t k = 0; k < line; k++) std::getline(in, row);
+            REQUIRE(jsonl_text(row, text, error));
+        } else {
+            text = read_file(where);
+        }
+        const std::vector<int32_t> ids = tok.encode(text);
+        CHECK(probe_seqs.count(std::vector<int32_t>(ids.begin(), ids.begin() + 16)) == 1);
+    }
 }
 
 TEST_CASE("prepare is deterministic for a seed, whatever the thread count") {
