@@ -1,6 +1,7 @@
 // sinklab tokenizer train|encode|decode|info: the byte-level BPE tokenizer on the command line.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "prepare.h"
+#include "shard.h"
 #include "tokenizer.h"
 
 namespace sinklab {
@@ -85,11 +87,30 @@ int tokenizer_encode(int argc, char** argv) {
 }
 
 int tokenizer_decode(int argc, char** argv) {
-    ArgParser args("tokenizer decode", "Read token ids (whitespace separated) on standard input, write the bytes.");
+    ArgParser args("tokenizer decode",
+                   "Read token ids (whitespace separated) on standard input, or from a shard, write the bytes.");
     args.option("tokenizer", "", "tokenizer file (sinklab or llm.c)", "FILE");
+    args.option("shard", "", "decode tokens of this shard (llm.c format, e.g. train_000.bin or probe.bin) instead", "FILE");
+    args.option("offset", "0", "with --shard: the first token to decode", "N");
+    args.option("count", "", "with --shard: how many tokens (default: to the end)", "N");
     if (!args.parse(argc, argv)) return 0;
     if (!args.has("tokenizer")) fail("--tokenizer is required");
     const Tokenizer tok = Tokenizer::load(args.get("tokenizer"));
+    if (args.has("shard")) {
+        const ShardInfo info = read_shard_header(args.get("shard"));
+        const size_t offset = args.get_size("offset");
+        if (offset > info.n_tokens) fail("--offset {} is past the end of {} ({} tokens)", offset, info.path, info.n_tokens);
+        const size_t count = args.has("count") ? std::min(args.get_size("count"), info.n_tokens - offset) : info.n_tokens - offset;
+        std::vector<int32_t> ids(count);
+        if (count) read_shard_tokens(info, offset, count, ids.data());
+        for (size_t i = 0; i < ids.size(); i++)
+            if (ids[i] < 0 || size_t(ids[i]) >= tok.vocab_size())
+                fail("{}: token id {} at position {} is outside the vocabulary of {} (size {})", info.path, ids[i], offset + i,
+                     args.get("tokenizer"), tok.vocab_size());
+        const std::string bytes = tok.decode(ids);
+        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+        return 0;
+    }
     const std::string text = read_stdin();
     std::vector<int32_t> ids;
     size_t line = 1;

@@ -332,6 +332,10 @@ TEST_CASE("command line: tokenizer and prepare end to end, then a few training s
     REQUIRE(testing::run("sh -c '" + bin + " tokenizer encode" + tok + " < " + dir / "in.bin" + " > " + dir / "ids.txt'") == 0);
     REQUIRE(testing::run("sh -c '" + bin + " tokenizer decode" + tok + " < " + dir / "ids.txt" + " > " + dir / "out.bin'") == 0);
     CHECK(read_file(dir / "out.bin") == bytes);
+    // Decoding a shard directly: the probe's first sequence is the start of a document.
+    REQUIRE(testing::run("sh -c '" + bin + " tokenizer decode" + tok + " --shard " + dir / "data/probe.bin" +
+                         " --count 16 > " + dir / "probe.txt'") == 0);
+    CHECK(testing::slurp(dir / "probe.txt").rfind("Document ", 0) == 0);
     CHECK(testing::run("echo '1 2 99999' | " + bin + " tokenizer decode" + tok, log) == 1);
     CHECK(testing::slurp(log).find("outside the vocabulary") != std::string::npos);
 
