@@ -6,5 +6,7 @@ namespace sinklab {
 
 int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
 
 }  // namespace sinklab
