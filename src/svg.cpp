@@ -159,13 +159,14 @@ std::vector<double> nice_ticks(double lo, double hi, size_t target) {
             step = m * magnitude;
             break;
         }
-    const double first = std::floor(lo / step + 1e-9) * step;
-    const double last = std::ceil(hi / step - 1e-9) * step;
+    // ticks are whole multiples n * step; computed as n * (step / magnitude) / (1 / magnitude) for small
+    // magnitudes, so that 0.6 comes out as 0.6 and not 3 * 0.2 = 0.6000000000000001
+    const double first = std::floor(lo / step + 1e-9), last = std::ceil(hi / step - 1e-9);
+    const double mantissa = step / magnitude, inverse = std::round(1.0 / magnitude);
     std::vector<double> ticks;
-    for (size_t i = 0;; i++) {
-        const double t = first + double(i) * step;
-        if (t > last + step * 1e-6 || i > 1000) break;
-        ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+    for (double n = first; n <= last + 1e-9 && ticks.size() <= 1000; n += 1.0) {
+        const double t = magnitude < 1.0 ? n * mantissa / inverse : n * step;
+        ticks.push_back(n == 0.0 ? 0.0 : t);
     }
     return ticks;
 }
