@@ -120,6 +120,13 @@ double ArgParser::get_double(const std::string& name) const {
     return value;
 }
 
+void ArgParser::set_if_not_given(const std::string& name, const std::string& value, const std::string& source) {
+    bool known = false;
+    for (const Spec& s : specs_) known = known || s.name == name;
+    if (!known) fail("{}: unknown key '{}' (keys are the long option names of sinklab {})", source, name, command_);
+    if (!given(name)) values_[name] = {value};
+}
+
 std::string ArgParser::help() const {
     std::string out = fmt::format("usage: sinklab {} [options]\n\n{}\n\noptions:\n", command_, summary_);
     for (const Spec& s : specs_) {

@@ -42,6 +42,10 @@ public:
     size_t get_size(const std::string& name) const;  // non-negative integer
     double get_double(const std::string& name) const;
 
+    // Sets an option's value unless it was given on the command line (config files use this, so
+    // that flags override the file). Throws Error naming `source` for unknown keys.
+    void set_if_not_given(const std::string& name, const std::string& value, const std::string& source);
+
     std::string help() const;
 
 private:

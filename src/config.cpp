@@ -109,3 +109,50 @@ ModelConfig preset(const std::string& name) {
 }
 
 }  // namespace sinklab
+
+namespace sinklab {
+
+Json model_config_to_json(const ModelConfig& c) {
+    Json j = Json::object();
+    j["n_layers"] = c.n_layers;
+    j["n_heads"] = c.n_heads;
+    j["d_model"] = c.d_model;
+    j["d_ffn"] = c.d_ffn;
+    j["vocab_size"] = c.vocab_size;
+    j["context"] = c.context;
+    j["norm_eps"] = c.norm_eps;
+    j["rope_base"] = c.rope_base;
+    j["attention"] = c.attention.name();
+    j["sigmoid_bias"] = c.attention.sigmoid_bias;
+    j["init"] = init_name(c.init);
+    j["architecture"] = "llama-prenorm-rope-swiglu";
+    return j;
+}
+
+ModelConfig model_config_from_json(const Json& j, const std::string& what) {
+    ModelConfig c;
+    try {
+        auto size = [&](const char* key) {
+            const int64_t v = j.at(key).as_int();
+            if (v < 0) fail("{} must not be negative", key);
+            return size_t(v);
+        };
+        c.n_layers = size("n_layers");
+        c.n_heads = size("n_heads");
+        c.d_model = size("d_model");
+        c.d_ffn = size("d_ffn");
+        c.vocab_size = size("vocab_size");
+        c.context = size("context");
+        c.norm_eps = j.at("norm_eps").as_number();
+        c.rope_base = j.at("rope_base").as_number();
+        c.attention = parse_attention(j.at("attention").as_string());
+        c.attention.sigmoid_bias = j.contains("sigmoid_bias") ? j.at("sigmoid_bias").as_number() : 0.0;
+        c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
+        c.validate();
+    } catch (const Error& e) {
+        fail("{}: bad model configuration: {}", what, e.what());
+    }
+    return c;
+}
+
+}  // namespace sinklab

@@ -64,3 +64,14 @@ ModelConfig preset(const std::string& name);
 const std::vector<std::string>& preset_names();
 
 }  // namespace sinklab
+
+#include "json.h"
+
+namespace sinklab {
+
+// The model configuration as JSON (config.json, safetensors metadata) and back. Reading checks
+// every field and validates the result; errors name `what` (the file).
+Json model_config_to_json(const ModelConfig& c);
+ModelConfig model_config_from_json(const Json& j, const std::string& what);
+
+}  // namespace sinklab

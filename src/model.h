@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "ops.h"
 #include "rng.h"
 #include "tensor_table.h"
 

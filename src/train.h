@@ -1,0 +1,57 @@
+// The training loop: options, learning-rate schedule, and run_training() which trains, evaluates,
+// logs metrics.jsonl, checkpoints and resumes (see cmd_train.cpp for the flags).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "json.h"
+#include "ops.h"
+
+namespace sinklab {
+
+struct TrainOptions {
+    // data and output
+    std::string data;           // shard file, glob or directory
+    std::string val;            // validation shard(s); empty = no validation
+    std::string out = "runs/default";
+    // model
+    std::string preset = "small";
+    ModelConfig model;
+    // optimisation (SPEC.md section 2 defaults)
+    size_t steps = 1000;
+    size_t batch = 16;          // sequences per micro-batch
+    size_t seq = 256;           // tokens per sequence
+    size_t grad_accum = 1;      // micro-batches per optimizer step
+    AdamWHyper adam;            // adam.lr is the peak learning rate
+    double min_lr = 0.0;        // cosine floor
+    size_t warmup = 100;
+    std::string schedule = "constant";  // constant | cosine
+    double clip = 1.0;          // global gradient-norm clipping (0 = off)
+    uint64_t seed = 1337;
+    int64_t first_token = -1;   // >= 0: every sequence starts with this token (see DataLoader)
+    // evaluation, logging, checkpoints
+    size_t eval_every = 100;
+    size_t val_batches = 8;
+    size_t checkpoint_every = 0;  // 0 = only at the end
+    size_t log_every = 10;
+    size_t sink_every = 0;
+    std::string probe;
+    std::string device = "cpu";
+
+    Json to_json() const;
+    static TrainOptions from_json(const Json& j, const std::string& what);
+    void validate() const;
+    size_t tokens_per_step() const { return batch * seq * grad_accum; }
+};
+
+// Learning rate at 0-based step `step`: linear warmup over `warmup` steps to the peak, then
+// constant, or cosine from the peak down to min_lr at the last step.
+double learning_rate(const TrainOptions& o, size_t step);
+
+// Trains (or, with resume, continues the run in o.out from its latest checkpoint up to o.steps).
+// Returns the process exit code: 0 done, 4 diverged (NaN or infinite loss or gradient).
+int run_training(TrainOptions o, bool resume);
+
+}  // namespace sinklab

@@ -1,0 +1,88 @@
+// Data loader: batches are consecutive rows of the token stream, shards follow each other, the
+// epoch wraps, the fixed-first-token mode, and shard round trips in both widths.
+#include <doctest/doctest.h>
+
+#include <numeric>
+
+#include "dataloader.h"
+#include "error.h"
+#include "shard.h"
+#include "test_helpers.h"
+
+using namespace sinklab;
+
+TEST_CASE("shards round trip in the uint16 and uint32 variants") {
+    testing::TempDir dir("shards");
+    std::vector<int32_t> small(1000), large(1000);
+    std::iota(small.begin(), small.end(), 0);
+    std::iota(large.begin(), large.end(), 70000);  // does not fit uint16
+    write_shard(dir / "a.bin", small);
+    write_shard(dir / "b.bin", large);
+    ShardInfo ia, ib;
+    CHECK(read_shard(dir / "a.bin", &ia) == small);
+    CHECK(read_shard(dir / "b.bin", &ib) == large);
+    CHECK(!ia.wide);
+    CHECK(ib.wide);
+    CHECK(expand_shard_paths(dir / "*.bin") == std::vector<std::string>{dir / "a.bin", dir / "b.bin"});
+    CHECK(expand_shard_paths(dir.path) == std::vector<std::string>{dir / "a.bin", dir / "b.bin"});
+    CHECK_THROWS_WITH_AS(write_shard(dir / "c.bin", {1, -2}), doctest::Contains("negative token id -2"), Error);
+}
+
+TEST_CASE("the loader walks rows, shards and epochs in order and resumes at a position") {
+    testing::TempDir dir("loader");
+    std::vector<int32_t> first(25), second(17);
+    std::iota(first.begin(), first.end(), 0);
+    std::iota(second.begin(), second.end(), 100);
+    write_shard(dir / "s0.bin", first);
+    write_shard(dir / "s1.bin", second);
+    // B = 2 rows of T = 4: a batch consumes 8 tokens and reads 9.
+    DataLoader loader({dir / "s0.bin", dir / "s1.bin"}, 2, 4, 200);
+    std::vector<int32_t> in(8), tg(8);
+    loader.next_batch(in.data(), tg.data());
+    CHECK(in == std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK(tg == std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+    loader.next_batch(in.data(), tg.data());
+    CHECK(in[0] == 8);
+    loader.next_batch(in.data(), tg.data());  // 16..24 fits exactly (16 + 9 = 25)
+    CHECK(tg[7] == 24);
+    CHECK(loader.shard() == 1);  // 24 + 9 > 25: on to the next shard
+    loader.next_batch(in.data(), tg.data());
+    CHECK(in[0] == 100);
+    loader.next_batch(in.data(), tg.data());
+    CHECK(in[0] == 108);
+    CHECK(loader.epoch() == 1);  // back to the first shard
+    CHECK(loader.shard() == 0);
+    // A second loader put at a saved position yields the same next batch.
+    DataLoader other({dir / "s0.bin", dir / "s1.bin"}, 2, 4, 200);
+    other.set_position(1, 8, 0);
+    std::vector<int32_t> in2(8), tg2(8);
+    other.next_batch(in2.data(), tg2.data());
+    CHECK(in2[0] == 108);
+    CHECK_THROWS_AS(other.set_position(5, 0, 0), Error);
+}
+
+TEST_CASE("fixed first token: every row starts with it, the data shifts by one") {
+    testing::TempDir dir("first");
+    std::vector<int32_t> tokens(40);
+    std::iota(tokens.begin(), tokens.end(), 1);
+    write_shard(dir / "s.bin", tokens);
+    DataLoader loader({dir / "s.bin"}, 2, 4, 64, 0);
+    std::vector<int32_t> in(8), tg(8);
+    loader.next_batch(in.data(), tg.data());
+    CHECK(in == std::vector<int32_t>{0, 1, 2, 3, 0, 5, 6, 7});
+    CHECK(tg == std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+    CHECK_THROWS_WITH_AS(DataLoader({dir / "s.bin"}, 2, 4, 64, 64), doctest::Contains("--first-token 64"), Error);
+}
+
+TEST_CASE("token ids beyond the vocabulary are reported with the shard and the position") {
+    testing::TempDir dir("range");
+    std::vector<int32_t> tokens(20, 3);
+    tokens[6] = 99;
+    write_shard(dir / "s.bin", tokens);
+    DataLoader loader({dir / "s.bin"}, 1, 8, 50);
+    std::vector<int32_t> in(8), tg(8);
+    CHECK_THROWS_WITH_AS(loader.next_batch(in.data(), tg.data()),
+                         doctest::Contains("s.bin: token id 99 at position 6 is outside the model's vocabulary (size 50)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(DataLoader({dir / "s.bin"}, 4, 8, 50), doctest::Contains("no shard holds one batch"), Error);
+}

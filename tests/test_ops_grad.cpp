@@ -1,0 +1,736 @@
+// Gradient checks (central finite differences in double) for every operation of the CPU backend
+// (src/ops.h, src/matmul.h), accumulation (+=) semantics of every backward, forward known answers,
+// and float-vs-double agreement.
+//
+// Bounds. Inputs are O(1) and L = sum(out * R) with R uniform in [-1, 1), so gradients are O(1).
+// gradcheck.h's central difference (h = 1e-5, L in long double) is then accurate to ~5e-11 absolute,
+// and its error err = |a-n| / max(|a|+|n|, 1e-3) is ~1e-11 .. 1e-8 for a correct backward pass. We
+// require err < 1e-6 (relative 1e-6 for |grad| >= 1e-3, absolute 1e-9 below): a margin of about 100
+// over the measured worst case, while any real mistake in a backward formula gives err >~ 1e-3.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "gradcheck.h"
+#include "matmul.h"
+#include "ops.h"
+
+using namespace sinklab;
+using gradcheck::describe;
+using gradcheck::dot;
+using gradcheck::random_vector;
+using Vec = std::vector<double>;
+
+namespace {
+
+constexpr double kGradBound = 1e-6;    // max relative error of a gradient check (see above)
+constexpr double kAccumBound = 1e-13;  // backward on a pre-filled buffer vs prefill + fresh gradient
+
+// Small odd shapes: B=2, T=5, C=8, H=2 (D=4), V=7, F=5, matmul 10 x 8 -> 5.
+constexpr size_t B = 2, Tn = 5, C = 8, H = 2, D = C / H, N = B * Tn, V = 7, F = 5;
+
+void report(const std::string& what, const gradcheck::Result& r, double bound = kGradBound) {
+    MESSAGE(describe(what, r));
+    CHECK_MESSAGE(r.max_rel_err < bound, what);
+}
+
+// Backward must accumulate: run it on a zero buffer (-> G) and on a buffer pre-filled with random P
+// (-> A); A must equal P + G up to the rounding of the additions. Returns the max relative difference.
+template <typename Backward>
+double accumulation_error(size_t n, Backward&& backward, std::mt19937_64& rng) {
+    Vec fresh(n, 0.0);
+    backward(fresh.data());
+    const Vec prefill = random_vector(rng, n);
+    Vec acc = prefill;
+    backward(acc.data());
+    double err = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double want = prefill[i] + fresh[i];
+        err = std::max(err, std::fabs(acc[i] - want) / std::max(std::fabs(want), 1.0));
+    }
+    return err;
+}
+
+void report_accumulation(const std::string& what, double err) {
+    MESSAGE(what << ": backward on a pre-filled buffer vs prefill + gradient, max rel diff " << err);
+    CHECK_MESSAGE(err < kAccumBound, what);
+}
+
+struct Variant {
+    std::string name;
+    double bias;
+    std::string label() const { return bias == 0.0 ? name : name + " (bias " + std::to_string(bias) + ")"; }
+    AttentionSpec spec() const {
+        AttentionSpec s = parse_attention(name);
+        s.sigmoid_bias = bias;
+        return s;
+    }
+};
+
+const std::vector<Variant>& all_variants() {
+    static const std::vector<Variant> v = {{"softmax", 0.0},      {"sigmoid", 0.0},  {"sigmoid-norm", 0.0},
+                                           {"elu", 0.0},          {"elu-norm", 0.0}, {"sigmoid", -1.5},
+                                           {"sigmoid-norm", -1.5}};
+    return v;
+}
+
+// An independent, straightforward evaluation of SPEC.md section 3 for one (b, h, i) row, in long
+// double: returns the unnormalised similarities g_ij (j <= i).
+std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size_t i, size_t Tq, size_t Cq,
+                                        size_t Hq, const AttentionSpec& spec) {
+    const size_t Dq = Cq / Hq;
+    std::vector<long double> s(i + 1);
+    for (size_t j = 0; j <= i; j++) {
+        long double dotqk = 0;
+        for (size_t d = 0; d < Dq; d++)
+            dotqk += (long double)qkv[(b * Tq + i) * 3 * Cq + h * Dq + d] *
+                     (long double)qkv[(b * Tq + j) * 3 * Cq + Cq + h * Dq + d];
+        s[j] = dotqk / std::sqrt((long double)Dq);
+    }
+    std::vector<long double> g(i + 1);
+    for (size_t j = 0; j <= i; j++) {
+        switch (spec.score) {
+            case ScoreFunction::softmax:
+                g[j] = std::exp(s[j]);
+                break;
+            case ScoreFunction::sigmoid:
+                g[j] = 1.0L / (1.0L + std::exp(-(s[j] + (long double)spec.sigmoid_bias)));
+                break;
+            case ScoreFunction::elu:
+                g[j] = s[j] > 0 ? s[j] + 1.0L : std::exp(s[j]);
+                break;
+        }
+    }
+    return g;
+}
+
+}  // namespace
+
+// ================================================================================================
+// Gradient checks
+// ================================================================================================
+
+TEST_CASE("gradcheck helper: accepts a right gradient, rejects a wrong one, samples with max_points") {
+    std::mt19937_64 rng(100);
+    Vec x = random_vector(rng, 50);
+    auto loss = [&] {
+        long double s = 0;
+        for (double e : x) s += (long double)e * e * e;  // L = sum x^3,  dL/dx = 3 x^2
+        return s;
+    };
+    Vec grad(x.size());
+    for (size_t i = 0; i < x.size(); i++) grad[i] = 3 * x[i] * x[i];
+    const Vec x_before = x;
+    const auto good = gradcheck::check(x, grad, loss);
+    CHECK(x == x_before);  // parameters restored bitwise
+    CHECK(good.checked == 50);
+    CHECK(good.max_rel_err < kGradBound);  // truncation h^2 f'''/6 = 1e-10 absolute here
+    grad[17] *= 1.001;                     // one entry 0.1% off
+    const auto bad = gradcheck::check(x, grad, loss);
+    CHECK(bad.worst_index == 17);
+    CHECK(bad.max_rel_err > 1e-4);
+    gradcheck::Options opt;
+    opt.max_points = 10;
+    CHECK(gradcheck::check(x, grad, loss, opt).checked == 10);
+    MESSAGE(describe("helper self-test, right gradient", good));
+    MESSAGE(describe("helper self-test, one entry 0.1% off", bad));
+}
+
+TEST_CASE("gradcheck: embedding (dwte)") {
+    std::mt19937_64 rng(101);
+    const std::vector<int32_t> tokens = {3, 1, 3, 0, 6, 3, 1, 5, 0, 3};  // repeats; ids 2 and 4 unused
+    Vec wte = random_vector(rng, V * C), R = random_vector(rng, N * C), out(N * C);
+    auto loss = [&] {
+        embedding_forward(out.data(), tokens.data(), wte.data(), N, C);
+        return dot(out, R);
+    };
+    Vec dwte(V * C, 0.0);
+    embedding_backward(dwte.data(), R.data(), tokens.data(), N, C);
+    report("embedding dwte", gradcheck::check(wte, dwte, loss));
+    for (size_t c = 0; c < C; c++) CHECK(dwte[2 * C + c] == 0.0);  // unused rows get no gradient
+    report_accumulation("embedding dwte",
+                        accumulation_error(
+                            V * C, [&](double* g) { embedding_backward(g, R.data(), tokens.data(), N, C); }, rng));
+}
+
+TEST_CASE("gradcheck: rmsnorm (dx, dweight)") {
+    std::mt19937_64 rng(102);
+    Vec x = random_vector(rng, N * C), w = random_vector(rng, C, 0.5, 1.5), R = random_vector(rng, N * C);
+    Vec out(N * C), rstd(N);
+    const double eps = 1e-5;
+    auto loss = [&] {
+        rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+        return dot(out, R);
+    };
+    loss();
+    Vec dx(N * C, 0.0), dw(C, 0.0);
+    rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
+    report("rmsnorm dx", gradcheck::check(x, dx, loss));
+    report("rmsnorm dweight", gradcheck::check(w, dw, loss));
+    loss();  // restore rstd for x (check() restores x bitwise, so rstd is the same)
+    Vec scratch(C, 0.0);
+    report_accumulation("rmsnorm dx", accumulation_error(
+                                          N * C,
+                                          [&](double* g) {
+                                              std::fill(scratch.begin(), scratch.end(), 0.0);
+                                              rmsnorm_backward(g, scratch.data(), R.data(), x.data(), w.data(),
+                                                               rstd.data(), N, C);
+                                          },
+                                          rng));
+    Vec scratch_x(N * C, 0.0);
+    report_accumulation("rmsnorm dweight", accumulation_error(
+                                               C,
+                                               [&](double* g) {
+                                                   std::fill(scratch_x.begin(), scratch_x.end(), 0.0);
+                                                   rmsnorm_backward(scratch_x.data(), g, R.data(), x.data(),
+                                                                    w.data(), rstd.data(), N, C);
+                                               },
+                                               rng));
+}
+
+TEST_CASE("gradcheck: rope (dqkv, v passed through)") {
+    std::mt19937_64 rng(103);
+    const size_t T_max = 8;
+    Vec cos_t(T_max * D / 2), sin_t(T_max * D / 2);
+    rope_table(cos_t.data(), sin_t.data(), T_max, D, 10000.0);
+    Vec qkv = random_vector(rng, N * 3 * C), R = random_vector(rng, N * 3 * C), out(N * 3 * C);
+    auto loss = [&] {
+        rope_forward(out.data(), qkv.data(), cos_t.data(), sin_t.data(), B, Tn, C, H);
+        return dot(out, R);
+    };
+    Vec dqkv(N * 3 * C, 0.0);
+    rope_backward(dqkv.data(), R.data(), cos_t.data(), sin_t.data(), B, Tn, C, H);
+    report("rope dqkv", gradcheck::check(qkv, dqkv, loss));
+    // v is copied: its gradient is exactly dout.
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 2 * C; c < 3 * C; c++) CHECK(dqkv[n * 3 * C + c] == R[n * 3 * C + c]);
+    report_accumulation(
+        "rope dqkv",
+        accumulation_error(
+            N * 3 * C, [&](double* g) { rope_backward(g, R.data(), cos_t.data(), sin_t.data(), B, Tn, C, H); },
+            rng));
+}
+
+TEST_CASE("gradcheck: matmul (dinp, dweight; dinp == nullptr)") {
+    std::mt19937_64 rng(104);
+    const size_t IC = 8, OC = 5;
+    Vec inp = random_vector(rng, N * IC), w = random_vector(rng, OC * IC), R = random_vector(rng, N * OC);
+    Vec out(N * OC);
+    auto loss = [&] {
+        matmul_forward(out.data(), inp.data(), w.data(), N, IC, OC);
+        return dot(out, R);
+    };
+    Vec dinp(N * IC, 0.0), dw(OC * IC, 0.0);
+    matmul_backward(dinp.data(), dw.data(), R.data(), inp.data(), w.data(), N, IC, OC);
+    report("matmul dinp", gradcheck::check(inp, dinp, loss));
+    report("matmul dweight", gradcheck::check(w, dw, loss));
+
+    // dinp == nullptr: only dweight, identical to the full call.
+    Vec dw_only(OC * IC, 0.0);
+    matmul_backward<double>(nullptr, dw_only.data(), R.data(), inp.data(), w.data(), N, IC, OC);
+    CHECK(dw_only == dw);
+    report("matmul dweight (dinp = nullptr)", gradcheck::check(w, dw_only, loss));
+
+    Vec scratch_w(OC * IC), scratch_i(N * IC);
+    report_accumulation(
+        "matmul dinp",
+        accumulation_error(
+            N * IC,
+            [&](double* g) { matmul_backward(g, scratch_w.data(), R.data(), inp.data(), w.data(), N, IC, OC); },
+            rng));
+    report_accumulation(
+        "matmul dweight",
+        accumulation_error(
+            OC * IC,
+            [&](double* g) { matmul_backward(scratch_i.data(), g, R.data(), inp.data(), w.data(), N, IC, OC); },
+            rng));
+    report_accumulation(
+        "matmul dweight (dinp = nullptr)",
+        accumulation_error(
+            OC * IC,
+            [&](double* g) { matmul_backward<double>(nullptr, g, R.data(), inp.data(), w.data(), N, IC, OC); },
+            rng));
+}
+
+TEST_CASE("gradcheck: attention, every variant (dqkv)") {
+    for (const Variant& var : all_variants()) {
+        CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
+        std::mt19937_64 rng(105);
+        // q, k in [-1.5, 1.5): scores s = q.k / 2 spread over roughly [-2, 2], both signs (elu's two branches).
+        Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        auto loss = [&] {
+            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+            return dot(out, R);
+        };
+        loss();
+        Vec dqkv(N * 3 * C, 0.0);
+        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+        report("attention " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
+        report_accumulation("attention " + var.label() + " dqkv", accumulation_error(
+                                                                      N * 3 * C,
+                                                                      [&](double* g) {
+                                                                          attention_backward(
+                                                                              g, R.data(), qkv.data(), att.data(),
+                                                                              att_z.data(), B, Tn, C, H, spec);
+                                                                      },
+                                                                      rng));
+    }
+}
+
+TEST_CASE("gradcheck: swiglu (dfc)") {
+    std::mt19937_64 rng(106);
+    Vec fc = random_vector(rng, N * 2 * F, -3.0, 3.0), R = random_vector(rng, N * F), out(N * F);
+    auto loss = [&] {
+        swiglu_forward(out.data(), fc.data(), N, F);
+        return dot(out, R);
+    };
+    Vec dfc(N * 2 * F, 0.0);
+    swiglu_backward(dfc.data(), R.data(), fc.data(), N, F);
+    report("swiglu dfc", gradcheck::check(fc, dfc, loss));
+    report_accumulation("swiglu dfc",
+                        accumulation_error(
+                            N * 2 * F, [&](double* g) { swiglu_backward(g, R.data(), fc.data(), N, F); }, rng));
+}
+
+TEST_CASE("gradcheck: crossentropy (dlogits; ignored target; in place)") {
+    std::mt19937_64 rng(107);
+    Vec logits = random_vector(rng, N * V, -2.0, 2.0), losses(N);
+    const std::vector<int32_t> targets = {0, 6, 3, -1, 2, 2, 5, 1, 4, 6};  // row 3 ignored
+    const double dloss = 1.0 / 9.0;                                        // mean over the 9 valid rows
+    auto loss = [&] {
+        crossentropy_forward(losses.data(), logits.data(), targets.data(), N, V);
+        long double s = 0;
+        for (double l : losses) s += l;
+        return dloss * s;
+    };
+    loss();
+    CHECK(losses[3] == 0.0);
+    Vec dlogits(N * V, 0.0);
+    crossentropy_backward(dlogits.data(), logits.data(), targets.data(), dloss, N, V);
+    report("crossentropy dlogits", gradcheck::check(logits, dlogits, loss));
+    for (size_t v = 0; v < V; v++) CHECK(dlogits[3 * V + v] == 0.0);  // ignored row: exactly zero
+    // Each valid row of the gradient sums to 0 (softmax - one-hot).
+    for (size_t n = 0; n < N; n++) {
+        double s = 0;
+        for (size_t v = 0; v < V; v++) s += dlogits[n * V + v];
+        CHECK(std::fabs(s) < 1e-15);
+    }
+    // Documented as writing (=), not accumulating: a pre-filled buffer gives the same result.
+    Vec prefilled = random_vector(rng, N * V);
+    crossentropy_backward(prefilled.data(), logits.data(), targets.data(), dloss, N, V);
+    CHECK(prefilled == dlogits);
+    // In place: dlogits aliasing logits.
+    Vec inplace = logits;
+    crossentropy_backward(inplace.data(), inplace.data(), targets.data(), dloss, N, V);
+    CHECK(inplace == dlogits);
+    MESSAGE("crossentropy: ignored row gradient exactly 0; (=) semantics and in-place result bitwise equal");
+}
+
+TEST_CASE("gradcheck: residual_add (gradient flows unchanged to both inputs)") {
+    std::mt19937_64 rng(108);
+    const size_t n = N * C;
+    Vec x = random_vector(rng, n), y = random_vector(rng, n), R = random_vector(rng, n), tmp(n);
+    auto loss = [&] {
+        tmp = x;
+        residual_add(tmp.data(), y.data(), n);
+        return dot(tmp, R);
+    };
+    // Backward of x += y is the identity for both x and y: dx = dy = dout = R.
+    report("residual_add dx", gradcheck::check(x, R, loss));
+    report("residual_add dy", gradcheck::check(y, R, loss));
+    tmp = x;
+    residual_add(tmp.data(), y.data(), n);
+    for (size_t i = 0; i < n; i++) CHECK(tmp[i] == x[i] + y[i]);
+}
+
+// ================================================================================================
+// Forward known answers
+// ================================================================================================
+
+TEST_CASE("attention forward: matches an independent evaluation of SPEC.md section 3, every variant") {
+    for (const Variant& var : all_variants()) {
+        CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
+        std::mt19937_64 rng(201);
+        Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        double max_err = 0;
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < H; h++)
+                for (size_t i = 0; i < Tn; i++) {
+                    const auto g = reference_sims(qkv, b, h, i, Tn, C, H, spec);
+                    long double sum = 0;
+                    for (auto e : g) sum += e;
+                    // att_z as documented: the normaliser for normalised non-softmax variants, else 1.
+                    long double z = 1;
+                    if (spec.score == ScoreFunction::softmax) {
+                        CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
+                        z = sum;
+                    } else if (spec.normalize) {
+                        z = sum + 1e-8L;
+                        max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - z) / z));
+                    } else {
+                        CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
+                    }
+                    const double* w = att.data() + ((b * H + h) * Tn + i) * Tn;
+                    for (size_t j = 0; j <= i; j++)
+                        max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / (g[j] / z)));
+                    for (size_t d = 0; d < D; d++) {
+                        long double o = 0, scale = 0;
+                        for (size_t j = 0; j <= i; j++) {
+                            const long double vj = qkv[(b * Tn + j) * 3 * C + 2 * C + h * D + d];
+                            o += g[j] / z * vj;
+                            scale += std::fabs(g[j] / z * vj);
+                        }
+                        max_err =
+                            std::max(max_err, double(std::fabs(out[(b * Tn + i) * C + h * D + d] - o) / scale));
+                    }
+                }
+        MESSAGE("attention forward " << var.label() << " vs independent reference: max rel err " << max_err);
+        CHECK(max_err < 1e-14);
+    }
+}
+
+TEST_CASE("attention forward: causal mask entries are exactly 0, every variant") {
+    for (const Variant& var : all_variants()) {
+        CAPTURE(var.label());
+        std::mt19937_64 rng(202);
+        Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
+        // Fill att with garbage first: the mask must be written, not assumed.
+        Vec out(N * C), att(B * H * Tn * Tn, 123.0), att_z(B * H * Tn);
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, var.spec());
+        size_t bad = 0;
+        for (size_t bh = 0; bh < B * H; bh++)
+            for (size_t i = 0; i < Tn; i++)
+                for (size_t j = i + 1; j < Tn; j++) bad += att[(bh * Tn + i) * Tn + j] != 0.0;
+        CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("attention forward: all-equal keys give uniform softmax weights 1/(i+1)") {
+    std::mt19937_64 rng(203);
+    Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
+    // Every position gets the same key (per batch row and head): k_j = k_0.
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 1; t < Tn; t++)
+            for (size_t c = 0; c < C; c++) qkv[(b * Tn + t) * 3 * C + C + c] = qkv[(b * Tn) * 3 * C + C + c];
+    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+    attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, parse_attention("softmax"));
+    double max_out_err = 0;
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < Tn; i++) {
+                for (size_t j = 0; j <= i; j++) CHECK(att[((b * H + h) * Tn + i) * Tn + j] == 1.0 / double(i + 1));
+                // out_i is the mean of v_0..v_i.
+                for (size_t d = 0; d < D; d++) {
+                    double mean = 0;
+                    for (size_t j = 0; j <= i; j++) mean += qkv[(b * Tn + j) * 3 * C + 2 * C + h * D + d];
+                    mean /= double(i + 1);
+                    max_out_err = std::max(max_out_err, std::fabs(out[(b * Tn + i) * C + h * D + d] - mean));
+                }
+            }
+    CHECK(max_out_err < 1e-15);
+}
+
+TEST_CASE("attention forward: sigmoid without normalisation and q = 0 gives sigmoid(bias)") {
+    for (double bias : {0.0, -1.5, 2.0}) {
+        CAPTURE(bias);
+        std::mt19937_64 rng(204);
+        Vec qkv = random_vector(rng, N * 3 * C);
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = 0; c < C; c++) qkv[n * 3 * C + c] = 0.0;  // q = 0
+        AttentionSpec spec = parse_attention("sigmoid");
+        spec.sigmoid_bias = bias;
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        const double want = 1.0 / (1.0 + std::exp(-bias));
+        for (size_t bh = 0; bh < B * H; bh++)
+            for (size_t i = 0; i < Tn; i++) {
+                CHECK(att_z[bh * Tn + i] == 1.0);
+                for (size_t j = 0; j <= i; j++) {
+                    if (bias == 0.0)
+                        CHECK(att[(bh * Tn + i) * Tn + j] == 0.5);  // exactly
+                    else
+                        CHECK(att[(bh * Tn + i) * Tn + j] == doctest::Approx(want).epsilon(1e-15));
+                }
+            }
+        // out_i = sigmoid(b) * sum_{j<=i} v_j (no normalisation: grows with i).
+        double max_err = 0;
+        for (size_t b = 0; b < B; b++)
+            for (size_t i = 0; i < Tn; i++)
+                for (size_t c = 0; c < C; c++) {
+                    double s = 0;
+                    for (size_t j = 0; j <= i; j++) s += qkv[(b * Tn + j) * 3 * C + 2 * C + c];
+                    max_err = std::max(max_err, std::fabs(out[(b * Tn + i) * C + c] - want * s));
+                }
+        CHECK(max_err < 1e-14);
+    }
+}
+
+TEST_CASE("attention forward: att_z semantics") {
+    // softmax and the un-normalised variants store Z = 1; the normalised sigmoid/elu variants store
+    // Z_i = sum_j sim(i, j) + 1e-8, so that w * Z recovers sim and rows sum to 1 - 1e-8 / Z.
+    for (const Variant& var : all_variants()) {
+        CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
+        std::mt19937_64 rng(205);
+        Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        for (size_t bh = 0; bh < B * H; bh++)
+            for (size_t i = 0; i < Tn; i++) {
+                const double z = att_z[bh * Tn + i];
+                double row = 0;
+                for (size_t j = 0; j <= i; j++) row += att[(bh * Tn + i) * Tn + j];
+                if (spec.score == ScoreFunction::softmax) {
+                    CHECK(z == 1.0);
+                    CHECK(row == doctest::Approx(1.0).epsilon(1e-14));
+                } else if (!spec.normalize) {
+                    CHECK(z == 1.0);
+                } else {
+                    CHECK(z > 1e-8);
+                    CHECK(row == doctest::Approx(1.0 - 1e-8 / z).epsilon(1e-14));
+                    CHECK(row * z + 1e-8 == doctest::Approx(z).epsilon(1e-14));  // z = sum sim + 1e-8
+                }
+            }
+    }
+}
+
+TEST_CASE("rmsnorm forward: constant row") {
+    const double eps = 1e-5;
+    Vec w = {0.5, 1.0, 1.5, 2.0, -1.0, 0.25, 3.0, 1.0};
+    for (double c : {1.0, -2.5, 0.0, 1e-3}) {
+        CAPTURE(c);
+        Vec x(C, c), out(C), rstd(1);
+        rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), 1, C, eps);
+        const double r = 1.0 / std::sqrt(c * c + eps);
+        CHECK(rstd[0] == doctest::Approx(r).epsilon(1e-15));
+        for (size_t k = 0; k < C; k++) CHECK(out[k] == doctest::Approx(c * r * w[k]).epsilon(1e-15));
+    }
+    // A large constant: out -> weight * sign(c) (rstd ~ 1/|c|).
+    Vec x(C, 1e3), out(C), rstd(1);
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), 1, C, eps);
+    for (size_t k = 0; k < C; k++) CHECK(out[k] == doctest::Approx(w[k]).epsilon(1e-11));
+}
+
+TEST_CASE("rope forward: identity at position 0, norm-preserving everywhere, v copied") {
+    const size_t T_max = 64, Tl = 64, Cl = 16, Hl = 2, Dl = Cl / Hl, Bl = 2;
+    Vec cos_t(T_max * Dl / 2), sin_t(T_max * Dl / 2);
+    rope_table(cos_t.data(), sin_t.data(), T_max, Dl, 10000.0);
+    std::mt19937_64 rng(206);
+    Vec qkv = random_vector(rng, Bl * Tl * 3 * Cl), out(Bl * Tl * 3 * Cl);
+    rope_forward(out.data(), qkv.data(), cos_t.data(), sin_t.data(), Bl, Tl, Cl, Hl);
+    double max_norm_err = 0;
+    for (size_t b = 0; b < Bl; b++)
+        for (size_t t = 0; t < Tl; t++) {
+            const double* x = qkv.data() + (b * Tl + t) * 3 * Cl;
+            const double* y = out.data() + (b * Tl + t) * 3 * Cl;
+            if (t == 0)
+                for (size_t c = 0; c < 3 * Cl; c++) CHECK(y[c] == x[c]);   // exactly the identity
+            for (size_t c = 2 * Cl; c < 3 * Cl; c++) CHECK(y[c] == x[c]);  // v untouched
+            // each rotated pair (i, i + D/2) keeps its norm, hence every head vector too
+            for (size_t hh = 0; hh < 2 * Hl; hh++)
+                for (size_t i = 0; i < Dl / 2; i++) {
+                    const double a = x[hh * Dl + i], bb = x[hh * Dl + i + Dl / 2];
+                    const double ya = y[hh * Dl + i], yb = y[hh * Dl + i + Dl / 2];
+                    max_norm_err = std::max(max_norm_err, std::fabs((ya * ya + yb * yb) - (a * a + bb * bb)));
+                }
+        }
+    MESSAGE("rope: max |norm^2 change| over positions 0..63 " << max_norm_err);
+    CHECK(max_norm_err < 1e-14);
+    // The table itself: angle[t, i] = t * base^(-2i/D).
+    CHECK(cos_t[5 * Dl / 2 + 0] == doctest::Approx(std::cos(5.0)).epsilon(1e-15));
+    CHECK(sin_t[7 * Dl / 2 + 1] == doctest::Approx(std::sin(7.0 * std::pow(10000.0, -2.0 / 8.0))).epsilon(1e-15));
+    // Relative position: <R_t q, R_s k> depends only on t - s.
+    {
+        const double* q = qkv.data();       // q head 0 at some row
+        const double* k = qkv.data() + Cl;  // k head 0
+        auto rot = [&](const double* x, size_t t, double* y) {
+            for (size_t i = 0; i < Dl / 2; i++) {
+                const double c = cos_t[t * Dl / 2 + i], s = sin_t[t * Dl / 2 + i];
+                y[i] = x[i] * c - x[i + Dl / 2] * s;
+                y[i + Dl / 2] = x[i + Dl / 2] * c + x[i] * s;
+            }
+        };
+        std::vector<double> a(Dl), bvec(Dl);
+        auto dotp = [&](size_t t, size_t s) {
+            rot(q, t, a.data());
+            rot(k, s, bvec.data());
+            double r = 0;
+            for (size_t i = 0; i < Dl; i++) r += a[i] * bvec[i];
+            return r;
+        };
+        CHECK(dotp(10, 3) == doctest::Approx(dotp(27, 20)).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("swiglu and crossentropy forward: known values") {
+    // swiglu: out = silu(a) * u
+    Vec fc = {0.0, 2.0, -1.0, /*up*/ 3.0, 0.5, -4.0}, out(3);
+    swiglu_forward(out.data(), fc.data(), 1, 3);
+    CHECK(out[0] == 0.0);
+    CHECK(out[1] == doctest::Approx(2.0 / (1.0 + std::exp(-2.0)) * 0.5).epsilon(1e-15));
+    CHECK(out[2] == doctest::Approx(-1.0 / (1.0 + std::exp(1.0)) * -4.0).epsilon(1e-15));
+    // crossentropy: uniform logits give log V whatever the target; large shifts are stable.
+    Vec logits = {3.0, 3.0, 3.0, 3.0, 1000.0, 990.0, 990.0, 990.0}, losses(2);
+    const std::vector<int32_t> targets = {2, 1};
+    crossentropy_forward(losses.data(), logits.data(), targets.data(), 2, 4);
+    CHECK(losses[0] == doctest::Approx(std::log(4.0)).epsilon(1e-15));
+    CHECK(losses[1] == doctest::Approx(10.0 + std::log1p(3.0 * std::exp(-10.0))).epsilon(1e-14));
+}
+
+// ================================================================================================
+// Float vs double
+// ================================================================================================
+
+TEST_CASE("attention float vs double: forward and backward agree to ~1e-4, every variant") {
+    const size_t Bf = 2, Tf = 17, Cf = 32, Hf = 4, Nf = Bf * Tf;
+    for (const Variant& var : all_variants()) {
+        CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
+        std::mt19937_64 rng(301);
+        const Vec qkv = random_vector(rng, Nf * 3 * Cf, -1.5, 1.5), R = random_vector(rng, Nf * Cf);
+        const std::vector<float> qkv_f(qkv.begin(), qkv.end()), R_f(R.begin(), R.end());
+
+        Vec out(Nf * Cf), att(Bf * Hf * Tf * Tf), att_z(Bf * Hf * Tf), dqkv(Nf * 3 * Cf, 0.0);
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), Bf, Tf, Cf, Hf, spec);
+        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bf, Tf, Cf, Hf, spec);
+
+        std::vector<float> out_f(Nf * Cf), att_f(Bf * Hf * Tf * Tf), att_z_f(Bf * Hf * Tf),
+            dqkv_f(Nf * 3 * Cf, 0.f);
+        attention_forward(out_f.data(), att_f.data(), att_z_f.data(), qkv_f.data(), Bf, Tf, Cf, Hf, spec);
+        attention_backward(dqkv_f.data(), R_f.data(), qkv_f.data(), att_f.data(), att_z_f.data(), Bf, Tf, Cf, Hf,
+                           spec);
+
+        const double e_out = gradcheck::normwise_rel_diff(out_f, out);
+        const double e_att = gradcheck::normwise_rel_diff(att_f, att);
+        const double e_z = gradcheck::normwise_rel_diff(att_z_f, att_z);
+        const double e_d = gradcheck::normwise_rel_diff(dqkv_f, dqkv);
+        MESSAGE("float vs double attention " << var.label() << ": out " << e_out << ", att " << e_att << ", att_z "
+                                             << e_z << ", dqkv " << e_d << " (norm-wise rel)");
+        CHECK(e_out < 1e-4);
+        CHECK(e_att < 1e-4);
+        CHECK(e_z < 1e-4);
+        CHECK(e_d < 1e-4);
+    }
+}
+
+TEST_CASE("matmul float vs double: every element within the rounding bound of its dot product") {
+    // The float path goes to gemm_f32 (to be replaced by a blocked SIMD kernel); the double path is
+    // the reference loop. Odd shapes exercise the edges of any blocking. Bound per element:
+    //   |c_f - c_d| <= 2 K u sum_k |a_k b_k| + (|prefill| u),  u = 2^-24   (any summation order).
+    struct Shape {
+        size_t n, ic, oc;
+    };
+    const Shape shapes[] = {{1, 1, 1}, {37, 29, 53}, {64, 64, 64}, {65, 17, 130}, {3, 257, 7}};
+    const double u = std::ldexp(1.0, -24);
+    for (const Shape& s : shapes) {
+        CAPTURE(s.n);
+        CAPTURE(s.ic);
+        CAPTURE(s.oc);
+        std::mt19937_64 rng(302);
+        const Vec inp = random_vector(rng, s.n * s.ic), w = random_vector(rng, s.oc * s.ic),
+                  dout = random_vector(rng, s.n * s.oc), pre_i = random_vector(rng, s.n * s.ic),
+                  pre_w = random_vector(rng, s.oc * s.ic);
+        const std::vector<float> inp_f(inp.begin(), inp.end()), w_f(w.begin(), w.end()),
+            dout_f(dout.begin(), dout.end());
+        // inputs rounded to float, so that the comparison measures only the arithmetic
+        const Vec inp_r(inp_f.begin(), inp_f.end()), w_r(w_f.begin(), w_f.end()),
+            dout_r(dout_f.begin(), dout_f.end());
+
+        Vec out(s.n * s.oc);
+        std::vector<float> out_f(s.n * s.oc, 7.f);
+        matmul_forward(out.data(), inp_r.data(), w_r.data(), s.n, s.ic, s.oc);
+        matmul_forward(out_f.data(), inp_f.data(), w_f.data(), s.n, s.ic, s.oc);
+        size_t bad = 0;
+        for (size_t n = 0; n < s.n; n++)
+            for (size_t o = 0; o < s.oc; o++) {
+                double mag = 0;
+                for (size_t k = 0; k < s.ic; k++) mag += std::fabs(inp_r[n * s.ic + k] * w_r[o * s.ic + k]);
+                bad += std::fabs(out_f[n * s.oc + o] - out[n * s.oc + o]) > 2.0 * double(s.ic) * u * mag + 1e-30;
+            }
+        CHECK(bad == 0);
+
+        // backward, accumulating onto float-representable prefills
+        const std::vector<float> pre_i_f(pre_i.begin(), pre_i.end()), pre_w_f(pre_w.begin(), pre_w.end());
+        Vec di(pre_i_f.begin(), pre_i_f.end()), dw(pre_w_f.begin(), pre_w_f.end());
+        std::vector<float> di_f = pre_i_f, dw_f = pre_w_f;
+        matmul_backward(di.data(), dw.data(), dout_r.data(), inp_r.data(), w_r.data(), s.n, s.ic, s.oc);
+        matmul_backward(di_f.data(), dw_f.data(), dout_f.data(), inp_f.data(), w_f.data(), s.n, s.ic, s.oc);
+        bad = 0;
+        for (size_t n = 0; n < s.n; n++)
+            for (size_t i = 0; i < s.ic; i++) {
+                double mag = std::fabs(pre_i_f[n * s.ic + i]);
+                for (size_t o = 0; o < s.oc; o++) mag += std::fabs(dout_r[n * s.oc + o] * w_r[o * s.ic + i]);
+                bad += std::fabs(di_f[n * s.ic + i] - di[n * s.ic + i]) > 2.0 * double(s.oc + 1) * u * mag + 1e-30;
+            }
+        for (size_t o = 0; o < s.oc; o++)
+            for (size_t i = 0; i < s.ic; i++) {
+                double mag = std::fabs(pre_w_f[o * s.ic + i]);
+                for (size_t n = 0; n < s.n; n++) mag += std::fabs(dout_r[n * s.oc + o] * inp_r[n * s.ic + i]);
+                bad += std::fabs(dw_f[o * s.ic + i] - dw[o * s.ic + i]) > 2.0 * double(s.n + 1) * u * mag + 1e-30;
+            }
+        CHECK(bad == 0);
+    }
+}
+
+// ================================================================================================
+// Determinism: the backward passes that reduce over rows (dwte, dweight, dk/dv) are documented to
+// sum in a fixed order, so float results must be bitwise the same for any thread count.
+// ================================================================================================
+
+TEST_CASE("float backward passes are bitwise independent of the thread count") {
+    const int saved_threads = omp_get_max_threads();
+    const size_t Bd = 2, Td = 33, Cd = 64, Hd = 4, Nd = Bd * Td, Vd = 11, OCd = 48;
+    std::mt19937_64 rng(501);
+    const auto qkv = random_vector<float>(rng, Nd * 3 * Cd, -1.5, 1.5);
+    const auto dout = random_vector<float>(rng, Nd * Cd);
+    const auto x = random_vector<float>(rng, Nd * Cd), w = random_vector<float>(rng, Cd, 0.5, 1.5);
+    const auto wl = random_vector<float>(rng, OCd * Cd), dout_l = random_vector<float>(rng, Nd * OCd);
+    std::vector<int32_t> tokens(Nd);
+    for (size_t n = 0; n < Nd; n++) tokens[n] = int32_t((n * 7) % Vd);
+
+    auto run = [&](int threads) {
+        omp_set_num_threads(threads);
+        std::vector<std::vector<float>> r;
+        for (const char* name : {"softmax", "sigmoid-norm"}) {
+            const AttentionSpec spec = parse_attention(name);
+            std::vector<float> out(Nd * Cd), att(Bd * Hd * Td * Td), z(Bd * Hd * Td), dqkv(Nd * 3 * Cd, 0.f);
+            attention_forward(out.data(), att.data(), z.data(), qkv.data(), Bd, Td, Cd, Hd, spec);
+            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), Bd, Td, Cd, Hd, spec);
+            r.push_back(out);
+            r.push_back(dqkv);
+        }
+        std::vector<float> dwte(Vd * Cd, 0.f);
+        embedding_backward(dwte.data(), dout.data(), tokens.data(), Nd, Cd);
+        r.push_back(dwte);
+        std::vector<float> y(Nd * Cd), rstd(Nd), dx(Nd * Cd, 0.f), dw(Cd, 0.f);
+        rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), Nd, Cd, 1e-5f);
+        rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), Nd, Cd);
+        r.push_back(dx);
+        r.push_back(dw);
+        std::vector<float> o(Nd * OCd), di(Nd * Cd, 0.f), dwl(OCd * Cd, 0.f);
+        matmul_forward(o.data(), x.data(), wl.data(), Nd, Cd, OCd);
+        matmul_backward(di.data(), dwl.data(), dout_l.data(), x.data(), wl.data(), Nd, Cd, OCd);
+        r.push_back(o);
+        r.push_back(di);
+        r.push_back(dwl);
+        return r;
+    };
+    const auto r1 = run(1), r2 = run(2), r3 = run(3);
+    omp_set_num_threads(saved_threads);
+    for (size_t k = 0; k < r1.size(); k++) {
+        CAPTURE(k);
+        CHECK(r1[k] == r2[k]);
+        CHECK(r1[k] == r3[k]);
+    }
+}

@@ -1,0 +1,276 @@
+// Training-loop tests: determinism, exact resume, overfitting one batch, the schedule, checkpoint
+// round trips and crash safety, and the errors a user can run into.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "backend_cpu.h"
+#include "checkpoint.h"
+#include "fileio.h"
+#include "model.h"
+#include "test_helpers.h"
+#include "train.h"
+
+using namespace sinklab;
+using testing::TempDir;
+
+namespace {
+
+TrainOptions tiny_run(const TempDir& dir, const std::string& name, const std::string& attention = "softmax") {
+    TrainOptions o;
+    o.data = dir / "train.bin";
+    o.val = dir / "val.bin";
+    o.out = dir / name;
+    o.preset = "tiny";
+    o.model = preset("tiny");
+    o.model.attention = parse_attention(attention);
+    o.steps = 20;
+    o.batch = 4;
+    o.seq = 16;
+    o.adam.lr = 3e-3;
+    o.warmup = 5;
+    o.eval_every = 10;
+    o.val_batches = 2;
+    o.log_every = 1000;
+    return o;
+}
+
+void write_data(const TempDir& dir, size_t vocab = 64) {
+    write_shard(dir / "train.bin", testing::patterned_tokens(20000, vocab, 1));
+    write_shard(dir / "val.bin", testing::patterned_tokens(4000, vocab, 2));
+}
+
+std::vector<double> metric_values(const std::string& run_dir, const std::string& key) {
+    std::vector<double> out;
+    std::ifstream in(run_dir + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+        const Json j = Json::parse(line);
+        if (j.contains(key)) out.push_back(j.at(key).as_number());
+    }
+    return out;
+}
+
+std::vector<float> final_weights(const std::string& run_dir) {
+    return load_safetensors(resolve_weights_path(run_dir)).params;
+}
+
+}  // namespace
+
+TEST_CASE("training is bitwise deterministic for a given seed and thread count") {
+    TempDir dir("determinism");
+    write_data(dir);
+    REQUIRE(run_training(tiny_run(dir, "a"), false) == 0);
+    REQUIRE(run_training(tiny_run(dir, "b"), false) == 0);
+    const auto la = metric_values(dir / "a", "loss"), lb = metric_values(dir / "b", "loss");
+    REQUIRE(la.size() == 20);
+    CHECK(la == lb);  // exact equality of every loss
+    CHECK(metric_values(dir / "a", "val_loss") == metric_values(dir / "b", "val_loss"));
+    CHECK(final_weights(dir / "a") == final_weights(dir / "b"));
+    CHECK(la.back() < la.front() - 0.5);  // and it learns
+}
+
+TEST_CASE("resume: 10 steps + resume to 20 equals 20 steps in one go") {
+    TempDir dir("resume");
+    write_data(dir);
+    REQUIRE(run_training(tiny_run(dir, "straight"), false) == 0);
+    TrainOptions first = tiny_run(dir, "split");
+    first.steps = 10;
+    REQUIRE(run_training(first, false) == 0);
+    TrainOptions second = tiny_run(dir, "split");
+    REQUIRE(run_training(second, true) == 0);
+    CHECK(metric_values(dir / "straight", "loss") == metric_values(dir / "split", "loss"));
+    CHECK(metric_values(dir / "straight", "val_loss") == metric_values(dir / "split", "val_loss"));
+    CHECK(final_weights(dir / "straight") == final_weights(dir / "split"));
+    // Resuming a finished run does nothing.
+    CHECK(run_training(second, true) == 0);
+}
+
+TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid attention") {
+    for (const std::string attention : {"softmax", "sigmoid"}) {
+        TempDir dir("overfit_" + attention);
+        // Exactly one batch of 4 x 16 (+1) tokens: every step sees the same batch.
+        write_shard(dir / "train.bin", testing::patterned_tokens(4 * 16 + 1, 64, 3));
+        TrainOptions o = tiny_run(dir, "run", attention);
+        o.val = "";
+        o.steps = 300;
+        o.adam.lr = 1e-2;
+        o.adam.weight_decay = 0.0;
+        REQUIRE(run_training(o, false) == 0);
+        const auto losses = metric_values(o.out, "loss");
+        MESSAGE(attention << ": loss " << losses.front() << " -> " << losses.back());
+        CHECK(losses.front() > 3.5);
+        CHECK(losses.back() < 0.05);
+    }
+}
+
+TEST_CASE("learning-rate schedule: warmup, constant and cosine") {
+    TrainOptions o;
+    o.adam.lr = 1e-3;
+    o.warmup = 4;
+    o.steps = 14;
+    CHECK(learning_rate(o, 0) == doctest::Approx(2.5e-4));
+    CHECK(learning_rate(o, 3) == doctest::Approx(1e-3));
+    CHECK(learning_rate(o, 10) == doctest::Approx(1e-3));
+    o.schedule = "cosine";
+    o.min_lr = 1e-4;
+    CHECK(learning_rate(o, 4) == doctest::Approx(1e-3));                         // start of the decay: peak
+    CHECK(learning_rate(o, 13) == doctest::Approx(1e-4));                        // last step: the floor
+    CHECK(learning_rate(o, 4 + 9 / 2) == doctest::Approx(1e-4 + 0.5 * 9e-4 * (1 + std::cos(M_PI * 4.0 / 9.0))));
+}
+
+TEST_CASE("checkpoints: safetensors and run state round trip; corruption is detected") {
+    TempDir dir("ckpt");
+    ModelConfig c = preset("tiny");
+    c.attention = parse_attention("sigmoid-norm");
+    Model<CpuBackend<float>> model(c);
+    model.init_weights(5);
+    RunState st;
+    st.step = 7;
+    st.loader_shard = 1;
+    st.loader_offset = 640;
+    st.loader_epoch = 2;
+    st.options = Json::object();
+    st.adam_m.assign(model.n_params(), 0.25f);
+    st.adam_v.assign(model.n_params(), 0.5f);
+    const std::string ckpt = save_checkpoint(dir.path, c, model.param_table(), model.params(), st);
+    CHECK(latest_checkpoint(dir.path) == ckpt);
+    const LoadedWeights w = load_safetensors(ckpt + "/model.safetensors");
+    CHECK(model_config_to_json(w.config).dump() == model_config_to_json(c).dump());
+    CHECK(std::equal(w.params.begin(), w.params.end(), model.params()));
+    const RunState back = load_run_state(ckpt + "/state.bin", model.n_params());
+    CHECK(back.step == 7);
+    CHECK(back.loader_offset == 640);
+    CHECK(back.adam_v == st.adam_v);
+
+    // Truncations and wrong magic numbers give errors naming the file.
+    const std::string weights = testing::slurp(ckpt + "/model.safetensors");
+    write_file_atomic(dir / "cut.safetensors", weights.substr(0, weights.size() - 100));
+    CHECK_THROWS_WITH_AS(load_safetensors(dir / "cut.safetensors"), doctest::Contains("cut.safetensors"), Error);
+    write_file_atomic(dir / "garbage.safetensors", std::string(64, 'x'));
+    CHECK_THROWS_AS(load_safetensors(dir / "garbage.safetensors"), Error);
+    const std::string state = testing::slurp(ckpt + "/state.bin");
+    write_file_atomic(dir / "cut.bin", state.substr(0, state.size() - 9));
+    CHECK_THROWS_WITH_AS(load_run_state(dir / "cut.bin", model.n_params()), doctest::Contains("cut.bin"), Error);
+    std::string flipped = state;
+    flipped[100] ^= 1;
+    write_file_atomic(dir / "flipped.bin", flipped);
+    CHECK_THROWS_WITH_AS(load_run_state(dir / "flipped.bin", model.n_params()), doctest::Contains("checksum"), Error);
+    CHECK_THROWS_WITH_AS(load_run_state(ckpt + "/state.bin", model.n_params() + 1), doctest::Contains("parameters"), Error);
+
+    // A save that died half-way (a leftover .tmp directory) does not disturb the latest checkpoint.
+    std::filesystem::create_directories(dir.path + "/checkpoints/step_0000008.tmp");
+    write_file_atomic(dir.path + "/checkpoints/step_0000008.tmp/model.safetensors", "partial");
+    CHECK(latest_checkpoint(dir.path) == ckpt);
+}
+
+TEST_CASE("killing training during checkpoint saves never damages the last good checkpoint") {
+    TempDir dir("kill");
+    write_data(dir);
+    // Checkpoint every step; kill -9 at several moments; the latest checkpoint must always load.
+    for (int attempt = 0; attempt < 4; attempt++) {
+        const std::string out = dir / ("run" + std::to_string(attempt));
+        const std::string cmd = testing::sinklab_bin() + " train --data " + (dir / "train.bin") +
+                                " --preset tiny --steps 100000 --batch 4 --seq 16 --checkpoint-every 1 --log-every 1000 --out " + out;
+        const pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), nullptr);
+            _exit(127);
+        }
+        // Wait for the first checkpoint (however loaded the machine is), then kill at a different
+        // moment each time, most likely in the middle of one of the per-step saves.
+        const std::string latest_file = out + "/checkpoints/latest";
+        for (int waited = 0; waited < 600 && !std::filesystem::exists(latest_file); waited++)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::this_thread::sleep_for(std::chrono::milliseconds(37 + 61 * attempt));
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        const std::string latest = latest_checkpoint(out);
+        REQUIRE_MESSAGE(!latest.empty(), "no checkpoint written before the kill");
+        const LoadedWeights w = load_safetensors(latest + "/model.safetensors");
+        const RunState st = load_run_state(latest + "/state.bin", w.params.size());
+        CHECK(st.step > 0);
+        // And the run resumes from it.
+        CHECK(testing::run(testing::sinklab_bin() + " train --out " + out + " --resume --steps " +
+                           std::to_string(st.step + 2)) == 0);
+    }
+}
+
+TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") {
+    TempDir dir("badinput");
+    write_data(dir);
+    const std::string bin = testing::sinklab_bin();
+    const std::string base = bin + " train --data " + (dir / "train.bin") + " --steps 2 --batch 2 --seq 8 --out " + (dir / "run");
+    const std::string log = dir / "log.txt";
+    auto expect_error = [&](const std::string& args, const std::string& message, int code = 1) {
+        const int rc = testing::run(base + " " + args, log);
+        const std::string out = testing::slurp(log);
+        INFO(args << " -> " << out);
+        CHECK(rc == code);
+        CHECK(out.find(message) != std::string::npos);
+    };
+    expect_error("--preset tiny --heads 3", "n_heads (3) must divide d_model (16)");
+    expect_error("--preset tiny --heads 16", "must be even for RoPE");
+    expect_error("--preset tiny --layers 0", "n_layers must be positive");
+    expect_error("--preset tiny --attention cosine", "unknown attention 'cosine'");
+    expect_error("--preset nano", "unknown preset 'nano'");
+    expect_error("--preset tiny --lr abc", "--lr: expected a number");
+    expect_error("--preset tiny --bogus 1", "unknown option --bogus");
+    expect_error("--preset tiny --vocab 10", "outside the model's vocabulary (size 10)");
+
+    // Shards: truncated, wrong magic, empty pattern.
+    std::string shard = testing::slurp(dir / "train.bin");
+    write_file_atomic(dir / "cut.bin", shard.substr(0, shard.size() - 10));
+    std::string wrong = shard;
+    wrong[0] = 0x11;
+    write_file_atomic(dir / "wrong.bin", wrong);
+    const std::string tail = " --preset tiny --steps 2 --batch 2 --seq 8 --out " + (dir / "run2");
+    auto expect_data_error = [&](const std::string& data, const std::string& message) {
+        const int rc = testing::run(bin + " train --data " + data + tail, log);
+        const std::string out = testing::slurp(log);
+        INFO(data << " -> " << out);
+        CHECK(rc == 1);
+        CHECK(out.find(message) != std::string::npos);
+    };
+    expect_data_error(dir / "cut.bin", "cut.bin: truncated shard");
+    expect_data_error(dir / "wrong.bin", "wrong.bin: not a token shard: magic");
+    expect_data_error(dir / "nothing_*.bin", "no shard matches");
+
+    // Resume of a run whose checkpoint was damaged.
+    REQUIRE(testing::run(base + " --preset tiny") == 0);
+    const std::string latest = latest_checkpoint(dir / "run");
+    const std::string weights = testing::slurp(latest + "/model.safetensors");
+    write_file_atomic(latest + "/model.safetensors", weights.substr(0, weights.size() / 2));
+    const int rc = testing::run(bin + " train --out " + (dir / "run") + " --resume --steps 4", log);
+    CHECK(rc == 1);
+    CHECK(testing::slurp(log).find("model.safetensors") != std::string::npos);
+}
+
+TEST_CASE("a NaN or infinite loss stops training with a message and leaves the last good checkpoint") {
+    TempDir dir("diverge");
+    write_data(dir);
+    // A learning rate of 1e30 (reached slowly through a long warmup) blows the weights up within a
+    // few steps; each step is checkpointed while it is still finite.
+    const std::string out = dir / "run";
+    const std::string log = dir / "log.txt";
+    const int rc = testing::run(testing::sinklab_bin() + " train --data " + (dir / "train.bin") +
+                                    " --preset tiny --steps 50 --batch 2 --seq 8 --lr 1e30 --warmup 1000 "
+                                    "--checkpoint-every 1 --out " + out, log);
+    const std::string text = testing::slurp(log);
+    INFO(text);
+    CHECK(rc == 4);
+    CHECK(text.find("training diverged at step") != std::string::npos);
+    const std::string latest = latest_checkpoint(out);
+    REQUIRE(!latest.empty());
+    const LoadedWeights w = load_safetensors(latest + "/model.safetensors");
+    CHECK(load_run_state(latest + "/state.bin", w.params.size()).step >= 1);
+    CHECK(text.find(latest) != std::string::npos);  // the message names the checkpoint
+}
