@@ -60,8 +60,8 @@ Json summarize(const RunData& run, const std::map<std::string, std::string>& fla
     const double planned = config_number(run.config, "train", "steps");
     r["step"] = number_or_null(last_step);
     r["steps_planned"] = number_or_null(planned);
-    // steps may be logged 0-based or 1-based: the run is finished once the last one is logged
-    r["in_progress"] = !diverged && std::isfinite(planned) && (!std::isfinite(last_step) || last_step + 1.0 < planned);
+    // steps are logged 1-based (the number of optimizer steps done): finished once step == train.steps
+    r["in_progress"] = !diverged && std::isfinite(planned) && (!std::isfinite(last_step) || last_step < planned);
     r["diverged"] = diverged;
     r["torn_last_line"] = run.torn_last_line;
 

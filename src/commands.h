@@ -8,5 +8,6 @@ int cmd_info(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_sink(int argc, char** argv);
 
 }  // namespace sinklab

@@ -21,6 +21,7 @@ struct Command {
 const Command kCommands[] = {
     {"info", sinklab::cmd_info, "version, compiler, threads, SIMD level, CUDA and GPU"},
     {"train", sinklab::cmd_train, "train a model on token shards (llm.c format)"},
+    {"sink", sinklab::cmd_sink, "measure attention sinks (Sink_k, norms) of a checkpoint on probe sequences"},
     {"compare", sinklab::cmd_compare, "one table over run directories: config differences, losses, Sink_1..3, speed"},
     {"plot", sinklab::cmd_plot, "draw a run's pictures (SVG): loss, Sink_k over steps, sink report plots"},
 };
