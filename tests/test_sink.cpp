@@ -485,3 +485,98 @@ TEST_CASE("compare: two hand-written run directories") {
     }
     std::filesystem::remove_all(dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The model bridge and the sink command
+
+#include "backend_cpu.h"
+#include "checkpoint.h"
+#include "sink_model.h"
+
+namespace {
+
+ModelConfig tiny_model_config(const std::string& attention) {
+    ModelConfig c = preset("tiny");
+    c.n_layers = 2;
+    c.n_heads = 2;
+    c.d_model = 8;
+    c.d_ffn = 12;
+    c.vocab_size = 11;
+    c.context = 16;
+    c.attention = parse_attention(attention);
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("sink: measure_model_sinks reads the model's own attention maps, independent of the batch size") {
+    Model<CpuBackend<float>> model(tiny_model_config("softmax"));
+    model.init_weights(3);
+    for (size_t i = 0; i < model.n_params(); i++) model.params()[i] *= 4.0f;  // sharper attention
+    const Probe probe = make_random_probe(5, 6, 11, 9);
+    const SinkOptions options = sink_options_for(model.config());
+    CHECK(!options.proxy);
+    const SinkReport all = measure_model_sinks(model, probe, options, 5);
+    const SinkReport pairs = measure_model_sinks(model, probe, options, 2);
+    CHECK(all.sink_k.size() == 6);
+    for (size_t k = 0; k < all.n_k; k++) {
+        CHECK(pairs.sink_k[k] == doctest::Approx(all.sink_k[k]));
+        CHECK(pairs.alpha_k[k] == doctest::Approx(all.alpha_k[k]));
+    }
+    CHECK(all.has_norms);
+    // one sequence by hand: alpha_1 of layer 1, head 0 straight from the forward pass's maps
+    Probe one = probe;
+    one.info.count = 1;
+    one.tokens.resize(6);
+    const SinkReport single = measure_model_sinks(model, one, options, 1);
+    model.forward(one.tokens.data(), nullptr, 1, 6);
+    const float* map = model.acts().att + 1 * (2 * 6 * 6) + 0 * 36;  // layer 1, head 0
+    CHECK(single.alpha_per_head[1][0][0] == doctest::Approx(key_alpha(map, 6, 0, false)));
+    // softmax rows sum to 1, so the per-key alphas of one head over all keys are all within [0, 1]
+    for (size_t k = 0; k < 6; k++) CHECK((single.alpha_per_head[1][0][k] >= 0.0 && single.alpha_per_head[1][0][k] <= 1.0));
+    CHECK(sink_options_for(tiny_model_config("sigmoid")).proxy);
+    CHECK(!sink_options_for(tiny_model_config("sigmoid-norm")).proxy);
+}
+
+TEST_CASE("sink command: a checkpoint over random, repeated and natural probes") {
+    const auto dir = temp_dir("command");
+    const ModelConfig config = tiny_model_config("sigmoid");
+    Model<CpuBackend<float>> model(config);
+    model.init_weights(5);
+    const std::string weights = (dir / "model.safetensors").string();
+    save_safetensors(weights, config, model.param_table(), model.params());
+    std::vector<int32_t> tokens;
+    for (int32_t i = 0; i < 40; i++) tokens.push_back(i % 11);
+    write_shard((dir / "probe.bin").string(), tokens, false, 10);
+
+    const char* bin = std::getenv("SINKLAB_BIN");
+    if (!bin) return;
+    auto run = [&](const std::string& arguments) {
+        const std::string command = fmt::format("{} sink --checkpoint {} {} > {} 2>&1", bin, weights, arguments,
+                                                (dir / "out.txt").string());
+        return std::system(command.c_str());
+    };
+    CHECK(run(fmt::format("--probe-kind repeated --count 3 --length 8 --json {} --svg {}", (dir / "r.json").string(),
+                          (dir / "svg").string())) == 0);
+    const Json r = Json::parse(read_file((dir / "r.json").string()));
+    CHECK(r.at("probe").at("kind").as_string() == "repeated");
+    CHECK(r.at("probe").at("count").as_int() == 3);
+    CHECK(r.at("proxy").as_bool());  // sigmoid without normalisation: proxy scores
+    CHECK(r.at("sink_k").size() == 8);
+    for (const char* name : {"attention_maps.svg", "sink_per_layer.svg", "norms.svg"})
+        CHECK(balanced_roots(read_file((dir / "svg" / name).string())) == 1);
+    CHECK(run(fmt::format("--probe {} --length 6 --max-k 4 --maps --json {}", (dir / "probe.bin").string(),
+                          (dir / "n.json").string())) == 0);
+    const Json n = Json::parse(read_file((dir / "n.json").string()));
+    CHECK(n.at("probe").at("count").as_int() == 4);
+    CHECK(n.at("sink_k").size() == 4);
+    CHECK(n.at("mean_attention").size() == 2);
+    CHECK(run("--probe-kind random --count 2 --length 8") == 0);
+    CHECK(read_file((dir / "out.txt").string()).find("Sink_k") != std::string::npos);
+    // errors name the flag
+    CHECK(run("") != 0);
+    CHECK(read_file((dir / "out.txt").string()).find("--probe") != std::string::npos);
+    CHECK(run("--probe-kind random --length 17") != 0);  // beyond the context
+    CHECK(read_file((dir / "out.txt").string()).find("context") != std::string::npos);
+    std::filesystem::remove_all(dir);
+}
