@@ -12,6 +12,7 @@
 #include "error.h"
 #include "fileio.h"
 #include "run_reader.h"
+#include "sink.h"
 
 namespace sinklab {
 
@@ -240,7 +241,7 @@ int cmd_compare(int argc, char** argv) {
     const Json comparison = compare_runs(dirs);
     fmt::print("{}", format_comparison(comparison));
     if (args.has("json")) {
-        write_file_atomic(args.get("json"), comparison.dump(2) + "\n");
+        write_file_atomic(args.get("json"), report_json_text(comparison));
         fmt::print("wrote {}\n", args.get("json"));
     }
     return 0;

@@ -86,7 +86,7 @@ int cmd_sink(int argc, char** argv) {
     fmt::print("{}", format_sink_report(report));
 
     if (args.has("json")) {
-        write_file_atomic(args.get("json"), sink_report_json(report, args.get_flag("maps")).dump(1) + "\n");
+        write_file_atomic(args.get("json"), report_json_text(sink_report_json(report, args.get_flag("maps"))));
         fmt::print("wrote {}\n", args.get("json"));
     }
     if (args.has("svg")) {

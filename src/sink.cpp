@@ -342,6 +342,44 @@ Json sink_report_json(const SinkReport& r, bool include_maps) {
     return j;
 }
 
+static void report_json_text_to(std::string& out, const Json& j, size_t depth) {
+    const std::string pad(2 * (depth + 1), ' '), close_pad(2 * depth, ' ');
+    if (j.is_object() && j.size() > 0) {
+        out += "{\n";
+        size_t i = 0;
+        for (const auto& [key, value] : j.as_object()) {
+            out += pad + Json(key).dump() + ": ";
+            report_json_text_to(out, value, depth + 1);
+            out += ++i < j.size() ? ",\n" : "\n";
+        }
+        out += close_pad + "}";
+        return;
+    }
+    if (j.is_array() && j.size() > 0) {
+        bool flat = true;
+        for (const Json& v : j.as_array()) flat = flat && !v.is_array() && !v.is_object();
+        if (flat) {
+            out += j.dump();
+            return;
+        }
+        out += "[\n";
+        for (size_t i = 0; i < j.size(); i++) {
+            out += pad;
+            report_json_text_to(out, j.as_array()[i], depth + 1);
+            out += i + 1 < j.size() ? ",\n" : "\n";
+        }
+        out += close_pad + "]";
+        return;
+    }
+    out += j.dump();
+}
+
+std::string report_json_text(const Json& json) {
+    std::string out;
+    report_json_text_to(out, json, 0);
+    return out + "\n";
+}
+
 namespace {
 
 std::vector<double> numbers_of(const Json& j) {

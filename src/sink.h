@@ -149,6 +149,9 @@ SinkReport measure_sinks(const float* att, const float* resid, const float* qkv,
 // (extra slot only), and mean_attention (L, H, Tm, Tm) when include_maps.
 Json sink_report_json(const SinkReport& report, bool include_maps = false);
 
+// JSON text for files people read: objects indented, arrays of numbers on one line each.
+std::string report_json_text(const Json& json);
+
 // Reads back what sink_report_json wrote (maps included when present); throws Error naming `what`.
 SinkReport sink_report_from_json(const Json& json, const std::string& what);
 

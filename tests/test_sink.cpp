@@ -580,3 +580,14 @@ TEST_CASE("sink command: a checkpoint over random, repeated and natural probes")
     CHECK(read_file((dir / "out.txt").string()).find("context") != std::string::npos);
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("sink: report_json_text keeps number lists on one line and parses back") {
+    Json j = Json::object();
+    j["a"] = std::vector<double>{1, 2.5};
+    j["b"] = std::vector<std::vector<double>>{{1}, {2, 3}};
+    j["c"] = Json::object();
+    j["d"] = "x";
+    const std::string text = report_json_text(j);
+    CHECK(text.find("\"a\": [1, 2.5]") != std::string::npos);
+    CHECK(Json::parse(text).dump() == j.dump());
+}
