@@ -13,6 +13,7 @@
 #include "fileio.h"
 #include "run_reader.h"
 #include "sink.h"
+#include "sink_plots.h"
 
 namespace sinklab {
 
@@ -220,6 +221,7 @@ std::string format_comparison(const Json& comparison) {
 int cmd_compare(int argc, char** argv) {
     ArgParser args("compare", "Compare training runs: differing configuration, losses, Sink_1..3 and speed.");
     args.option("json", "", "also write the comparison as JSON to this file", "OUT");
+    args.option("svg", "", "also draw compare_loss.svg and compare_sink.svg (all runs on shared axes) here", "DIR");
     args.epilog(
         "Arguments: run directories written by `sinklab train --out DIR` (config.json, metrics.jsonl,\n"
         "optionally sink.json). Runs still in progress are fine.\n"
@@ -234,7 +236,7 @@ int cmd_compare(int argc, char** argv) {
             continue;
         }
         options.push_back(argv[i]);
-        if (arg == "--json" && i + 1 < argc) options.push_back(argv[++i]);
+        if ((arg == "--json" || arg == "--svg") && i + 1 < argc) options.push_back(argv[++i]);
     }
     if (!args.parse(int(options.size()), options.data())) return 0;
     if (dirs.empty()) fail("compare: give one or more run directories (see sinklab compare --help)");
@@ -244,6 +246,8 @@ int cmd_compare(int argc, char** argv) {
         write_file_atomic(args.get("json"), report_json_text(comparison));
         fmt::print("wrote {}\n", args.get("json"));
     }
+    if (args.has("svg"))
+        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"))) fmt::print("wrote {}\n", path);
     return 0;
 }
 

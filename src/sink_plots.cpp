@@ -193,6 +193,35 @@ std::vector<std::string> write_report_plots(const SinkReport& report, const std:
     return written;
 }
 
+std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir) {
+    make_dirs(out_dir);
+    LineChart loss{"loss per run", "step", "cross entropy (nats/token)", {}};
+    LineChart sink{"Sink_1 per run", "step", "Sink_1 (% of heads)", {}};
+    sink.y_min = 0.0;
+    for (size_t i = 0; i < run_dirs.size(); i++) {
+        const RunData run = read_run(run_dirs[i]);
+        std::filesystem::path name = std::filesystem::path(run_dirs[i]).lexically_normal();
+        if (name.filename().empty()) name = name.parent_path();
+        const MetricSeries val = metric_series(run.metrics, "val_loss");
+        const MetricSeries train = metric_series(run.metrics, "loss");
+        if (!val.step.empty()) {
+            loss.series.push_back({name.string() + " val", val.step, val.value, palette_color(i), false, true});
+            loss.series.push_back({name.string() + " train", train.step, train.value, palette_color(i), true});
+        } else {
+            loss.series.push_back({name.string() + " train", train.step, train.value, palette_color(i)});
+        }
+        const MetricSeries s1 = metric_list_series(run.metrics, "sink_k", 0);
+        if (!s1.step.empty()) sink.series.push_back({name.string(), s1.step, s1.value, palette_color(i), false, true});
+    }
+    std::vector<std::string> written = {join_path(out_dir, "compare_loss.svg")};
+    write_file_atomic(written.back(), line_chart_svg(loss, 900, 460));
+    if (!sink.series.empty()) {
+        written.push_back(join_path(out_dir, "compare_sink.svg"));
+        write_file_atomic(written.back(), line_chart_svg(sink, 900, 460));
+    }
+    return written;
+}
+
 std::vector<std::string> write_run_plots(const std::string& run_dir, const std::string& out_dir) {
     const RunData run = read_run(run_dir);
     std::filesystem::path name = std::filesystem::path(run_dir).lexically_normal();

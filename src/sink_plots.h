@@ -31,6 +31,10 @@ std::string attention_maps_svg(const SinkReport& report, const std::string& titl
 std::string sink_per_layer_svg(const SinkReport& report, const std::string& title);
 std::string norms_svg(const SinkReport& report, const std::string& title);
 
+// Several runs on shared axes: compare_loss.svg (val loss, else train loss, per run) and
+// compare_sink.svg (Sink_1 over steps per run, when logged). Returns the paths written.
+std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir);
+
 // Everything a run directory allows: the training plots from metrics.jsonl, and the report plots
 // from sink.json when present. Returns the paths written.
 std::vector<std::string> write_run_plots(const std::string& run_dir, const std::string& out_dir);

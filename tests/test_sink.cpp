@@ -474,10 +474,13 @@ TEST_CASE("compare: two hand-written run directories") {
 
     // the command itself
     if (const char* bin = std::getenv("SINKLAB_BIN")) {
-        const std::string command = fmt::format("{} compare {} {} --json {} > {} 2>&1", bin, (dir / "softmax").string(),
-                                                (dir / "sigmoid").string(), (dir / "c.json").string(),
+        const std::string command = fmt::format("{} compare {} --json {} {} --svg {} > {} 2>&1", bin,
+                                                (dir / "softmax").string(), (dir / "c.json").string(),
+                                                (dir / "sigmoid").string(), (dir / "cmp").string(),
                                                 (dir / "out.txt").string());
         CHECK(std::system(command.c_str()) == 0);
+        CHECK(balanced_roots(read_file((dir / "cmp" / "compare_loss.svg").string())) == 1);
+        CHECK(balanced_roots(read_file((dir / "cmp" / "compare_sink.svg").string())) == 1);
         CHECK(Json::parse(read_file((dir / "c.json").string())).at("runs").size() == 2);
         const std::string bad = fmt::format("{} compare {} > {} 2>&1", bin, (dir / "missing").string(), (dir / "err.txt").string());
         CHECK(std::system(bad.c_str()) != 0);
