@@ -17,6 +17,17 @@
 
 namespace sinklab {
 
+// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
+static std::string checkpoint_title(const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.filename() != "model.safetensors") return file.stem().string();
+    const fs::path dir = file.parent_path();
+    if (dir.parent_path().filename() == "checkpoints")
+        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
+    return dir.filename().string();
+}
+
 int cmd_sink(int argc, char** argv) {
     ArgParser args("sink", "Measure attention sinks (Sink_k^eps, SPEC.md section 1) of a checkpoint on probe sequences.");
     args.option("checkpoint", "", "model.safetensors, a checkpoint directory, or a run directory (its latest checkpoint)",
@@ -90,10 +101,8 @@ int cmd_sink(int argc, char** argv) {
         fmt::print("wrote {}\n", args.get("json"));
     }
     if (args.has("svg")) {
-        std::filesystem::path name = std::filesystem::path(args.get("checkpoint")).lexically_normal();
-        if (name.filename().empty()) name = name.parent_path();
         for (const std::string& path :
-             write_report_plots(report, args.get("svg"), name.filename().string(), args.get_size("svg-tokens")))
+             write_report_plots(report, args.get("svg"), checkpoint_title(weights_path), args.get_size("svg-tokens")))
             fmt::print("wrote {}\n", path);
     }
     return 0;

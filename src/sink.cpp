@@ -342,6 +342,13 @@ Json sink_report_json(const SinkReport& r, bool include_maps) {
     return j;
 }
 
+void add_sink_metrics(Json& line, const SinkReport& r) {
+    line["sink_k"] = r.sink_k;
+    line["alpha_k"] = r.alpha_k;
+    line["sink_eps"] = r.options.eps;
+    if (r.options.extra_slot) line["sink_star"] = r.sink_star;
+}
+
 static void report_json_text_to(std::string& out, const Json& j, size_t depth) {
     const std::string pad(2 * (depth + 1), ' '), close_pad(2 * depth, ' ');
     if (j.is_object() && j.size() > 0) {

@@ -149,6 +149,10 @@ SinkReport measure_sinks(const float* att, const float* resid, const float* qkv,
 // (extra slot only), and mean_attention (L, H, Tm, Tm) when include_maps.
 Json sink_report_json(const SinkReport& report, bool include_maps = false);
 
+// The fields a sink evaluation adds to a metrics.jsonl line (what compare and the plots read):
+// "sink_k" (K percentages), "alpha_k" (K mean alphas), "sink_eps", and "sink_star" with an extra slot.
+void add_sink_metrics(Json& metrics_line, const SinkReport& report);
+
 // JSON text for files people read: objects indented, arrays of numbers on one line each.
 std::string report_json_text(const Json& json);
 

@@ -62,9 +62,10 @@ std::vector<std::string> write_training_plots(const std::vector<Json>& metrics, 
 std::string attention_maps_svg(const SinkReport& r, const std::string& title, size_t max_tokens) {
     HeatMapGrid grid;
     const size_t Tm = r.map_size, n = std::min(Tm, std::max<size_t>(max_tokens, 1));
-    grid.title = fmt::format("{}mean attention per layer and head ({}; first {} {}{})",
-                             title.empty() ? "" : title + ": ", probe_text(r), n, r.options.extra_slot ? "slots" : "tokens",
-                             r.options.extra_slot ? ", slot 0 = extra key" : "");
+    grid.title = fmt::format("{}mean attention per layer and head", title.empty() ? "" : title + ": ");
+    grid.subtitle = fmt::format("{}; first {} {} (rows: queries, columns: keys){}", probe_text(r), n,
+                                r.options.extra_slot ? "slots" : "tokens",
+                                r.options.extra_slot ? "; slot 0 is the extra key" : "");
     grid.grid_cols = r.n_heads;
     grid.cell = std::clamp(160.0 / double(n), 2.0, 8.0);
     grid.gamma = 0.5;
@@ -112,9 +113,10 @@ std::string norms_svg(const SinkReport& r, const std::string& title) {
     resid.x_label = "position t";
     resid.y_label = "L2 norm";
     resid.log_y = true;
+    resid.x_integer = true;
     for (size_t l = 0; l < n.resid.size(); l++) {
         Series s;
-        s.name = l == 0 ? "embedding" : l == L ? fmt::format("layer {} out", l - 1) : fmt::format("block {} in", l);
+        s.name = l == 0 ? "l=0 (embedding)" : l == L ? fmt::format("l={} (last block)", l) : fmt::format("l={}", l);
         for (size_t t = 0; t < n.resid[l].size(); t++) {
             s.x.push_back(double(t + 1));
             s.y.push_back(n.resid[l][t]);
@@ -129,6 +131,7 @@ std::string norms_svg(const SinkReport& r, const std::string& title) {
     ratio.x_label = "residual stream l (0 = embedding, L = last block's output)";
     ratio.y_label = "ratio";
     ratio.y_min = 0.0;
+    ratio.x_integer = true;
     Series rs{"", {}, n.massive_ratio, palette_color(1), false, true};
     for (size_t l = 0; l < n.massive_ratio.size(); l++) rs.x.push_back(double(l));
     ratio.series.push_back(rs);
@@ -139,6 +142,7 @@ std::string norms_svg(const SinkReport& r, const std::string& title) {
     qk.x_label = "layer";
     qk.y_label = "L2 norm per head";
     qk.y_min = 0.0;
+    qk.x_integer = true;
     Series k1{"||k_1||", {}, n.k1_norm, palette_color(1), false, true};
     Series qm{"mean ||q_t||", {}, {}, palette_color(0), false, true};
     Series km{"mean ||k_t||", {}, {}, palette_color(2), true, true};
@@ -169,6 +173,7 @@ std::string norms_svg(const SinkReport& r, const std::string& title) {
     cosine.y_label = "cosine";
     cosine.y_min = -1.0;
     cosine.y_max = 1.0;
+    cosine.x_integer = true;
     cosine.series = {cs};
     charts.push_back(cosine);
 

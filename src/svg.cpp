@@ -47,16 +47,23 @@ struct Axis {
     bool visible(double v) const { return std::isfinite(v) && (!log || v > 0.0); }
 };
 
-// A linear axis covering [lo, hi] extended to whole ticks; a fixed end (finite) is kept as given.
+// A linear axis covering [lo, hi]: extended to whole ticks, or exactly [lo, hi] when `exact` (a
+// fixed end, finite, is kept as given either way). `integer`: ticks only at whole numbers.
 Axis linear_axis(double lo, double hi, double fixed_lo, double fixed_hi, double pixel_lo, double pixel_hi,
-                 size_t target) {
+                 size_t target, bool exact = false, bool integer = false) {
     if (std::isfinite(fixed_lo)) lo = fixed_lo;
     if (std::isfinite(fixed_hi)) hi = fixed_hi;
     Axis a;
     a.ticks = nice_ticks(lo, hi, target);
     a.step = a.ticks.size() > 1 ? a.ticks[1] - a.ticks[0] : 1.0;
-    a.lo = std::isfinite(fixed_lo) ? fixed_lo : a.ticks.front();
-    a.hi = std::isfinite(fixed_hi) ? fixed_hi : a.ticks.back();
+    if (integer && a.step < 1.0) {
+        a.step = 1.0;
+        a.ticks.clear();
+        for (double t = std::floor(lo); t <= std::ceil(hi); t += 1.0) a.ticks.push_back(t);
+    }
+    const bool use_data = exact && hi > lo;
+    a.lo = std::isfinite(fixed_lo) ? fixed_lo : use_data ? lo : a.ticks.front();
+    a.hi = std::isfinite(fixed_hi) ? fixed_hi : use_data ? hi : a.ticks.back();
     if (a.hi <= a.lo) a.hi = a.lo + 1.0;
     std::erase_if(a.ticks, [&](double t) { return t < a.lo - 1e-9 * a.step || t > a.hi + 1e-9 * a.step; });
     a.pixel_lo = pixel_lo;
@@ -286,7 +293,7 @@ void draw_line_chart(Svg& svg, const LineChart& chart, double x, double y, doubl
         }
     if (xr.empty()) xr = {0.0, 1.0};
     if (yr.empty()) yr = chart.log_y ? Range{1.0, 10.0} : Range{0.0, 1.0};
-    const Axis xa = linear_axis(xr.lo, xr.hi, chart.x_min, chart.x_max, left, left + pw, 7);
+    const Axis xa = linear_axis(xr.lo, xr.hi, chart.x_min, chart.x_max, left, left + pw, 7, true, chart.x_integer);
     const Axis ya = chart.log_y
                         ? log_axis(std::isfinite(chart.y_min) ? chart.y_min : yr.lo,
                                    std::isfinite(chart.y_max) ? chart.y_max : yr.hi, top + ph, top)
@@ -402,14 +409,18 @@ std::string heatmap_grid_svg(const HeatMapGrid& grid) {
     const double panel_w = double(map_cols) * cell, panel_h = double(map_rows) * cell;
     const double gap = 8.0, label_h = map_labels ? 13.0 : 0.0;
     const double left = grid.row_labels.empty() ? 14.0 : 66.0;
-    const double top = 44.0 + (grid.col_labels.empty() ? 0.0 : 16.0);
+    const double top = 44.0 + (grid.subtitle.empty() ? 0.0 : 16.0) + (grid.col_labels.empty() ? 0.0 : 16.0);
     const double grid_w = double(gcols) * (panel_w + gap) - gap;
     const double grid_h = double(grows) * (panel_h + gap + label_h) - gap;
     const double bar_x = left + grid_w + 24.0, bar_w = 14.0, bar_h = std::clamp(grid_h, 60.0, 320.0);
-    const double width = std::max(bar_x + bar_w + 70.0, 360.0), height = top + std::max(grid_h, bar_h) + 20.0;
+    // wide enough for the title lines too (about 8.5 and 6.5 pixels per character)
+    const double width = std::max({bar_x + bar_w + 64.0, 360.0, 8.5 * double(grid.title.size()) + 30.0,
+                                   6.5 * double(grid.subtitle.size()) + 30.0});
+    const double height = top + std::max(grid_h, bar_h) + 20.0;
 
     Svg svg(width, height);
     if (!grid.title.empty()) svg.text(width / 2.0, 24.0, grid.title, 15.0, "middle", 0.0, "font-weight=\"bold\"");
+    if (!grid.subtitle.empty()) svg.text(width / 2.0, 42.0, grid.subtitle, 11.0, "middle");
     for (size_t c = 0; c < grid.col_labels.size() && c < gcols; c++)
         svg.text(left + double(c) * (panel_w + gap) + panel_w / 2.0, top - 8.0, grid.col_labels[c], 11.0, "middle");
     for (size_t r = 0; r < grid.row_labels.size() && r < grows; r++)
@@ -456,7 +467,7 @@ std::string heatmap_grid_svg(const HeatMapGrid& grid) {
         svg.text(bar_x + bar_w + 7.0, ty + 4.0, format_tick(t, step), 10.0);
     }
     if (!grid.scale_label.empty())
-        svg.text(bar_x + bar_w / 2.0, top + bar_h + 16.0, grid.scale_label, 10.0, "middle");
+        svg.text(bar_x + bar_w + 44.0, top + bar_h / 2.0, grid.scale_label, 10.0, "middle", 90.0);
     return svg.str();
 }
 

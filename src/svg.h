@@ -26,6 +26,7 @@ struct LineChart {
     std::string title, x_label, y_label;
     std::vector<Series> series;
     bool log_y = false;  // log10 axis; values <= 0 are skipped
+    bool x_integer = false;  // x ticks only at whole numbers (layers, positions)
     double x_min = NAN, x_max = NAN, y_min = NAN, y_max = NAN;  // NaN: from the data
 };
 
@@ -47,6 +48,7 @@ struct HeatMap {
 // A grid of equally sized heat maps (e.g. one per layer and head) sharing one color scale.
 struct HeatMapGrid {
     std::string title;
+    std::string subtitle;                 // a smaller second line under the title
     std::vector<HeatMap> maps;            // laid out row by row, grid_cols per row
     size_t grid_cols = 1;
     std::vector<std::string> row_labels;  // optional, one per grid row (e.g. "layer 3")

@@ -191,6 +191,11 @@ TEST_CASE("sink: extra key slot reports Sink* and Sink_1 separately") {
     CHECK(j.at("sink_star").as_number() == doctest::Approx(50.0));
     CHECK(j.at("extra_slot").as_bool());
     CHECK(!sink_report_json(measure(att, 1, 1, 2, 4)).contains("sink_star"));
+    Json line = Json::object();
+    line["step"] = 10;
+    add_sink_metrics(line, r);
+    CHECK(line.at("sink_k").size() == 3);
+    CHECK(line.at("sink_star").as_number() == doctest::Approx(50.0));
 }
 
 TEST_CASE("sink: norm statistics match a direct computation") {
