@@ -191,6 +191,9 @@ TEST_CASE("sink: extra key slot reports Sink* and Sink_1 separately") {
     CHECK(j.at("sink_star").as_number() == doctest::Approx(50.0));
     CHECK(j.at("extra_slot").as_bool());
     CHECK(!sink_report_json(measure(att, 1, 1, 2, 4)).contains("sink_star"));
+    // the pictures: slot 0's own row is not drawn (4 x 4 map: 10 causal cells - 1), Sink* gets bars
+    CHECK(count_of(attention_maps_svg(r, ""), "class=\"c\"") == 2 * 9);
+    CHECK(count_of(sink_per_layer_svg(r, ""), "class=\"bar\"") == 1 + 3);
     Json line = Json::object();
     line["step"] = 10;
     add_sink_metrics(line, r);
