@@ -93,6 +93,8 @@ Json summarize(const RunData& run, const std::map<std::string, std::string>& fla
     if (run.has_sink_report && run.sink_report.contains("sink_k") && run.sink_report.at("sink_k").is_array()) {
         sinks = first_three(run.sink_report.at("sink_k"));
         source = "sink.json";
+        if (run.sink_report.contains("proxy") && run.sink_report.at("proxy").is_bool())
+            r["sink_proxy"] = run.sink_report.at("proxy").as_bool();
         sink_step = last_step;
     } else {
         for (const Json& line : run.metrics)
@@ -132,6 +134,7 @@ Json compare_runs(const std::vector<std::string>& run_dirs) {
         for (const auto& kv : flat) keys.insert(kv.first);
     std::vector<std::string> differing;
     for (const std::string& key : keys) {
+        if (key == "train.out") continue;  // every run has its own directory; not a setting
         bool differs = false;
         for (size_t i = 1; i < flats.size() && !differs; i++) {
             auto a = flats[0].find(key), b = flats[i].find(key);
@@ -157,7 +160,7 @@ std::string format_comparison(const Json& comparison) {
     for (const std::string& k : differing) header.push_back(k);
     for (const char* h : {"step", "train", "val", "best val", "Sink_1", "Sink_2", "Sink_3", "tok/s"}) header.push_back(h);
     std::vector<std::vector<std::string>> rows;
-    bool any_running = false, any_from_metrics = false, any_diverged = false, any_star = false;
+    bool any_running = false, any_from_metrics = false, any_diverged = false, any_star = false, any_proxy = false;
     for (const Json& r : runs) {
         std::vector<std::string> row = {r.at("name").as_string()};
         for (const std::string& k : differing) row.push_back(cell(r.at("config").at(k)));
@@ -178,10 +181,12 @@ std::string format_comparison(const Json& comparison) {
         if (!r.at("best_val_step").is_null()) best = fmt::format("{}@{}", best, cell(r.at("best_val_step"), "{:.0f}"));
         row.push_back(best);
         const bool from_metrics = r.at("sink_source").is_string() && r.at("sink_source").as_string() == "metrics.jsonl";
+        const bool proxy = r.contains("sink_proxy") && r.at("sink_proxy").as_bool();
         any_from_metrics = any_from_metrics || from_metrics;
+        any_proxy = any_proxy || proxy;
         for (size_t k = 0; k < 3; k++) {
             const Json& s = r.at("sink_k");
-            row.push_back(s.is_null() ? "-" : cell(s.as_array()[k], "{:.2f}") + (from_metrics ? "m" : ""));
+            row.push_back(s.is_null() ? "-" : cell(s.as_array()[k], "{:.2f}") + (from_metrics ? "m" : "") + (proxy ? "p" : ""));
         }
         row.push_back(cell(r.at("tokens_per_s_median"), "{:.0f}"));
         any_star = any_star || r.contains("sink_star");
@@ -211,6 +216,7 @@ std::string format_comparison(const Json& comparison) {
     if (any_running) out += "* still running: fewer steps logged than configured\n";
     if (any_diverged) out += "diverged: a non-finite loss was logged\n";
     if (any_from_metrics) out += "m: Sink_k from the last sink evaluation in metrics.jsonl (no sink.json)\n";
+    if (any_proxy) out += "p: measured on proxy scores |w| / sum |w| (attention without normalisation)\n";
     if (any_star)
         for (const Json& r : runs)
             if (r.contains("sink_star"))
