@@ -9,5 +9,8 @@ int cmd_train(int argc, char** argv);
 int cmd_tokenizer(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_sample(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
+int cmd_sink(int argc, char** argv);
 
 }  // namespace sinklab

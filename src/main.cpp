@@ -24,6 +24,9 @@ const Command kCommands[] = {
     {"tokenizer", sinklab::cmd_tokenizer, "train, use and inspect the byte-level BPE tokenizer"},
     {"prepare", sinklab::cmd_prepare, "tokenize a corpus into train/val shards, a tokenizer and a probe file"},
     {"sample", sinklab::cmd_sample, "generate text from a checkpoint, streaming token by token"},
+    {"sink", sinklab::cmd_sink, "measure attention sinks (Sink_k, norms) of a checkpoint on probe sequences"},
+    {"compare", sinklab::cmd_compare, "one table over run directories: config differences, losses, Sink_1..3, speed"},
+    {"plot", sinklab::cmd_plot, "draw a run's pictures (SVG): loss, Sink_k over steps, sink report plots"},
 };
 
 void print_usage() {
