@@ -1,5 +1,6 @@
 // sinklab sink: load a checkpoint, run it over probe sequences and measure the attention sink
 // (SPEC.md section 1): Sink_k for k = 1..10, per layer, mean alpha, and the norm statistics.
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -28,6 +29,32 @@ static std::string checkpoint_title(const std::string& weights_path) {
     return dir.filename().string();
 }
 
+// The first token the probes get: "none", an id, or "auto": the first_token of the run the
+// checkpoint belongs to (config.json in the run directory), so probes look like its training rows.
+static int64_t resolve_first_token(const std::string& flag, const std::string& checkpoint_arg,
+                                   const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    if (flag == "none") return -1;
+    if (flag != "auto") {
+        char* end = nullptr;
+        const long long id = std::strtoll(flag.c_str(), &end, 10);
+        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
+        return id;
+    }
+    // The run directory: the argument itself, or three levels above RUN/checkpoints/step_N/model.safetensors.
+    std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.parent_path().parent_path().filename() == "checkpoints")
+        candidates.push_back(file.parent_path().parent_path().parent_path());
+    for (const fs::path& dir : candidates) {
+        const fs::path config = dir / "config.json";
+        if (!fs::is_regular_file(config)) continue;
+        const Json j = Json::parse(read_file(config.string()), config.string());
+        if (j.contains("train") && j.at("train").contains("first_token")) return j.at("train").at("first_token").as_int();
+    }
+    return -1;
+}
+
 int cmd_sink(int argc, char** argv) {
     ArgParser args("sink", "Measure attention sinks (Sink_k^eps, SPEC.md section 1) of a checkpoint on probe sequences.");
     args.option("checkpoint", "", "model.safetensors, a checkpoint directory, or a run directory (its latest checkpoint)",
@@ -39,6 +66,9 @@ int cmd_sink(int argc, char** argv) {
     args.option("count", "0", "number of probe sequences (0: all in the file; 100 for random/repeated)", "N");
     args.option("length", "0", "tokens per probe sequence (0: the file's length; 64 for random/repeated)", "T");
     args.option("seed", "1", "seed of random and repeated probes", "N");
+    args.option("first-token", "auto",
+                "put this token first in every probe sequence: auto (the run's --first-token, from its "
+                "config.json), none, or an id", "ID");
     args.option("eps", "0.3", "a head is a sink head when alpha_k > eps (strict)");
     args.option("max-k", "10", "report Sink_1 .. Sink_K", "K");
     args.option("proxy", "auto", "measure on proxy scores |w| / sum |w|: auto (when the attention is not normalised) | on | off");
@@ -72,6 +102,11 @@ int cmd_sink(int argc, char** argv) {
                                  : make_repeated_probe(count, length, config.vocab_size, seed);
     } else {
         fail("--probe-kind: '{}' is not one of natural, random, repeated", kind);
+    }
+    const int64_t first_token = resolve_first_token(args.get("first-token"), args.get("checkpoint"), weights_path);
+    if (first_token >= 0) {
+        prepend_first_token(probe, int32_t(first_token));
+        fmt::print("probe sequences start with the fixed first token {}\n", first_token);
     }
     if (probe.info.length > config.context)
         fail("--length: probe sequences of {} tokens exceed the model's context {} ({})", probe.info.length,

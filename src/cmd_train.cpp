@@ -17,7 +17,7 @@ namespace sinklab {
 namespace {
 
 // The flags a resumed run may change; everything else comes from OUT/config.json.
-const char* const kResumableFlags[] = {"steps", "threads", "log-every", "checkpoint-every", "eval-every", "out", "resume"};
+const char* const kResumableFlags[] = {"steps", "threads", "log-every", "checkpoint-every", "eval-every", "sink-every", "out", "resume"};
 
 // The vocabulary size recorded by `sinklab prepare` next to the shards, or 0.
 size_t vocab_from_prepare(const std::string& data_pattern) {
@@ -66,6 +66,8 @@ int cmd_train(int argc, char** argv) {
     args.option("val-batches", "8", "validation batches per evaluation", "N");
     args.option("checkpoint-every", "0", "checkpoint every N steps (always at the end)", "N");
     args.option("log-every", "10", "print a step line every N steps", "N");
+    args.option("sink-every", "0", "measure Sink_1..10 on --probe every N steps (and at the end) into metrics.jsonl", "N");
+    args.option("probe", "", "probe file for --sink-every (sinklab prepare writes probe.bin)", "FILE");
     args.option("device", "cpu", "cpu or cuda", "NAME");
     args.flag("resume", "continue the run in --out from its latest checkpoint up to --steps in total");
     args.epilog(
@@ -109,6 +111,7 @@ int cmd_train(int argc, char** argv) {
         if (args.given("log-every")) o.log_every = args.get_size("log-every");
         if (args.given("checkpoint-every")) o.checkpoint_every = args.get_size("checkpoint-every");
         if (args.given("eval-every")) o.eval_every = args.get_size("eval-every");
+        if (args.given("sink-every")) o.sink_every = args.get_size("sink-every");
         return run_training(o, true);
     }
 
@@ -164,6 +167,8 @@ int cmd_train(int argc, char** argv) {
     o.val_batches = args.get_size("val-batches");
     o.checkpoint_every = args.get_size("checkpoint-every");
     o.log_every = std::max<size_t>(1, args.get_size("log-every"));
+    o.sink_every = args.get_size("sink-every");
+    o.probe = args.get("probe");
     o.device = args.get("device");
     return run_training(o, false);
 }

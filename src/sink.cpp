@@ -66,6 +66,15 @@ Probe make_repeated_probe(size_t count, size_t length, size_t vocab_size, uint64
     return probe;
 }
 
+void prepend_first_token(Probe& probe, int32_t first_token) {
+    const size_t T = probe.info.length;
+    for (size_t s = 0; s < probe.info.count; s++) {
+        int32_t* seq = probe.tokens.data() + s * T;
+        for (size_t t = T; t-- > 1;) seq[t] = seq[t - 1];
+        if (T > 0) seq[0] = first_token;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The measurement
 

@@ -68,6 +68,10 @@ Probe make_random_probe(size_t count, size_t length, size_t vocab_size, uint64_t
 // uniformly from [0, vocab_size) per sequence (seeded).
 Probe make_repeated_probe(size_t count, size_t length, size_t vocab_size, uint64_t seed, int64_t token = -1);
 
+// Puts a fixed first token in front of every sequence, as a run trained with --first-token sees
+// its data: [F, x_0 .. x_{T-2}] (the length stays T; the last token drops off).
+void prepend_first_token(Probe& probe, int32_t first_token);
+
 // alpha of key slot `key` in one (Tm, Tm) map: the mean of the (proxy) score of that key over the
 // queries i = max(key, first_query) .. Tm-1 (0-based slots). first_query = 1 skips the row of an
 // extra slot. Returns 0 when no query sees the key.

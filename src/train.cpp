@@ -14,6 +14,8 @@
 #include "fileio.h"
 #include "model.h"
 #include "shard.h"
+#include "sink.h"
+#include "sink_model.h"
 
 namespace sinklab {
 
@@ -210,6 +212,17 @@ int train_with(TrainOptions o, bool resume) {
     fmt::print("data: {} tokens in training shards, {} tokens per step ({} x {} x {}), {} steps\n",
                train_data.total_tokens(), tokens_per_step, o.batch, o.seq, o.grad_accum, o.steps);
 
+    // Probe sequences for the sink measurement during training (looking like the training rows).
+    Probe probe;
+    if (o.sink_every > 0) {
+        probe = read_probe_file(o.probe);
+        if (first_token >= 0) prepend_first_token(probe, first_token);
+        check_token_range(probe.tokens, o.model.vocab_size, o.probe);
+        if (probe.info.length > o.model.context)
+            fail("--probe: sequences of {} tokens exceed the model's context {}", probe.info.length, o.model.context);
+    }
+    const SinkOptions sink_options = sink_options_for(o.model);
+
     std::ofstream metrics(metrics_path, std::ios::app);
     if (!metrics) fail("{}: cannot open for writing", metrics_path);
     std::vector<int32_t> inputs(o.batch * o.seq), targets(o.batch * o.seq);
@@ -284,16 +297,23 @@ int train_with(TrainOptions o, bool resume) {
             const double val_loss = evaluate(model, *val_data, o.val_batches, inputs, targets, o.batch, o.seq);
             m["val_loss"] = val_loss;
         }
+        if (o.sink_every > 0 && (done % o.sink_every == 0 || last)) {
+            SinkOptions options = sink_options;
+            options.keep_maps = false;
+            add_sink_metrics(m, measure_model_sinks(model, probe, options));
+        }
         metrics << m.dump() << "\n";
         metrics.flush();
 
-        if (done % o.log_every == 0 || last || done == start_step + 1 || m.contains("val_loss")) {
+        if (done % o.log_every == 0 || last || done == start_step + 1 || m.contains("val_loss") || m.contains("sink_k")) {
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
             const double eta = elapsed / double(done - start_step) * double(o.steps - done);
+            std::string extra;
+            if (m.contains("val_loss")) extra += fmt::format(" | val {:.4f}", m.at("val_loss").as_number());
+            if (m.contains("sink_k")) extra += fmt::format(" | Sink_1 {:.1f}%", m.at("sink_k").as_array()[0].as_number());
             fmt::print("step {:>{}}/{} | loss {:.4f}{} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.0f}% | "
                        "elapsed {} | ETA {}\n",
-                       done, std::to_string(o.steps).size(), o.steps, loss,
-                       m.contains("val_loss") ? fmt::format(" | val {:.4f}", m.at("val_loss").as_number()) : "", lr,
+                       done, std::to_string(o.steps).size(), o.steps, loss, extra, lr,
                        grad_norm, double(window_tokens) / window_seconds, 100.0 * double(done) / double(o.steps),
                        format_duration(elapsed), format_duration(eta));
             std::fflush(stdout);
