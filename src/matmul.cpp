@@ -1,11 +1,314 @@
+// The float GEMM behind every linear layer:  C (M, N) (+)= A (M, K) . B (K, N),  strided operands.
+//
+// Algorithm (a blocked GEMM in the style of Goto and van de Geijn's papers):
+//
+//   for each block of NC columns of C (jc):
+//     for each block of KC steps of the reduction (pc), in increasing order:
+//       pack B[pc:pc+KC, jc:jc+NC] into NR-wide micro-panels       (kept in L2)
+//       for each block of MC rows of C (ic):
+//         pack A[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels     (streamed)
+//         for each MR-row micro-panel of A (ir):                   (one A micro-panel in L1)
+//           for each NR-column micro-panel of B (jr):
+//             micro-kernel: the MR x NR tile of C (+)= A_micro (MR x KC) . B_micro (KC x NR)
+//
+// Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
+// micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
+// the kernel reads two unit-stride streams. The micro-kernel keeps the MR x NR tile of C in
+// vector registers for the whole KC loop: per step k it loads one row of B_micro (NR floats),
+// broadcasts the MR values of column k of A_micro and issues MR * NR / lanes FMAs.
+//
+// Determinism: every C element is the sum, in increasing k, of its products, accumulated per KC
+// block in one register (one FMA per k) and added to C block after block, in pc order. KC is a
+// constant, so this order does not depend on the thread count, the tile position or whether the
+// tile is an edge tile. Threads split C into disjoint rectangles (never K), each thread runs the
+// whole blocked algorithm on its rectangle with its own packing buffers: no sharing, no barriers.
+// Results are bitwise identical for any number of threads.
 #include "matmul.h"
 
-namespace sinklab {
+#include <omp.h>
 
-// Placeholder float path: the reference loops. The blocked SIMD kernel replaces this.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace sinklab {
+namespace {
+
+// ---- register blocking: the micro-tile of C held in registers -------------------------------
+#if defined(__AVX512F__)
+// 32 zmm registers: 14 rows x 2 vectors of 16 = 28 accumulators, 2 for the row of B, the A
+// values come in as embedded broadcasts. Per k: 2 vector loads, 14 broadcasts, 28 FMAs.
+constexpr size_t kMR = 14;
+constexpr size_t kNR = 32;
+#elif defined(__AVX2__) && defined(__FMA__)
+// 16 ymm registers: 6 rows x 2 vectors of 8 = 12 accumulators, 2 for B, 1 for the broadcast.
+constexpr size_t kMR = 6;
+constexpr size_t kNR = 16;
+#else
+// Portable: a small tile the compiler can keep in registers and auto-vectorise over NR.
+constexpr size_t kMR = 4;
+constexpr size_t kNR = 16;
+#endif
+
+// ---- cache blocking, for a Zen 4 / Ice Lake class core: 32 KiB L1d, 1-2 MiB L2 per core -------
+// KC: one A micro-panel, MR x KC floats = 14 x 256 x 4 B = 14 KiB, stays in L1 while the kernel
+//     sweeps the B panel; long enough that loading and storing the C tile (once per KC) is
+//     negligible next to the 2 MR NR KC FLOPs of a call.
+// NC: the packed B panel, KC x NC floats = 256 x 512 x 4 B = 512 KiB, stays in L2 while all the
+//     A micro-panels of the rows go past it (half of a 1 MiB L2, the rest for A and C lines).
+// MC: rows packed per A block: 14 x 12 = 168 rows, 168 KiB, a bound on the A buffer only (each A
+//     micro-panel is used for one sweep over the B panel, so the block need not stay in cache).
+// KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
+constexpr size_t kKC = 256;
+constexpr size_t kNC = 512;
+constexpr size_t kMC = 12 * kMR;
+static_assert(kNC % kNR == 0 && kMC % kMR == 0, "blocks must be whole micro-panels");
+
+constexpr size_t kAlign = 64;
+
+size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// Asks for the cache lines of n contiguous floats.
+inline void prefetch_run(const float* p, size_t n) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    for (size_t i = 0; i < n; i += 16) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+// ---- packing -----------------------------------------------------------------------------------
+// Both operands are packed the same way: a block of n "rows" by kc reduction steps of a strided
+// matrix X[r * rs + k * ks] becomes panels of W rows (W = MR for A, NR for B), each panel stored
+// k-major so that the micro-kernel reads W consecutive values per step:
+//   packed[(r / W) * W * kc + k * W + r % W] = X[r * rs + k * ks],   rows past n are zero.
+// A block: X = A, rows = m (rs = a_row, ks = a_col).  B block: X = B, rows = n (rs = b_col, ks = b_row).
+template <size_t W>
+void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, float* packed) {
+    if (rs == 1) {
+        // The rows of one k are contiguous (dout^T in dweight, a row-major B): walk k, copy n
+        // consecutive floats into the n / W panels. Each k is a new memory line far from the last,
+        // which the hardware prefetcher does not follow: ask for the line a few steps ahead.
+        constexpr size_t kAhead = 4;
+        for (size_t k = 0; k < kc; k++) {
+            if (k + kAhead < kc) prefetch_run(X + (k + kAhead) * ks, n);
+            const float* src = X + k * ks;
+            for (size_t p = 0; p < n; p += W) {
+                const size_t rows = std::min(W, n - p);
+                float* dst = packed + p * kc + k * W;
+                for (size_t i = 0; i < rows; i++) dst[i] = src[p + i];
+                for (size_t i = rows; i < W; i++) dst[i] = 0.0f;
+            }
+        }
+        return;
+    }
+    // Otherwise walk each row along k (row-major A, the transposed weight as B). Rows are short runs
+    // (kc floats) far apart: fetch the same row of the next panel while this one is copied.
+    for (size_t p = 0; p < n; p += W) {
+        const size_t rows = std::min(W, n - p);
+        float* dst = packed + p * kc;
+        for (size_t i = 0; i < rows; i++) {
+            const float* src = X + (p + i) * rs;
+            if (ks == 1 && p + W + i < n) prefetch_run(src + W * rs, kc);
+            for (size_t k = 0; k < kc; k++) dst[k * W + i] = src[k * ks];
+        }
+        for (size_t i = rows; i < W; i++)
+            for (size_t k = 0; k < kc; k++) dst[k * W + i] = 0.0f;
+    }
+}
+
+// ---- micro-kernel ------------------------------------------------------------------------------
+// C tile (MR x NR, leading dimension ldc) (+)= a (packed MR x kc) . b (packed kc x NR).
+//   acc[i][j] = sum_k a[k MR + i] b[k NR + j]   (k increasing, one FMA each, starting from 0)
+//   add: C[i, j] += acc[i][j],  else C[i, j] = acc[i][j]
+#if defined(__AVX512F__)
+void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                  size_t ldc, bool add) {
+    __m512 acc0[kMR], acc1[kMR];
+#pragma GCC unroll 14
+    for (size_t i = 0; i < kMR; i++) {
+        acc0[i] = acc1[i] = _mm512_setzero_ps();
+        // The C tile is read at the end: start bringing its two cache lines per row in now.
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+    }
+    for (size_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(b);
+        const __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+        for (size_t i = 0; i < kMR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+            acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+        }
+        a += kMR;
+        b += kNR;
+    }
+#pragma GCC unroll 14
+    for (size_t i = 0; i < kMR; i++) {
+        float* ci = c + i * ldc;
+        if (add) {
+            acc0[i] = _mm512_add_ps(_mm512_loadu_ps(ci), acc0[i]);
+            acc1[i] = _mm512_add_ps(_mm512_loadu_ps(ci + 16), acc1[i]);
+        }
+        _mm512_storeu_ps(ci, acc0[i]);
+        _mm512_storeu_ps(ci + 16, acc1[i]);
+    }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                  size_t ldc, bool add) {
+    __m256 acc0[kMR], acc1[kMR];
+    for (size_t i = 0; i < kMR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (size_t i = 0; i < kMR; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+            acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+        }
+        a += kMR;
+        b += kNR;
+    }
+    for (size_t i = 0; i < kMR; i++) {
+        float* ci = c + i * ldc;
+        if (add) {
+            acc0[i] = _mm256_add_ps(_mm256_loadu_ps(ci), acc0[i]);
+            acc1[i] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), acc1[i]);
+        }
+        _mm256_storeu_ps(ci, acc0[i]);
+        _mm256_storeu_ps(ci + 8, acc1[i]);
+    }
+}
+#else
+void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                  size_t ldc, bool add) {
+    float acc[kMR][kNR] = {};
+    for (size_t k = 0; k < kc; k++) {
+        for (size_t i = 0; i < kMR; i++)
+            for (size_t j = 0; j < kNR; j++) acc[i][j] += a[i] * b[j];
+        a += kMR;
+        b += kNR;
+    }
+    for (size_t i = 0; i < kMR; i++)
+        for (size_t j = 0; j < kNR; j++) c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+#endif
+
+// An edge tile (rows < MR or cols < NR): run the full kernel into a scratch tile, then add or copy
+// the valid part. The padded rows and columns of the packed panels are zero and are dropped here.
+void edge_kernel(size_t kc, const float* a, const float* b, float* c, size_t ldc, bool add, size_t rows,
+                 size_t cols) {
+    alignas(kAlign) float tile[kMR * kNR];
+    micro_kernel(kc, a, b, tile, kNR, false);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * kNR + j] : tile[i * kNR + j];
+}
+
+// Per-thread packing buffers, grown on demand and kept for the next call (OpenMP reuses threads).
+struct PackBuffers {
+    float* a = nullptr;  // MC x KC
+    float* b = nullptr;  // KC x NC
+    PackBuffers() {
+        a = static_cast<float*>(::operator new(kMC * kKC * sizeof(float), std::align_val_t(kAlign)));
+        b = static_cast<float*>(::operator new(kKC * kNC * sizeof(float), std::align_val_t(kAlign)));
+    }
+    ~PackBuffers() {
+        ::operator delete(a, std::align_val_t(kAlign));
+        ::operator delete(b, std::align_val_t(kAlign));
+    }
+    PackBuffers(const PackBuffers&) = delete;
+    PackBuffers& operator=(const PackBuffers&) = delete;
+};
+
+// The whole blocked algorithm on one rectangle of C, single-threaded.
+void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t a_col, const float* B,
+                size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
+    static thread_local PackBuffers buffers;
+    for (size_t jc = 0; jc < N; jc += kNC) {
+        const size_t nc = std::min(kNC, N - jc);
+        for (size_t pc = 0; pc < K; pc += kKC) {
+            const size_t kc = std::min(kKC, K - pc);
+            const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
+            pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, buffers.b);
+            for (size_t ic = 0; ic < M; ic += kMC) {
+                const size_t mc = std::min(kMC, M - ic);
+                pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+                for (size_t ir = 0; ir < mc; ir += kMR) {
+                    const size_t rows = std::min(kMR, mc - ir);
+                    const float* a_panel = buffers.a + ir * kc;
+                    for (size_t jr = 0; jr < nc; jr += kNR) {
+                        const size_t cols = std::min(kNR, nc - jr);
+                        const float* b_panel = buffers.b + jr * kc;
+                        float* c_tile = C + (ic + ir) * ldc + jc + jr;
+                        if (rows == kMR && cols == kNR)
+                            micro_kernel(kc, a_panel, b_panel, c_tile, ldc, add);
+                        else
+                            edge_kernel(kc, a_panel, b_panel, c_tile, ldc, add, rows, cols);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Splits C among the threads as a tm x tn grid of rectangles whose sides are whole micro-tiles,
+// choosing the grid with the least work for the busiest thread (ties: fewer row splits, since a
+// row split repacks B in every row rectangle and a column split repacks A).
+void choose_grid(size_t M, size_t N, size_t threads, size_t& tm, size_t& tn) {
+    const size_t mt = (M + kMR - 1) / kMR, nt = (N + kNR - 1) / kNR;  // micro-tiles per dimension
+    size_t best = SIZE_MAX;
+    tm = tn = 1;
+    for (size_t rows = 1; rows <= threads; rows++) {
+        if (threads % rows != 0) continue;
+        const size_t cols = threads / rows;
+        if (rows > mt || cols > nt) continue;
+        // Weight columns by NR/MR so that both dimensions count in C elements.
+        const size_t work = ((mt + rows - 1) / rows) * kMR * ((nt + cols - 1) / cols) * kNR;
+        if (work < best) {
+            best = work;
+            tm = rows;
+            tn = cols;
+        }
+    }
+}
+
+}  // namespace
+
 void gemm_f32(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t a_col, const float* B,
               size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
-    gemm_reference<float>(M, N, K, A, a_row, a_col, B, b_row, b_col, C, ldc, accumulate);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {  // an empty sum: C = 0, or C unchanged when accumulating
+        if (!accumulate)
+            for (size_t m = 0; m < M; m++) std::memset(C + m * ldc, 0, N * sizeof(float));
+        return;
+    }
+    // Below about a million FLOPs the threads cost more than they save.
+    const double flops = 2.0 * double(M) * double(N) * double(K);
+    size_t threads = omp_in_parallel() ? 1 : size_t(omp_get_max_threads());
+    if (flops < 2e6) threads = 1;
+    size_t tm = 1, tn = 1;
+    choose_grid(M, N, threads, tm, tn);
+    // Rectangle (r, c) of the grid: rows [r m_step, ...), columns [c n_step, ...), whole micro-tiles.
+    const size_t m_step = round_up((M + tm - 1) / tm, kMR), n_step = round_up((N + tn - 1) / tn, kNR);
+    const int used = int(tm * tn);
+#pragma omp parallel for num_threads(used) schedule(static) if (used > 1)
+    for (int t = 0; t < used; t++) {
+        const size_t m0 = size_t(t) / tn * m_step, n0 = size_t(t) % tn * n_step;
+        if (m0 >= M || n0 >= N) continue;
+        const size_t mb = std::min(m_step, M - m0), nb = std::min(n_step, N - n0);
+        gemm_block(mb, nb, K, A + m0 * a_row, a_row, a_col, B + n0 * b_col, b_row, b_col, C + m0 * ldc + n0, ldc,
+                   accumulate);
+    }
 }
 
 }  // namespace sinklab
