@@ -2,14 +2,18 @@
 //
 // Algorithm (a blocked GEMM in the style of Goto and van de Geijn's papers):
 //
-//   for each block of NC columns of C (jc):
-//     for each block of KC steps of the reduction (pc), in increasing order:
-//       pack B[pc:pc+KC, jc:jc+NC] into NR-wide micro-panels       (kept in L2)
-//       for each block of MC rows of C (ic):
-//         pack A[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels     (streamed)
+//   for each block of KC steps of the reduction (pc), in increasing order:
+//     for each block of MC rows of C (ic):
+//       pack A[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels       (one big block, in L3)
+//       for each block of NC columns of C (jc):
+//         pack B[pc:pc+KC, jc:jc+NC] into NR-wide micro-panels     (kept in L2)
 //         for each MR-row micro-panel of A (ir):                   (one A micro-panel in L1)
 //           for each NR-column micro-panel of B (jr):
 //             micro-kernel: the MR x NR tile of C (+)= A_micro (MR x KC) . B_micro (KC x NR)
+//
+// Each element of A is packed once per call (MC is large) and each element of B once per MC rows,
+// so packing, which costs about a cycle per element, stays a few percent of the 2 M N K FLOPs
+// even when N (the lm_head's vocabulary) or M is large.
 //
 // Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
 // micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
@@ -28,6 +32,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -61,14 +66,19 @@ constexpr size_t kNR = 16;
 //     sweeps the B panel; long enough that loading and storing the C tile (once per KC) is
 //     negligible next to the 2 MR NR KC FLOPs of a call.
 // NC: the packed B panel, KC x NC floats = 256 x 512 x 4 B = 512 KiB, stays in L2 while all the
-//     A micro-panels of the rows go past it (half of a 1 MiB L2, the rest for A and C lines).
-// MC: rows packed per A block: 14 x 12 = 168 rows, 168 KiB, a bound on the A buffer only (each A
-//     micro-panel is used for one sweep over the B panel, so the block need not stay in cache).
+//     A micro-panels of the block go past it (half of a 1 MiB L2, the rest for A and C lines).
+// MC: rows of A packed at once. When C has several B panels (N > NC), 2044 x 256 x 4 B = 2 MiB per
+//     thread, in L3: each A micro-panel is read from there once per B panel (14 KiB per 16 kernel
+//     calls), so it need not fit a closer cache, and a large block means B is repacked rarely
+//     (once per MC rows). When there is a single B panel (N <= NC), B is packed once per KC block
+//     whatever MC is, so MC drops to 168 rows (168 KiB): the A block is packed right before use and
+//     read back from L2.
 // KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
 constexpr size_t kKC = 256;
 constexpr size_t kNC = 512;
-constexpr size_t kMC = 12 * kMR;
-static_assert(kNC % kNR == 0 && kMC % kMR == 0, "blocks must be whole micro-panels");
+constexpr size_t kMC = 146 * kMR;
+constexpr size_t kMCSinglePanel = 12 * kMR;
+static_assert(kNC % kNR == 0 && kMC % kMR == 0 && kMCSinglePanel % kMR == 0, "blocks must be whole micro-panels");
 
 constexpr size_t kAlign = 64;
 
@@ -234,15 +244,18 @@ struct PackBuffers {
 void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t a_col, const float* B,
                 size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
     static thread_local PackBuffers buffers;
-    for (size_t jc = 0; jc < N; jc += kNC) {
-        const size_t nc = std::min(kNC, N - jc);
-        for (size_t pc = 0; pc < K; pc += kKC) {
-            const size_t kc = std::min(kKC, K - pc);
-            const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
-            pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, buffers.b);
-            for (size_t ic = 0; ic < M; ic += kMC) {
-                const size_t mc = std::min(kMC, M - ic);
-                pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+    const bool single_panel = N <= kNC;
+    const size_t mc_max = single_panel ? kMCSinglePanel : kMC;
+    for (size_t pc = 0; pc < K; pc += kKC) {
+        const size_t kc = std::min(kKC, K - pc);
+        const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
+        for (size_t ic = 0; ic < M; ic += mc_max) {
+            const size_t mc = std::min(mc_max, M - ic);
+            pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+            for (size_t jc = 0; jc < N; jc += kNC) {
+                const size_t nc = std::min(kNC, N - jc);
+                if (!single_panel || ic == 0)  // a single B panel is packed once per KC block
+                    pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, buffers.b);
                 for (size_t ir = 0; ir < mc; ir += kMR) {
                     const size_t rows = std::min(kMR, mc - ir);
                     const float* a_panel = buffers.a + ir * kc;
@@ -261,21 +274,24 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
     }
 }
 
-// Splits C among the threads as a tm x tn grid of rectangles whose sides are whole micro-tiles,
-// choosing the grid with the least work for the busiest thread (ties: fewer row splits, since a
-// row split repacks B in every row rectangle and a column split repacks A).
-void choose_grid(size_t M, size_t N, size_t threads, size_t& tm, size_t& tn) {
-    const size_t mt = (M + kMR - 1) / kMR, nt = (N + kNR - 1) / kNR;  // micro-tiles per dimension
-    size_t best = SIZE_MAX;
+// Splits C among the threads as a tm x tn grid of rectangles whose sides are whole micro-tiles.
+// Cost of a grid, in rough cycles of the busiest thread with its rectangle mt x nt:
+//   compute  mt nt K / 16        (2 FLOPs per FMA lane, ~32 FLOPs per cycle)
+//   packing  mt K + nt K ceil(mt / MC)   (about one cycle per packed element)
+// A split along N makes every thread pack all of A, a split along M all of B: the packing term
+// picks the split that repacks the smaller operand.
+void choose_grid(size_t M, size_t N, size_t K, size_t threads, size_t& tm, size_t& tn) {
+    const size_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
+    double best = 0;
     tm = tn = 1;
     for (size_t rows = 1; rows <= threads; rows++) {
         if (threads % rows != 0) continue;
         const size_t cols = threads / rows;
-        if (rows > mt || cols > nt) continue;
-        // Weight columns by NR/MR so that both dimensions count in C elements.
-        const size_t work = ((mt + rows - 1) / rows) * kMR * ((nt + cols - 1) / cols) * kNR;
-        if (work < best) {
-            best = work;
+        if (rows > m_tiles || cols > n_tiles) continue;
+        const double mt = double((m_tiles + rows - 1) / rows * kMR), nt = double((n_tiles + cols - 1) / cols * kNR);
+        const double cost = mt * nt * double(K) / 16.0 + mt * double(K) + nt * double(K) * std::ceil(mt / double(kMC));
+        if (best == 0 || cost < best) {
+            best = cost;
             tm = rows;
             tn = cols;
         }
@@ -297,7 +313,7 @@ void gemm_f32(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t
     size_t threads = omp_in_parallel() ? 1 : size_t(omp_get_max_threads());
     if (flops < 2e6) threads = 1;
     size_t tm = 1, tn = 1;
-    choose_grid(M, N, threads, tm, tn);
+    choose_grid(M, N, K, threads, tm, tn);
     // Rectangle (r, c) of the grid: rows [r m_step, ...), columns [c n_step, ...), whole micro-tiles.
     const size_t m_step = round_up((M + tm - 1) / tm, kMR), n_step = round_up((N + tn - 1) / tn, kNR);
     const int used = int(tm * tn);

@@ -84,7 +84,9 @@ double fma_loop(size_t iters, float* sink) {
     }
     __m512 total = acc[0];
     for (int i = 1; i < kChains; i++) total = _mm512_add_ps(total, acc[i]);
-    *sink = _mm512_reduce_add_ps(total);
+    alignas(64) float lanes_out[16];
+    _mm512_store_ps(lanes_out, total);
+    *sink = lanes_out[0];
 #elif defined(__AVX2__) && defined(__FMA__)
     constexpr int lanes = 8;
     __m256 acc[kChains];
