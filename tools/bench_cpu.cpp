@@ -116,10 +116,12 @@ double fma_loop(size_t iters, float* sink) {
 
 // GFLOP/s of `threads` threads running the FMA loop at once (wall time of the parallel region).
 double measure_peak(int threads) {
-    const size_t iters = 4'000'000;  // ~10-20 ms per thread at a few GHz
+    // Short samples (~2 ms: 16 FMAs per iteration at ~1 per cycle) and many of them, so that the
+    // median is a sample that ran undisturbed even when the machine is shared.
+    const size_t iters = 400'000;
     std::vector<double> samples;
     std::vector<float> sink(size_t(threads) * 16);
-    for (size_t s = 0; s < g_samples + 1; s++) {
+    for (size_t s = 0; s < 3 * g_samples + 1; s++) {
         double flops = 0;
         const double t0 = now_seconds();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
@@ -302,6 +304,11 @@ int main(int argc, char** argv) {
     Json report = Json::object();
     report["threads"] = threads;
     report["samples_per_median"] = g_samples;
+    {  // wall-clock timings mean little on a busy machine: record how busy it was
+        std::ifstream loadavg("/proc/loadavg");
+        double one_minute = -1;
+        if (loadavg >> one_minute) report["loadavg_at_start"] = one_minute;
+    }
 #if defined(__AVX512F__)
     report["simd"] = "avx512";
 #elif defined(__AVX2__) && defined(__FMA__)
