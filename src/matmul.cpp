@@ -41,6 +41,11 @@
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 shuffle intrinsics start from _mm512_undefined_ps(), which -Wmaybe-uninitialized
+// reports once inlined here; the values are fully defined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace sinklab {
 namespace {
@@ -94,6 +99,57 @@ inline void prefetch_run(const float* p, size_t n) {
 #endif
 }
 
+#if defined(__AVX512F__)
+// Transposes 16 x 16 floats in registers: r[i] = row i on entry, r[j] = column j on exit.
+inline void transpose16x16(__m512 r[16]) {
+    __m512 t[16];
+    // 1. interleave row pairs (i, i+1), per 128-bit lane L:  t[i] = a0 b0 a1 b1,  t[i+1] = a2 b2 a3 b3
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // 2. interleave pairs of pairs as 64-bit values: r[g + c], lane L = rows g..g+3 of column 4L + c
+    for (int g = 0; g < 16; g += 4) {
+        const __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
+        const __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
+        r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    // 3. gather lane L of the four groups: column 4L + c = (r[c].L, r[4+c].L, r[8+c].L, r[12+c].L)
+    for (int c = 0; c < 4; c++) {
+        const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // r[c].L0 L2, r[4+c].L0 L2
+        const __m512 u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);       // r[c].L1 L3, r[4+c].L1 L3
+        const __m512 v0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        const __m512 v1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+        t[c] = _mm512_shuffle_f32x4(u0, v0, 0x88);       // L = 0
+        t[8 + c] = _mm512_shuffle_f32x4(u0, v0, 0xDD);   // L = 2
+        t[4 + c] = _mm512_shuffle_f32x4(u1, v1, 0x88);   // L = 1
+        t[12 + c] = _mm512_shuffle_f32x4(u1, v1, 0xDD);  // L = 3
+    }
+    for (int j = 0; j < 16; j++) r[j] = t[j];
+}
+
+// The panel of W rows (rows <= W valid, the rest zero) of X[r * rs + k], k < kc, as
+// dst[k * W + r], 16 k at a time; returns the k where the caller's scalar loop takes over.
+template <size_t W>
+size_t transpose_into_panel(size_t rows, size_t kc, const float* X, size_t rs, float* dst) {
+    size_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16)
+        for (size_t g = 0; g < W; g += 16) {  // 16 rows at a time (W = 14: one masked group)
+            __m512 r[16];
+            for (size_t i = 0; i < 16; i++)
+                r[i] = g + i < rows ? _mm512_loadu_ps(X + (g + i) * rs + k0) : _mm512_setzero_ps();
+            transpose16x16(r);
+            const size_t width = std::min<size_t>(16, W - g);
+            const __mmask16 mask = __mmask16((1u << width) - 1u);
+            for (size_t c = 0; c < 16; c++) _mm512_mask_storeu_ps(dst + (k0 + c) * W + g, mask, r[c]);
+        }
+    return k0;
+}
+#endif
+
 // ---- packing -----------------------------------------------------------------------------------
 // Both operands are packed the same way: a block of n "rows" by kc reduction steps of a strided
 // matrix X[r * rs + k * ks] becomes panels of W rows (W = MR for A, NR for B), each panel stored
@@ -124,13 +180,19 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
     for (size_t p = 0; p < n; p += W) {
         const size_t rows = std::min(W, n - p);
         float* dst = packed + p * kc;
+        if (ks == 1)
+            for (size_t i = 0; i < rows && p + W + i < n; i++) prefetch_run(X + (p + W + i) * rs, kc);
+        size_t k0 = 0;
+#if defined(__AVX512F__)
+        // Unit stride along k: a panel is a transpose. Move 16 x 16 blocks through registers.
+        if (ks == 1) k0 = transpose_into_panel<W>(rows, kc, X + p * rs, rs, dst);
+#endif
         for (size_t i = 0; i < rows; i++) {
             const float* src = X + (p + i) * rs;
-            if (ks == 1 && p + W + i < n) prefetch_run(src + W * rs, kc);
-            for (size_t k = 0; k < kc; k++) dst[k * W + i] = src[k * ks];
+            for (size_t k = k0; k < kc; k++) dst[k * W + i] = src[k * ks];
         }
         for (size_t i = rows; i < W; i++)
-            for (size_t k = 0; k < kc; k++) dst[k * W + i] = 0.0f;
+            for (size_t k = k0; k < kc; k++) dst[k * W + i] = 0.0f;
     }
 }
 
