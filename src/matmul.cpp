@@ -286,51 +286,93 @@ void edge_kernel(size_t kc, const float* a, const float* b, float* c, size_t ldc
         for (size_t j = 0; j < cols; j++) c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * kNR + j] : tile[i * kNR + j];
 }
 
-// Per-thread packing buffers, grown on demand and kept for the next call (OpenMP reuses threads).
+// Per-thread packing buffers, kept for the next call (OpenMP reuses its threads). The B buffer
+// grows on demand (to hold all of a single-panel B, see gemm_block).
 struct PackBuffers {
     float* a = nullptr;  // MC x KC
-    float* b = nullptr;  // KC x NC
-    PackBuffers() {
-        a = static_cast<float*>(::operator new(kMC * kKC * sizeof(float), std::align_val_t(kAlign)));
-        b = static_cast<float*>(::operator new(kKC * kNC * sizeof(float), std::align_val_t(kAlign)));
-    }
+    float* b = nullptr;  // b_floats: KC x NC, or K x N for a single panel
+    size_t b_floats = 0;
+    PackBuffers() { a = allocate(kMC * kKC); }
     ~PackBuffers() {
-        ::operator delete(a, std::align_val_t(kAlign));
-        ::operator delete(b, std::align_val_t(kAlign));
+        release(a);
+        release(b);
+    }
+    float* b_buffer(size_t floats) {
+        if (floats > b_floats) {
+            release(b);
+            b = allocate(floats);
+            b_floats = floats;
+        }
+        return b;
+    }
+    static float* allocate(size_t floats) {
+        return static_cast<float*>(::operator new(floats * sizeof(float), std::align_val_t(kAlign)));
+    }
+    static void release(float* p) {
+        if (p) ::operator delete(p, std::align_val_t(kAlign));
     }
     PackBuffers(const PackBuffers&) = delete;
     PackBuffers& operator=(const PackBuffers&) = delete;
 };
 
+// All the micro-tiles of a packed A block (mc x kc) times a packed B panel (kc x nc) into
+// C (mc x nc, leading dimension ldc).
+void multiply_packed(size_t mc, size_t nc, size_t kc, const float* a_packed, const float* b_packed, float* C,
+                     size_t ldc, bool add) {
+    for (size_t ir = 0; ir < mc; ir += kMR) {
+        const size_t rows = std::min(kMR, mc - ir);
+        const float* a_panel = a_packed + ir * kc;
+        for (size_t jr = 0; jr < nc; jr += kNR) {
+            const size_t cols = std::min(kNR, nc - jr);
+            const float* b_panel = b_packed + jr * kc;
+            float* c_tile = C + ir * ldc + jr;
+            if (rows == kMR && cols == kNR)
+                micro_kernel(kc, a_panel, b_panel, c_tile, ldc, add);
+            else
+                edge_kernel(kc, a_panel, b_panel, c_tile, ldc, add, rows, cols);
+        }
+    }
+}
+
+// A single B panel (N <= NC) of at most this many floats is packed whole, for every KC block.
+constexpr size_t kMaxSinglePanelFloats = size_t(4) << 20;  // 16 MiB
+
 // The whole blocked algorithm on one rectangle of C, single-threaded.
 void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t a_col, const float* B,
                 size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
     static thread_local PackBuffers buffers;
-    const bool single_panel = N <= kNC;
-    const size_t mc_max = single_panel ? kMCSinglePanel : kMC;
+    const size_t n_round = round_up(N, kNR);
+    if (N <= kNC && n_round * K <= kMaxSinglePanelFloats) {
+        // Narrow C (a weight's width, as in dinp): pack all of B, KC block pc at offset pc * n_round,
+        // then give each block of MC rows all its KC blocks in a row, in increasing pc, so that the
+        // C block (168 x N) stays in L2 between them instead of streaming through memory K / KC times.
+        float* b_packed = buffers.b_buffer(n_round * K);
+        for (size_t pc = 0; pc < K; pc += kKC)
+            pack_panels<kNR>(N, std::min(kKC, K - pc), B + pc * b_row, b_col, b_row, b_packed + pc * n_round);
+        for (size_t ic = 0; ic < M; ic += kMCSinglePanel) {
+            const size_t mc = std::min(kMCSinglePanel, M - ic);
+            for (size_t pc = 0; pc < K; pc += kKC) {
+                const size_t kc = std::min(kKC, K - pc);
+                const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
+                pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+                multiply_packed(mc, N, kc, buffers.a, b_packed + pc * n_round, C + ic * ldc, ldc, add);
+            }
+        }
+        return;
+    }
+    // General case: KC blocks outermost; A packed once per KC block in large MC blocks, B once
+    // per (MC block, NC panel).
+    float* b_packed = buffers.b_buffer(kKC * kNC);
     for (size_t pc = 0; pc < K; pc += kKC) {
         const size_t kc = std::min(kKC, K - pc);
         const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
-        for (size_t ic = 0; ic < M; ic += mc_max) {
-            const size_t mc = std::min(mc_max, M - ic);
+        for (size_t ic = 0; ic < M; ic += kMC) {
+            const size_t mc = std::min(kMC, M - ic);
             pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
             for (size_t jc = 0; jc < N; jc += kNC) {
                 const size_t nc = std::min(kNC, N - jc);
-                if (!single_panel || ic == 0)  // a single B panel is packed once per KC block
-                    pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, buffers.b);
-                for (size_t ir = 0; ir < mc; ir += kMR) {
-                    const size_t rows = std::min(kMR, mc - ir);
-                    const float* a_panel = buffers.a + ir * kc;
-                    for (size_t jr = 0; jr < nc; jr += kNR) {
-                        const size_t cols = std::min(kNR, nc - jr);
-                        const float* b_panel = buffers.b + jr * kc;
-                        float* c_tile = C + (ic + ir) * ldc + jc + jr;
-                        if (rows == kMR && cols == kNR)
-                            micro_kernel(kc, a_panel, b_panel, c_tile, ldc, add);
-                        else
-                            edge_kernel(kc, a_panel, b_panel, c_tile, ldc, add, rows, cols);
-                    }
-                }
+                pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, b_packed);
+                multiply_packed(mc, nc, kc, buffers.a, b_packed, C + ic * ldc + jc, ldc, add);
             }
         }
     }

@@ -300,6 +300,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // show progress line by line even through a pipe
     const int threads = omp_get_max_threads();
     Json report = Json::object();
     report["threads"] = threads;
