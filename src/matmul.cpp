@@ -1,6 +1,6 @@
 // The float GEMM behind every linear layer:  C (M, N) (+)= A (M, K) . B (K, N),  strided operands.
 //
-// Algorithm (a blocked GEMM in the style of Goto and van de Geijn's papers):
+// Algorithm (a blocked GEMM in the style of Goto and van de Geijn's papers), general case:
 //
 //   for each block of KC steps of the reduction (pc), in increasing order:
 //     for each block of MC rows of C (ic):
@@ -12,8 +12,10 @@
 //             micro-kernel: the MR x NR tile of C (+)= A_micro (MR x KC) . B_micro (KC x NR)
 //
 // Each element of A is packed once per call (MC is large) and each element of B once per MC rows,
-// so packing, which costs about a cycle per element, stays a few percent of the 2 M N K FLOPs
-// even when N (the lm_head's vocabulary) or M is large.
+// so packing stays a few percent of the 2 M N K FLOPs even when N (the lm_head's vocabulary) or
+// M is large. When C is narrow (N <= NC: a layer's width, as in dinp and dweight), B is packed
+// whole up front and the loops over pc and ic swap, so that a block of C rows gets all its KC
+// blocks while it sits in L2 (same order of sums, see gemm_block).
 //
 // Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
 // micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
@@ -75,9 +77,9 @@ constexpr size_t kNR = 16;
 // MC: rows of A packed at once. When C has several B panels (N > NC), 2044 x 256 x 4 B = 2 MiB per
 //     thread, in L3: each A micro-panel is read from there once per B panel (14 KiB per 16 kernel
 //     calls), so it need not fit a closer cache, and a large block means B is repacked rarely
-//     (once per MC rows). When there is a single B panel (N <= NC), B is packed once per KC block
-//     whatever MC is, so MC drops to 168 rows (168 KiB): the A block is packed right before use and
-//     read back from L2.
+//     (once per MC rows). When there is a single B panel (N <= NC), B is packed once whatever MC
+//     is, so MC drops to 168 rows (168 KiB): the A block is packed right before use and read back
+//     from L2, next to the 168 x N block of C.
 // KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
 constexpr size_t kKC = 256;
 constexpr size_t kNC = 512;
