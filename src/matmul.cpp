@@ -205,7 +205,7 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
 #if defined(__AVX512F__)
 void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
                   size_t ldc, bool add) {
-    __m512 acc0[kMR], acc1[kMR];
+    __m512 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 14
     for (size_t i = 0; i < kMR; i++) {
         acc0[i] = acc1[i] = _mm512_setzero_ps();
@@ -239,7 +239,8 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
 #elif defined(__AVX2__) && defined(__FMA__)
 void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
                   size_t ldc, bool add) {
-    __m256 acc0[kMR], acc1[kMR];
+    __m256 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
+#pragma GCC unroll 6
     for (size_t i = 0; i < kMR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
     for (size_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(b);
@@ -253,6 +254,7 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
         a += kMR;
         b += kNR;
     }
+#pragma GCC unroll 6
     for (size_t i = 0; i < kMR; i++) {
         float* ci = c + i * ldc;
         if (add) {
