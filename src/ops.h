@@ -182,6 +182,11 @@ constexpr double kAttentionNormEps = 1e-8;
 //   s_ij = q_i.k_j / sqrt(D) (+ bias for sigmoid);  w_ij = sim(s_ij) / Z_i  for j <= i;
 //   out_i = sum_{j<=i} w_ij v_j.
 //   softmax: w = exp(s - max) / sum exp(s - max);  Z_i is stored as 1 (w alone is enough for backward).
+// The two products over d and j run as matrix products (gemm, the blocked kernel for float) on
+// blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) sees the keys j < i0 + rows,
+// so the blocks skip most of the masked half. One thread owns one (b, h).
+constexpr size_t kAttentionQueryBlock = 64;
+
 template <typename T>
 void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C, size_t H,
                        const AttentionSpec& spec) {
@@ -190,49 +195,52 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
     const T bias = spec.score == ScoreFunction::sigmoid ? T(spec.sigmoid_bias) : T(0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t i = 0; i < Tn; i++) {
-                const T* q = qkv + (b * Tn + i) * C3 + h * D;
-                T* w = att + ((b * H + h) * Tn + i) * Tn;
-                // scores s_ij for j <= i
-                T max_s = -INFINITY;
-                for (size_t j = 0; j <= i; j++) {
-                    const T* k = qkv + (b * Tn + j) * C3 + C + h * D;
-                    T dot = 0;
-                    for (size_t d = 0; d < D; d++) dot += q[d] * k[d];
-                    w[j] = dot * scale + bias;
-                    if (w[j] > max_s) max_s = w[j];
-                }
-                // sim and normaliser
-                T z = 1;
-                if (spec.score == ScoreFunction::softmax) {
-                    T sum = 0;
+        for (size_t h = 0; h < H; h++) {
+            // Row t of q, k, v for this (b, h) is q + t * C3 (and k, v); w_bh is the (T, T) map.
+            const T* q = qkv + b * Tn * C3 + h * D;
+            const T* k = q + C;
+            const T* v = q + 2 * C;
+            T* w_bh = att + (b * H + h) * Tn * Tn;
+            T* o = out + b * Tn * C + h * D;
+            for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
+                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0), keys = i0 + rows;
+                // dots q_i.k_j for the block's queries and keys j < keys:  w (rows, keys) = Q_blk . K^T
+                gemm<T>(rows, keys, D, q + i0 * C3, C3, 1, k, 1, C3, w_bh + i0 * Tn, Tn, false);
+                for (size_t i = i0; i < i0 + rows; i++) {
+                    T* w = w_bh + i * Tn;
+                    // scores s_ij for j <= i
+                    T max_s = -INFINITY;
                     for (size_t j = 0; j <= i; j++) {
-                        w[j] = std::exp(w[j] - max_s);
-                        sum += w[j];
+                        w[j] = w[j] * scale + bias;
+                        if (w[j] > max_s) max_s = w[j];
                     }
-                    for (size_t j = 0; j <= i; j++) w[j] /= sum;
-                } else {
-                    T sum = 0;
-                    for (size_t j = 0; j <= i; j++) {
-                        w[j] = attention_sim(spec.score, w[j]);
-                        sum += w[j];
+                    // sim and normaliser
+                    T z = 1;
+                    if (spec.score == ScoreFunction::softmax) {
+                        T sum = 0;
+                        for (size_t j = 0; j <= i; j++) {
+                            w[j] = std::exp(w[j] - max_s);
+                            sum += w[j];
+                        }
+                        for (size_t j = 0; j <= i; j++) w[j] /= sum;
+                    } else {
+                        T sum = 0;
+                        for (size_t j = 0; j <= i; j++) {
+                            w[j] = attention_sim(spec.score, w[j]);
+                            sum += w[j];
+                        }
+                        if (spec.normalize) {
+                            z = sum + T(kAttentionNormEps);
+                            for (size_t j = 0; j <= i; j++) w[j] /= z;
+                        }
                     }
-                    if (spec.normalize) {
-                        z = sum + T(kAttentionNormEps);
-                        for (size_t j = 0; j <= i; j++) w[j] /= z;
-                    }
+                    for (size_t j = i + 1; j < Tn; j++) w[j] = 0;  // the causal mask: exactly zero
+                    att_z[(b * H + h) * Tn + i] = z;
                 }
-                for (size_t j = i + 1; j < Tn; j++) w[j] = 0;  // the causal mask: exactly zero
-                att_z[(b * H + h) * Tn + i] = z;
-                // weighted sum of values
-                T* o = out + (b * Tn + i) * C + h * D;
-                for (size_t d = 0; d < D; d++) o[d] = 0;
-                for (size_t j = 0; j <= i; j++) {
-                    const T* v = qkv + (b * Tn + j) * C3 + 2 * C + h * D;
-                    for (size_t d = 0; d < D; d++) o[d] += w[j] * v[d];
-                }
+                // weighted sum of values (the masked weights are zero):  out_blk (rows, D) = w . V
+                gemm<T>(rows, D, keys, w_bh + i0 * Tn, Tn, 1, v, C3, 1, o + i0 * C, C, false);
             }
+        }
 }
 
 // Causal multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C).
@@ -241,7 +249,9 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
 //   not normalised (w = g):  dg_ij = dw_ij
 //   ds_ij = dg_ij g'(s_ij)   (softmax: g' = g, so ds_ij = w_ij (dw_ij - sum_j' w_ij' dw_ij'))
 //   dq_i += scale sum_j ds_ij k_j,   dk_j += scale ds_ij q_i
-// One thread owns one (b, h), so the sums over i into dk_j and dv_j are in a fixed order.
+// Blocked over queries as in the forward pass; each sum is a matrix product (gemm) over the block.
+// One thread owns one (b, h), and the blocks are visited in order, so the sums over i into dk_j and
+// dv_j are in a fixed order.
 template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t B, size_t Tn,
                         size_t C, size_t H, const AttentionSpec& spec) {
@@ -250,46 +260,47 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++) {
-            std::vector<T> ds(Tn);
-            for (size_t i = 0; i < Tn; i++) {
-                const T* w = att + ((b * H + h) * Tn + i) * Tn;
-                const T* dout_i = dout + (b * Tn + i) * C + h * D;
-                // dw_ij, and dv_j += w_ij dout_i
-                T weighted = 0;  // sum_j w_ij dw_ij
-                for (size_t j = 0; j <= i; j++) {
-                    const T* v = qkv + (b * Tn + j) * C3 + 2 * C + h * D;
-                    T* dv = dqkv + (b * Tn + j) * C3 + 2 * C + h * D;
-                    T dw = 0;
-                    for (size_t d = 0; d < D; d++) {
-                        dw += dout_i[d] * v[d];
-                        dv[d] += w[j] * dout_i[d];
+            const T* q = qkv + b * Tn * C3 + h * D;
+            const T* k = q + C;
+            const T* v = q + 2 * C;
+            T* dq = dqkv + b * Tn * C3 + h * D;
+            T* dk = dq + C;
+            T* dv = dq + 2 * C;
+            const T* w_bh = att + (b * H + h) * Tn * Tn;
+            const T* dout_bh = dout + b * Tn * C + h * D;
+            std::vector<T> ds(kAttentionQueryBlock * Tn);  // (rows, keys) of the block, row stride Tn
+            for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
+                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0), keys = i0 + rows;
+                const T* w_blk = w_bh + i0 * Tn;
+                const T* dout_blk = dout_bh + i0 * C;
+                // dw_ij = dout_i . v_j:  ds (rows, keys) = dOut_blk . V^T
+                gemm<T>(rows, keys, D, dout_blk, C, 1, v, 1, C3, ds.data(), Tn, false);
+                // dv_j += sum_i w_ij dout_i:  dV (keys, D) += w_blk^T . dOut_blk
+                gemm<T>(keys, D, rows, w_blk, 1, Tn, dout_blk, C, 1, dv, C3, true);
+                // through the normaliser and the score function, row by row
+                for (size_t r = 0; r < rows; r++) {
+                    const size_t i = i0 + r;
+                    const T* w = w_blk + r * Tn;
+                    T* dsi = ds.data() + r * Tn;
+                    T weighted = 0;  // sum_j w_ij dw_ij
+                    for (size_t j = 0; j <= i; j++) weighted += w[j] * dsi[j];
+                    if (spec.score == ScoreFunction::softmax) {
+                        for (size_t j = 0; j <= i; j++) dsi[j] = w[j] * (dsi[j] - weighted);
+                    } else {
+                        const T z = att_z[(b * H + h) * Tn + i];
+                        for (size_t j = 0; j <= i; j++) {
+                            const T g = w[j] * z;
+                            const T dg = spec.normalize ? (dsi[j] - weighted) / z : dsi[j];
+                            dsi[j] = dg * attention_sim_grad(spec.score, g);
+                        }
                     }
-                    ds[j] = dw;
-                    weighted += w[j] * dw;
+                    for (size_t j = 0; j <= i; j++) dsi[j] *= scale;
+                    for (size_t j = i + 1; j < keys; j++) dsi[j] = 0;  // masked: no gradient
                 }
-                // through the normaliser and the score function
-                if (spec.score == ScoreFunction::softmax) {
-                    for (size_t j = 0; j <= i; j++) ds[j] = w[j] * (ds[j] - weighted);
-                } else {
-                    const T z = att_z[(b * H + h) * Tn + i];
-                    for (size_t j = 0; j <= i; j++) {
-                        const T g = w[j] * z;
-                        const T dg = spec.normalize ? (ds[j] - weighted) / z : ds[j];
-                        ds[j] = dg * attention_sim_grad(spec.score, g);
-                    }
-                }
-                // into q and k
-                const T* q = qkv + (b * Tn + i) * C3 + h * D;
-                T* dq = dqkv + (b * Tn + i) * C3 + h * D;
-                for (size_t j = 0; j <= i; j++) {
-                    const T* k = qkv + (b * Tn + j) * C3 + C + h * D;
-                    T* dk = dqkv + (b * Tn + j) * C3 + C + h * D;
-                    const T g = ds[j] * scale;
-                    for (size_t d = 0; d < D; d++) {
-                        dq[d] += g * k[d];
-                        dk[d] += g * q[d];
-                    }
-                }
+                // dq_i += scale sum_j ds_ij k_j:  dQ_blk (rows, D) += ds . K
+                gemm<T>(rows, D, keys, ds.data(), Tn, 1, k, C3, 1, dq + i0 * C3, C3, true);
+                // dk_j += scale sum_i ds_ij q_i:  dK (keys, D) += ds^T . Q_blk
+                gemm<T>(keys, D, rows, ds.data(), 1, Tn, q + i0 * C3, C3, 1, dk, C3, true);
             }
         }
 }

@@ -1,0 +1,410 @@
+// The CPU benchmark behind `make bench` (run by tools/bench.sh):
+//   1. peak single-precision FMA throughput of this machine (1 thread and all threads),
+//   2. every matmul of a training step (forward, dinp, dweight of each linear layer) for the
+//      "small" and "tinyllama-60m" presets, plus 1024^3, against OpenBLAS as a yardstick,
+//   3. attention forward/backward per score function at the small preset's shape,
+//   4. the whole training step (a marked stub until the trainer lands).
+// Prints a table and writes JSON (--json PATH). Every number is the median of >= 5 timed samples
+// after a warm-up.
+//
+// OpenBLAS is only a yardstick: it is loaded at run time with dlopen("libopenblas.so.0"); the
+// trainer is never linked against it. Without it the openblas columns are null.
+//
+//   bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] [--samples N]
+#include <dlfcn.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+#include "config.h"
+#include "json.h"
+#include "matmul.h"
+#include "ops.h"
+
+using namespace sinklab;
+
+namespace {
+
+double now_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+size_t g_samples = 7;  // timed samples per measurement (median reported), >= 5
+
+// Times fn: one warm-up call, then `g_samples` samples of `inner` calls each, where `inner` is
+// chosen from the warm-up so that a sample lasts about 50 ms (calls over 0.3 s: 5 samples of one
+// call). Returns the median seconds per call.
+double time_median(const std::function<void()>& fn) {
+    double t0 = now_seconds();
+    fn();
+    const double first = now_seconds() - t0;
+    const size_t inner = std::max<size_t>(1, size_t(0.05 / std::max(first, 1e-7)));
+    const size_t samples_wanted = first > 0.3 ? std::min<size_t>(g_samples, 5) : g_samples;
+    std::vector<double> samples;
+    for (size_t s = 0; s < samples_wanted; s++) {
+        t0 = now_seconds();
+        for (size_t r = 0; r < inner; r++) fn();
+        samples.push_back((now_seconds() - t0) / double(inner));
+    }
+    return median(samples);
+}
+
+// ---- 1. peak FMA throughput ------------------------------------------------------------------
+// kChains independent accumulator chains (more than FMA latency x FMA ports), each updated by an
+// FMA per iteration, so the loop is bound by FMA throughput alone.
+constexpr int kChains = 16;
+
+// Runs `iters` iterations on one thread; returns FLOPs done (2 per FMA lane).
+double fma_loop(size_t iters, float* sink) {
+#if defined(__AVX512F__)
+    constexpr int lanes = 16;
+    __m512 acc[kChains];
+    for (int i = 0; i < kChains; i++) acc[i] = _mm512_set1_ps(float(i) * 1e-3f);
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < kChains; i++) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    }
+    __m512 total = acc[0];
+    for (int i = 1; i < kChains; i++) total = _mm512_add_ps(total, acc[i]);
+    alignas(64) float lanes_out[16];
+    _mm512_store_ps(lanes_out, total);
+    *sink = lanes_out[0];
+#elif defined(__AVX2__) && defined(__FMA__)
+    constexpr int lanes = 8;
+    __m256 acc[kChains];
+    for (int i = 0; i < kChains; i++) acc[i] = _mm256_set1_ps(float(i) * 1e-3f);
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < kChains; i++) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    }
+    alignas(32) float lanes_out[8];
+    __m256 total = acc[0];
+    for (int i = 1; i < kChains; i++) total = _mm256_add_ps(total, acc[i]);
+    _mm256_store_ps(lanes_out, total);
+    *sink = lanes_out[0];
+#else
+    constexpr int lanes = 16;
+    float acc[kChains][lanes];
+    for (int i = 0; i < kChains; i++)
+        for (int l = 0; l < lanes; l++) acc[i][l] = float(i + l) * 1e-3f;
+    for (size_t it = 0; it < iters; it++)
+        for (int i = 0; i < kChains; i++)
+            for (int l = 0; l < lanes; l++) acc[i][l] = std::fma(acc[i][l], 0.999999f, 1e-7f);
+    *sink = acc[0][0];
+#endif
+    return 2.0 * lanes * kChains * double(iters);
+}
+
+// GFLOP/s of `threads` threads running the FMA loop at once (wall time of the parallel region).
+double measure_peak(int threads) {
+    // Short samples (~2 ms: 16 FMAs per iteration at ~1 per cycle) and many of them, so that the
+    // median is a sample that ran undisturbed even when the machine is shared.
+    const size_t iters = 400'000;
+    std::vector<double> samples;
+    std::vector<float> sink(size_t(threads) * 16);
+    for (size_t s = 0; s < 3 * g_samples + 1; s++) {
+        double flops = 0;
+        const double t0 = now_seconds();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+        flops += fma_loop(iters, &sink[size_t(omp_get_thread_num()) * 16]);
+        const double dt = now_seconds() - t0;
+        if (s > 0) samples.push_back(flops / dt * 1e-9);  // sample 0 is the warm-up
+    }
+    return median(samples);
+}
+
+// ---- 2. GEMM ----------------------------------------------------------------------------------
+// OpenBLAS through dlopen, with the prototypes declared here (CBLAS enum values).
+enum { kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112 };
+using cblas_sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
+                                float*, int);
+using set_threads_fn = void (*)(int);
+
+struct OpenBlas {
+    cblas_sgemm_fn sgemm = nullptr;
+    set_threads_fn set_threads = nullptr;
+    std::string note;
+    OpenBlas() {
+        void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            note = std::string("libopenblas.so.0 not found (") + dlerror() + "); run tools/setup.sh --bench";
+            return;
+        }
+        sgemm = reinterpret_cast<cblas_sgemm_fn>(dlsym(lib, "cblas_sgemm"));
+        set_threads = reinterpret_cast<set_threads_fn>(dlsym(lib, "openblas_set_num_threads"));
+        if (!sgemm) note = "libopenblas.so.0 has no cblas_sgemm";
+    }
+};
+
+// One matmul: C (M, N) (+)= op(A) (M, K) . op(B) (K, N) with row-major storage, as in matmul.h:
+//   forward  out = inp . weight^T           (trans_b)
+//   dinp     dinp += dout . weight          (plain, accumulate)
+//   dweight  dweight += dout^T . inp        (trans_a, accumulate)
+struct GemmCase {
+    std::string name;
+    size_t M, N, K;
+    bool trans_a, trans_b, accumulate;
+};
+
+void add_linear(std::vector<GemmCase>& cases, const std::string& prefix, size_t tokens, size_t in, size_t out) {
+    cases.push_back({prefix + ".forward", tokens, out, in, false, true, false});
+    cases.push_back({prefix + ".dinp", tokens, in, out, false, false, true});
+    cases.push_back({prefix + ".dweight", out, in, tokens, true, false, true});
+}
+
+std::vector<GemmCase> training_cases(const std::string& preset_name, size_t batch) {
+    const ModelConfig cfg = preset(preset_name);
+    const size_t N = batch * cfg.context, C = cfg.d_model, F = cfg.d_ffn, V = cfg.vocab_size;
+    std::vector<GemmCase> cases;
+    const std::string p = preset_name + "/";
+    add_linear(cases, p + "qkv", N, C, 3 * C);
+    add_linear(cases, p + "attn_out", N, C, C);
+    add_linear(cases, p + "ffn_in", N, C, 2 * F);
+    add_linear(cases, p + "ffn_out", N, F, C);
+    add_linear(cases, p + "lm_head", N, C, V);
+    return cases;
+}
+
+struct GemmResult {
+    GemmCase c;
+    double gflops = 0, openblas_gflops = -1;
+};
+
+void fill_random(std::vector<float>& v, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (float& x : v) x = dist(rng);
+}
+
+// Our kernel through gemm_f32 with the strides matmul.h uses, then OpenBLAS on the same buffers.
+// (All of ours are timed before any OpenBLAS call so that OpenBLAS's spinning worker threads never
+// compete with the OpenMP ones; see run_gemm_cases.)
+struct GemmBuffers {
+    std::vector<float> A, B, C;
+    explicit GemmBuffers(const GemmCase& g) : A(g.M * g.K), B(g.K * g.N), C(g.M * g.N) {
+        fill_random(A, 1);
+        fill_random(B, 2);
+        fill_random(C, 3);
+    }
+};
+
+double time_ours(const GemmCase& g) {
+    GemmBuffers buf(g);
+    // A stored (M, K), or (K, M) when transposed; B stored (K, N), or (N, K) when transposed.
+    const size_t a_row = g.trans_a ? 1 : g.K, a_col = g.trans_a ? g.M : 1;
+    const size_t b_row = g.trans_b ? 1 : g.N, b_col = g.trans_b ? g.K : 1;
+    return time_median([&] {
+        gemm_f32(g.M, g.N, g.K, buf.A.data(), a_row, a_col, buf.B.data(), b_row, b_col, buf.C.data(), g.N,
+                 g.accumulate);
+    });
+}
+
+double time_openblas(const GemmCase& g, const OpenBlas& ob) {
+    GemmBuffers buf(g);
+    const int lda = int(g.trans_a ? g.M : g.K), ldb = int(g.trans_b ? g.K : g.N);
+    return time_median([&] {
+        ob.sgemm(kCblasRowMajor, g.trans_a ? kCblasTrans : kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans,
+                 int(g.M), int(g.N), int(g.K), 1.0f, buf.A.data(), lda, buf.B.data(), ldb,
+                 g.accumulate ? 1.0f : 0.0f, buf.C.data(), int(g.N));
+    });
+}
+
+// ---- 3. attention -----------------------------------------------------------------------------
+struct AttentionResult {
+    std::string name;
+    double forward_gflops, backward_gflops;
+};
+
+// FLOPs counted as causal: forward q.k scores and w.v sums, 2 * 2 * B H T(T+1)/2 D; backward has
+// four such products (dw = dout.v, dv += w dout, dq += ds k, dk += ds q), twice the forward.
+std::vector<AttentionResult> run_attention(size_t batch) {
+    const ModelConfig cfg = preset("small");
+    const size_t B = batch, T = cfg.context, C = cfg.d_model, H = cfg.n_heads, D = C / H;
+    std::vector<float> qkv(B * T * 3 * C), out(B * T * C), att(B * H * T * T), att_z(B * H * T);
+    std::vector<float> dout(B * T * C), dqkv(B * T * 3 * C);
+    fill_random(qkv, 4);
+    fill_random(dout, 5);
+    const double fwd_flops = 2.0 * 2.0 * double(B * H) * double(T * (T + 1) / 2) * double(D);
+    std::printf("\nattention  (preset small: B=%zu T=%zu C=%zu H=%zu D=%zu; causal FLOPs)\n", B, T, C, H, D);
+    std::printf("  %-14s %12s %12s %12s %12s\n", "score", "fwd ms", "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s");
+    std::vector<AttentionResult> results;
+    for (const std::string& name : attention_names()) {
+        const AttentionSpec spec = parse_attention(name);
+        const double tf = time_median([&] {
+            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, T, C, H, spec);
+        });
+        const double tb = time_median([&] {
+            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), att_z.data(), B, T, C, H, spec);
+        });
+        results.push_back({name, fwd_flops / tf * 1e-9, 2 * fwd_flops / tb * 1e-9});
+        std::printf("  %-14s %12.3f %12.1f %12.3f %12.1f\n", name.c_str(), tf * 1e3, results.back().forward_gflops,
+                    tb * 1e3, results.back().backward_gflops);
+    }
+    return results;
+}
+
+// ---- 4. the whole training step ---------------------------------------------------------------
+// >>> TRAIN STEP BENCHMARK GOES HERE <<<
+// The model and trainer are being written elsewhere; when they land, this function builds the
+// small preset's model, runs a few warm-up steps, then times >= 5 training steps (forward,
+// backward, AdamW) and returns tokens/s, ms/step and GFLOP/s (train_flops_per_token x tokens / s).
+Json run_train_step() {
+    std::printf("\ntrain_step: not yet measured (the trainer is not in this build yet)\n");
+    return Json();  // null
+}
+
+bool wants(const std::string& only, const std::string& section) {
+    return only.empty() || ("," + only + ",").find("," + section + ",") != std::string::npos;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string json_path, only, filter;
+    for (int i = 1; i < argc; i++) {
+        const std::string arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "bench_cpu: %s needs a value\n", arg.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (arg == "--json") json_path = value();
+        else if (arg == "--only") only = value();
+        else if (arg == "--filter") filter = value();
+        else if (arg == "--samples") g_samples = std::max<size_t>(5, std::stoul(value()));
+        else {
+            std::fprintf(stderr,
+                         "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] "
+                         "[--samples N>=5]\n");
+            return 2;
+        }
+    }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // show progress line by line even through a pipe
+    const int threads = omp_get_max_threads();
+    Json report = Json::object();
+    report["threads"] = threads;
+    report["samples_per_median"] = g_samples;
+    {  // wall-clock timings mean little on a busy machine: record how busy it was
+        std::ifstream loadavg("/proc/loadavg");
+        double one_minute = -1;
+        if (loadavg >> one_minute) report["loadavg_at_start"] = one_minute;
+    }
+#if defined(__AVX512F__)
+    report["simd"] = "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+    report["simd"] = "avx2+fma";
+#else
+    report["simd"] = "scalar";
+#endif
+    std::printf("sinklab CPU benchmark: %d threads (OMP_NUM_THREADS), medians of %zu samples\n", threads, g_samples);
+
+    double peak_all = 0;
+    if (wants(only, "peak")) {
+        const double p1 = measure_peak(1);
+        peak_all = measure_peak(threads);
+        Json peak = Json::object();
+        peak["1_thread"] = p1;
+        peak["all_threads"] = peak_all;
+        report["peak_gflops"] = peak;
+        std::printf("\npeak FMA throughput: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (%d threads)\n", p1, peak_all,
+                    threads);
+    }
+
+    if (wants(only, "gemm")) {
+        OpenBlas ob;
+        if (ob.set_threads) ob.set_threads(threads);
+        std::vector<GemmCase> cases = training_cases("small", 16);
+        for (const GemmCase& g : training_cases("tinyllama-60m", 8)) cases.push_back(g);
+        cases.push_back({"square.1024", 1024, 1024, 1024, false, false, false});
+        std::vector<GemmResult> results;
+        for (const GemmCase& g : cases)
+            if (filter.empty() || g.name.find(filter) != std::string::npos) results.push_back({g});
+        // All of ours first, then all of OpenBLAS's (threads of one never spin against the other).
+        for (GemmResult& r : results) {
+            const double flops = 2.0 * double(r.c.M) * double(r.c.N) * double(r.c.K);
+            r.gflops = flops / time_ours(r.c) * 1e-9;
+        }
+        if (ob.sgemm)
+            for (GemmResult& r : results) {
+                const double flops = 2.0 * double(r.c.M) * double(r.c.N) * double(r.c.K);
+                r.openblas_gflops = flops / time_openblas(r.c, ob) * 1e-9;
+            }
+        std::printf("\ngemm  C (M,N) (+)= A (M,K) . B (K,N)   (N tokens: small 16x256, tinyllama-60m 8x256)\n");
+        std::printf("  %-30s %6s %6s %6s %9s %9s %6s %6s\n", "name", "M", "N", "K", "GFLOP/s", "OpenBLAS", "ratio",
+                    "%peak");
+        Json list = Json::array();
+        for (const GemmResult& r : results) {
+            Json j = Json::object();
+            j["name"] = r.c.name;
+            j["M"] = r.c.M;
+            j["N"] = r.c.N;
+            j["K"] = r.c.K;
+            j["gflops"] = r.gflops;
+            j["openblas_gflops"] = ob.sgemm ? Json(r.openblas_gflops) : Json();
+            j["ratio"] = ob.sgemm ? Json(r.gflops / r.openblas_gflops) : Json();
+            j["pct_peak"] = peak_all > 0 ? Json(100.0 * r.gflops / peak_all) : Json();
+            list.push_back(j);
+            char ob_text[32] = "-", ratio_text[32] = "-", pct_text[32] = "-";
+            if (ob.sgemm) {
+                std::snprintf(ob_text, sizeof ob_text, "%.1f", r.openblas_gflops);
+                std::snprintf(ratio_text, sizeof ratio_text, "%.2f", r.gflops / r.openblas_gflops);
+            }
+            if (peak_all > 0) std::snprintf(pct_text, sizeof pct_text, "%.0f%%", 100.0 * r.gflops / peak_all);
+            std::printf("  %-30s %6zu %6zu %6zu %9.1f %9s %6s %6s\n", r.c.name.c_str(), r.c.M, r.c.N, r.c.K, r.gflops,
+                        ob_text, ratio_text, pct_text);
+        }
+        report["gemm"] = list;
+        if (!ob.sgemm) {
+            report["openblas_note"] = ob.note;
+            std::printf("  (OpenBLAS column skipped: %s)\n", ob.note.c_str());
+        }
+    }
+
+    if (wants(only, "attention")) {
+        Json list = Json::array();
+        for (const AttentionResult& r : run_attention(16)) {
+            Json j = Json::object();
+            j["score"] = r.name;
+            j["forward_gflops"] = r.forward_gflops;
+            j["backward_gflops"] = r.backward_gflops;
+            list.push_back(j);
+        }
+        report["attention"] = list;
+    }
+
+    if (wants(only, "train")) report["train_step"] = run_train_step();
+
+    if (!json_path.empty()) {
+        std::ofstream out(json_path);
+        out << report.dump(2) << "\n";
+        if (!out) {
+            std::fprintf(stderr, "bench_cpu: cannot write %s\n", json_path.c_str());
+            return 1;
+        }
+        std::printf("\nwrote %s\n", json_path.c_str());
+    }
+    return 0;
+}
