@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The main job (`make run`): the paper's headline contrast at laptop scale.
+#   1. prepare the default corpus (cached; tools/make_data.sh)
+#   2. train the same model twice: softmax attention, and sigmoid attention without normalisation
+#   3. measure the attention sink of both (sinklab sink), draw the pictures (sinklab plot)
+#   4. print one comparison table (sinklab compare)
+# Outputs under runs/headline/{softmax,sigmoid}/: config.json, metrics.jsonl (with Sink_1..10 every
+# SINK_EVERY steps), checkpoints/, sink.json, *.svg; runs/headline/compare.{json,txt}, compare_*.svg.
+#
+# Rerunning continues an interrupted run (--resume) and skips finished ones. The knobs below can be
+# overridden from the environment (e.g. STEPS=2000 make run); changing one starts the runs afresh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${SINKLAB_BIN:-build/sinklab}
+OUT=${OUT:-runs/headline}
+VOCAB_SIZE=${VOCAB_SIZE:-2048}
+DATA=${DATA:-data/cache/linux-doc-${VOCAB_SIZE}}
+DEVICE=${DEVICE:-cpu}
+
+# The laptop-scale calibration (see README, "The main job"): a 4-layer, width-128 model on a 2048-token
+# BPE vocabulary, sequences of 128 tokens that start with <|endoftext|> (a fixed first token, as a BOS
+# would be), learning rate 2e-3: about 3M tokens per run in about 5 minutes on 2 cores.
+MODEL_ARGS=${MODEL_ARGS:---preset small --layers 4 --width 128 --heads 4 --ffn 384}
+STEPS=${STEPS:-1500}
+BATCH=${BATCH:-16}
+SEQ=${SEQ:-128}
+LR=${LR:-2e-3}
+WARMUP=${WARMUP:-100}
+SINK_EVERY=${SINK_EVERY:-100}
+EVAL_EVERY=${EVAL_EVERY:-250}
+
+OUT=$DATA VOCAB_SIZE=$VOCAB_SIZE tools/make_data.sh
+eot=$(( VOCAB_SIZE - 1 ))  # <|endoftext|> is the tokenizer's last id
+
+common=(--data "$DATA/train_000.bin" --val "$DATA/val_000.bin" $MODEL_ARGS --steps "$STEPS" --batch "$BATCH"
+        --seq "$SEQ" --lr "$LR" --warmup "$WARMUP" --first-token "$eot" --eval-every "$EVAL_EVERY"
+        --val-batches 16 --sink-every "$SINK_EVERY" --probe "$DATA/probe.bin" --checkpoint-every 250
+        --log-every 50 --device "$DEVICE")
+mkdir -p "$OUT"
+for attention in softmax sigmoid; do
+  run="$OUT/$attention"
+  signature="${common[*]} --attention $attention"
+  if [ -f "$run/headline.args" ] && [ "$(cat "$run/headline.args")" != "$signature" ]; then
+    echo "== $run was made with other settings: starting it afresh"
+    rm -rf "$run"
+  fi
+  if [ -f "$run/checkpoints/latest" ] && [ -f "$run/config.json" ]; then
+    echo "== $attention: continuing $run"
+    "$BIN" train --out "$run" --resume --steps "$STEPS"
+  else
+    echo "== $attention: training $run"
+    mkdir -p "$run"
+    printf '%s\n' "$signature" > "$run/headline.args"
+    "$BIN" train "${common[@]}" --attention "$attention" --out "$run"
+  fi
+  echo "== $attention: sink analysis"
+  "$BIN" sink --checkpoint "$run" --probe "$DATA/probe.bin" --json "$run/sink.json" --svg "$run" | tee "$run/sink.txt"
+  "$BIN" plot --run "$run" >/dev/null
+done
+
+echo "== comparison"
+"$BIN" compare "$OUT/softmax" "$OUT/sigmoid" --json "$OUT/compare.json" --svg "$OUT" | tee "$OUT/compare.txt"
+echo "pictures: $OUT/*.svg and $OUT/{softmax,sigmoid}/*.svg (open them in a browser)"
