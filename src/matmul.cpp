@@ -171,8 +171,18 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
             for (size_t p = 0; p < n; p += W) {
                 const size_t rows = std::min(W, n - p);
                 float* dst = packed + p * kc + k * W;
+#if defined(__AVX512F__)
+                // W floats in vectors of 16: masked loads read only the valid rows and zero the rest.
+                for (size_t i = 0; i < W; i += 16) {
+                    const size_t valid = rows > i ? std::min<size_t>(16, rows - i) : 0;
+                    const __mmask16 load_mask = __mmask16((1u << valid) - 1u);
+                    const __mmask16 store_mask = __mmask16((1u << std::min<size_t>(16, W - i)) - 1u);
+                    _mm512_mask_storeu_ps(dst + i, store_mask, _mm512_maskz_loadu_ps(load_mask, src + p + i));
+                }
+#else
                 for (size_t i = 0; i < rows; i++) dst[i] = src[p + i];
                 for (size_t i = rows; i < W; i++) dst[i] = 0.0f;
+#endif
             }
         }
         return;

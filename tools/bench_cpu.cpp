@@ -173,9 +173,10 @@ void add_linear(std::vector<GemmCase>& cases, const std::string& prefix, size_t 
     cases.push_back({prefix + ".dweight", out, in, tokens, true, false, true});
 }
 
-std::vector<GemmCase> training_cases(const std::string& preset_name, size_t batch) {
+// The matmuls of one training step of a preset (sizes read from preset()) on batch x seq tokens.
+std::vector<GemmCase> training_cases(const std::string& preset_name, size_t batch, size_t seq) {
     const ModelConfig cfg = preset(preset_name);
-    const size_t N = batch * cfg.context, C = cfg.d_model, F = cfg.d_ffn, V = cfg.vocab_size;
+    const size_t N = batch * seq, C = cfg.d_model, F = cfg.d_ffn, V = cfg.vocab_size;
     std::vector<GemmCase> cases;
     const std::string p = preset_name + "/";
     add_linear(cases, p + "qkv", N, C, 3 * C);
@@ -336,8 +337,8 @@ int main(int argc, char** argv) {
     if (wants(only, "gemm")) {
         OpenBlas ob;
         if (ob.set_threads) ob.set_threads(threads);
-        std::vector<GemmCase> cases = training_cases("small", 16);
-        for (const GemmCase& g : training_cases("tinyllama-60m", 8)) cases.push_back(g);
+        std::vector<GemmCase> cases = training_cases("small", 16, 256);
+        for (const GemmCase& g : training_cases("tinyllama-60m", 8, 256)) cases.push_back(g);
         cases.push_back({"square.1024", 1024, 1024, 1024, false, false, false});
         std::vector<GemmResult> results;
         for (const GemmCase& g : cases)
