@@ -26,9 +26,9 @@
 // Determinism: every C element is the sum, in increasing k, of its products, accumulated per KC
 // block in one register (one FMA per k) and added to C block after block, in pc order. KC is a
 // constant, so this order does not depend on the thread count, the tile position or whether the
-// tile is an edge tile. Threads split C into disjoint rectangles (never K), each thread runs the
-// whole blocked algorithm on its rectangle with its own packing buffers: no sharing, no barriers.
-// Results are bitwise identical for any number of threads.
+// tile is an edge tile. C is split into disjoint rectangles (never K) handed out to the threads;
+// each runs the whole blocked algorithm on its rectangle with its own packing buffers: no sharing,
+// no barriers. Results are bitwise identical for any number of threads.
 #include "matmul.h"
 
 #include <omp.h>
@@ -171,8 +171,18 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
             for (size_t p = 0; p < n; p += W) {
                 const size_t rows = std::min(W, n - p);
                 float* dst = packed + p * kc + k * W;
+#if defined(__AVX512F__)
+                // W floats in vectors of 16: masked loads read only the valid rows and zero the rest.
+                for (size_t i = 0; i < W; i += 16) {
+                    const size_t valid = rows > i ? std::min<size_t>(16, rows - i) : 0;
+                    const __mmask16 load_mask = __mmask16((1u << valid) - 1u);
+                    const __mmask16 store_mask = __mmask16((1u << std::min<size_t>(16, W - i)) - 1u);
+                    _mm512_mask_storeu_ps(dst + i, store_mask, _mm512_maskz_loadu_ps(load_mask, src + p + i));
+                }
+#else
                 for (size_t i = 0; i < rows; i++) dst[i] = src[p + i];
                 for (size_t i = rows; i < W; i++) dst[i] = 0.0f;
+#endif
             }
         }
         return;
@@ -382,28 +392,53 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
     }
 }
 
-// Splits C among the threads as a tm x tn grid of rectangles whose sides are whole micro-tiles.
-// Cost of a grid, in rough cycles of the busiest thread with its rectangle mt x nt:
-//   compute  mt nt K / 16        (2 FLOPs per FMA lane, ~32 FLOPs per cycle)
-//   packing  mt K + nt K ceil(mt / MC)   (about one cycle per packed element)
-// A split along N makes every thread pack all of A, a split along M all of B: the packing term
-// picks the split that repacks the smaller operand.
-void choose_grid(size_t M, size_t N, size_t K, size_t threads, size_t& tm, size_t& tn) {
+// ---- threads -------------------------------------------------------------------------------------
+// C is split into a tm x tn grid of rectangles whose sides are whole micro-tiles; each rectangle
+// is one task running gemm_block. Cost of a rectangle mt x nt, in rough cycles:
+//   compute  mt nt K / 16                   (2 FLOPs per FMA lane, ~32 FLOPs per cycle)
+//   packing  mt K + nt K ceil(mt / MC)      (about one cycle per packed element)
+// A split along N makes every rectangle pack all of its rows of A, a split along M all of its
+// columns of B: the packing term picks the split that repacks the smaller operand.
+struct Grid {
+    size_t tm = 1, tn = 1;
+    double cost = 0;  // of the busiest thread: ceil(parts / threads) rectangles
+};
+
+double rectangle_cost(double mt, double nt, size_t K) {
+    return mt * nt * double(K) / 16.0 + mt * double(K) + nt * double(K) * std::ceil(mt / double(kMC));
+}
+
+// The cheapest grid of exactly `parts` rectangles (tm = tn = 1 when there are too few tiles).
+Grid best_grid(size_t M, size_t N, size_t K, size_t parts, size_t threads) {
     const size_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
-    double best = 0;
-    tm = tn = 1;
-    for (size_t rows = 1; rows <= threads; rows++) {
-        if (threads % rows != 0) continue;
-        const size_t cols = threads / rows;
+    Grid best;
+    best.cost = rectangle_cost(double(m_tiles * kMR), double(n_tiles * kNR), K);
+    bool found = false;
+    for (size_t rows = 1; rows <= parts; rows++) {
+        if (parts % rows != 0) continue;
+        const size_t cols = parts / rows;
         if (rows > m_tiles || cols > n_tiles) continue;
         const double mt = double((m_tiles + rows - 1) / rows * kMR), nt = double((n_tiles + cols - 1) / cols * kNR);
-        const double cost = mt * nt * double(K) / 16.0 + mt * double(K) + nt * double(K) * std::ceil(mt / double(kMC));
-        if (best == 0 || cost < best) {
-            best = cost;
-            tm = rows;
-            tn = cols;
+        const double cost = double((parts + threads - 1) / threads) * rectangle_cost(mt, nt, K);
+        if (!found || cost < best.cost) {
+            best = {rows, cols, cost};
+            found = true;
         }
     }
+    return best;
+}
+
+// One rectangle per thread is cheapest on an idle machine. More, smaller rectangles handed out
+// dynamically keep every thread busy when one of them is slowed down (a shared machine, another
+// process): take 4 or 2 per thread when the extra packing costs under 5%.
+Grid choose_grid(size_t M, size_t N, size_t K, size_t threads) {
+    const Grid one_each = best_grid(M, N, K, threads, threads);
+    if (threads == 1) return one_each;
+    for (size_t per_thread : {4, 2}) {
+        const Grid g = best_grid(M, N, K, threads * per_thread, threads);
+        if (g.tm * g.tn == threads * per_thread && g.cost <= 1.05 * one_each.cost) return g;
+    }
+    return one_each;
 }
 
 }  // namespace
@@ -420,13 +455,15 @@ void gemm_f32(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t
     const double flops = 2.0 * double(M) * double(N) * double(K);
     size_t threads = omp_in_parallel() ? 1 : size_t(omp_get_max_threads());
     if (flops < 2e6) threads = 1;
-    size_t tm = 1, tn = 1;
-    choose_grid(M, N, K, threads, tm, tn);
+    const Grid grid = choose_grid(M, N, K, threads);
+    const size_t tm = grid.tm, tn = grid.tn;
     // Rectangle (r, c) of the grid: rows [r m_step, ...), columns [c n_step, ...), whole micro-tiles.
+    // Which thread runs a rectangle does not matter to the result (each C element is summed by
+    // exactly one rectangle, in the same order): the schedule can be dynamic.
     const size_t m_step = round_up((M + tm - 1) / tm, kMR), n_step = round_up((N + tn - 1) / tn, kNR);
-    const int used = int(tm * tn);
-#pragma omp parallel for num_threads(used) schedule(static) if (used > 1)
-    for (int t = 0; t < used; t++) {
+    const int parts = int(tm * tn);
+#pragma omp parallel for num_threads(int(threads)) schedule(dynamic, 1) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
         const size_t m0 = size_t(t) / tn * m_step, n0 = size_t(t) % tn * n_step;
         if (m0 >= M || n0 >= N) continue;
         const size_t mb = std::min(m_step, M - m0), nb = std::min(n_step, N - n0);
