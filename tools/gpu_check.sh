@@ -48,6 +48,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clo
 say "GPU tests"
 ( cd "$BUILD" && timeout 240 ctest -L gpu --output-on-failure -V ) >"$LOG/tests.log" 2>&1
 tests_rc=$?
+if grep -q "skipped: no CUDA GPU visible" "$LOG/tests.log"; then
+  grep -m1 "skipped: no CUDA GPU visible" "$LOG/tests.log"
+  echo "gpu-check: no GPU visible here: the build is done (warning-free: $warnings warning lines), the GPU tests"
+  echo "gpu-check: skipped themselves, and nothing was measured. Run this on a machine with a GPU."
+  exit 2
+fi
 grep -E "test_gpu_[a-z]+: |\[doctest\] (test cases|assertions)|rel err|Passed|Failed|\*\*\*|SKIPPED|tests passed" "$LOG/tests.log" | tail -60
 
 say "GPU benchmark (ours)"
