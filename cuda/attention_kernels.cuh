@@ -1,0 +1,492 @@
+// The fused attention kernels (device code only), included by attention.cu. Kept apart from the
+// host code so that tests/test_cuda_emulated.cpp can also compile them as plain C++ against a CPU
+// emulation of the CUDA execution model (tests/cuda_emu.h) and check them where no GPU is present.
+// The design is described at the top of attention.cu.
+#pragma once
+#include <cuda_bf16.h>
+#ifndef SINKLAB_CUDA_EMU
+#include <cuda_runtime.h>
+#include <mma.h>
+#endif
+
+#include <cmath>
+#include <type_traits>
+
+#include "device_utils.cuh"
+
+#ifdef SINKLAB_CUDA_EMU
+#define SINKLAB_DYNAMIC_SMEM(name) unsigned char* name = ::emu::dynamic_smem()
+#else
+#define SINKLAB_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
+namespace sinklab::cuda::attn {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kSoftmax = 0, kSigmoid = 1, kElu = 2;
+constexpr float kNormEps = 1e-8f;  // kAttentionNormEps of ops.h
+
+struct AttnArgs {
+    const float* qkv;    // (B, T, 3C)
+    float* out;          // (B, T, C)        forward
+    float* lse;          // (B, H, T)        forward writes, backward reads (saved)
+    float* z;            // (B, H, T)        forward writes, backward reads (att_z)
+    const float* dout;   // (B, T, C)        backward
+    const float* delta;  // (B, H, T)        backward
+    float* dqkv;         // (B, T, 3C)       backward (+=)
+    int T, C, H, D;
+    float scale, bias;
+    int score;
+    bool normalize;
+};
+
+__device__ __forceinline__ float sim(int f, float s) {
+    if (f == kSigmoid) return 1.0f / (1.0f + expf(-s));
+    if (f == kElu) return s > 0.0f ? s + 1.0f : expf(s);
+    return expf(s);
+}
+// Derivative written in terms of g = sim(s) (ops.h: attention_sim_grad).
+__device__ __forceinline__ float sim_grad(int f, float g) {
+    if (f == kSigmoid) return g * (1.0f - g);
+    if (f == kElu) return g < 1.0f ? g : 1.0f;
+    return g;
+}
+
+template <typename Tin>
+__device__ __forceinline__ Tin to_in(float x) {
+    if constexpr (std::is_same_v<Tin, bf16>)
+        return __float2bfloat16(x);
+    else
+        return x;
+}
+template <typename Tin>
+__device__ __forceinline__ float from_in(Tin x) {
+    if constexpr (std::is_same_v<Tin, bf16>)
+        return __bfloat162float(x);
+    else
+        return x;
+}
+
+constexpr size_t align128(size_t x) { return (x + 127) / 128 * 128; }
+
+// Tile sizes and shared-memory layout for one (input type, padded head dim).
+template <typename Tin, int Dp_>
+struct Cfg {
+    static constexpr bool kTensor = std::is_same_v<Tin, bf16>;
+    static constexpr int Dp = Dp_;
+    static constexpr int NT = 128;                    // threads per block
+    static constexpr int Br = kTensor ? 64 : 32;      // query rows per tile
+    static constexpr int Bc = Br;                     // keys per tile (the causal walk assumes Br == Bc)
+    static constexpr int TPR = NT / Br;               // threads per row in the forward's row pass
+    // Row strides in elements. wmma needs 16-byte multiples and 32-byte aligned tiles; the CUDA-core
+    // path pads by one word instead, which keeps its column walks free of bank conflicts.
+    static constexpr int kPadIn = kTensor ? 8 : 1;
+    static constexpr int kPadAcc = kTensor ? 4 : 1;
+    static constexpr int ldIn = Dp + kPadIn;   // Q, K, V, dO tiles (rows x Dp), Tin
+    static constexpr int ldS = Bc + kPadAcc;   // score tiles S, dP (Br x Bc), fp32
+    static constexpr int ldP = Bc + kPadIn;    // weight tiles P, W, dS (Br x Bc), Tin
+    static constexpr int ldO = Dp + kPadAcc;   // accumulators O, dQ, dK, dV (rows x Dp), fp32
+    static constexpr size_t kIn = align128(size_t(Br) * ldIn * sizeof(Tin));
+    static constexpr size_t kS = align128(size_t(Br) * ldS * sizeof(float));
+    static constexpr size_t kP = align128(size_t(Br) * ldP * sizeof(Tin));
+    static constexpr size_t kO = align128(size_t(Br) * ldO * sizeof(float));
+    static constexpr size_t kRow = align128(size_t(Br) * sizeof(float));
+    // forward: Q K V | S | P | O | rowinv
+    static constexpr size_t kForwardBytes = 3 * kIn + kS + kP + kO + kRow;
+    // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta
+    static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + 2 * kO + 2 * kRow;
+    // dQ: Q dO K V | S dP | dS | dQ | stat delta
+    static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + kO + 2 * kRow;
+    static_assert(Dp % 16 == 0 && Br % 16 == 0 && NT % Br == 0 && TPR <= 32, "tile shape");
+};
+
+// C (M x N, fp32, row stride ldc) = or += A (M x K) . B (K x N), all in shared memory, by the whole block.
+//   A(m, k) = kTransA ? A[k lda + m] : A[m lda + k];   B(k, n) = kTransB ? B[n ldb + k] : B[k ldb + n]
+// bf16: each warp takes 16x16 output tiles in turn (wmma, fp32 accumulation). fp32: one thread per
+// output element, k in increasing order. Callers put a barrier before (inputs ready) and after.
+template <typename Tin, int M, int N, int K, bool kTransA, bool kTransB, bool kAccumulate, int NT>
+__device__ __forceinline__ void tile_gemm(float* C, int ldc, const Tin* A, int lda, const Tin* B, int ldb) {
+    if constexpr (std::is_same_v<Tin, bf16>) {
+        namespace wmma = nvcuda::wmma;
+        using LayoutA = std::conditional_t<kTransA, wmma::col_major, wmma::row_major>;
+        using LayoutB = std::conditional_t<kTransB, wmma::col_major, wmma::row_major>;
+        static_assert(M % 16 == 0 && N % 16 == 0 && K % 16 == 0, "wmma tiles");
+        constexpr int TM = M / 16, TN = N / 16;
+        const int warp = int(threadIdx.x) / 32;
+        for (int t = warp; t < TM * TN; t += NT / 32) {
+            const int tm = t / TN, tn = t % TN;
+            float* c = C + tm * 16 * ldc + tn * 16;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            if constexpr (kAccumulate)
+                wmma::load_matrix_sync(acc, c, unsigned(ldc), wmma::mem_row_major);
+            else
+                wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < K; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b;
+                const bf16* pa = kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk;
+                const bf16* pb = kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16;
+                wmma::load_matrix_sync(a, pa, unsigned(lda));
+                wmma::load_matrix_sync(b, pb, unsigned(ldb));
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(c, acc, unsigned(ldc), wmma::mem_row_major);
+        }
+    } else {
+        for (int e = int(threadIdx.x); e < M * N; e += NT) {
+            const int m = e / N, n = e % N;
+            float sum = kAccumulate ? C[m * ldc + n] : 0.0f;
+#pragma unroll 8
+            for (int k = 0; k < K; k++) {
+                const float a = kTransA ? A[k * lda + m] : A[m * lda + k];
+                const float b = kTransB ? B[n * ldb + k] : B[k * ldb + n];
+                sum = fmaf(a, b, sum);
+            }
+            C[m * ldc + n] = sum;
+        }
+    }
+}
+
+// Rows [row0, row0 + R) of a (T, D) slice with row stride `stride` into a (R x Dp) shared tile,
+// zero-filled beyond T and beyond D.
+template <typename Tin, int R, int Dp, int NT>
+__device__ __forceinline__ void load_tile(Tin* tile, int ld, const float* src, size_t stride, int row0, int T,
+                                          int D) {
+    for (int e = int(threadIdx.x); e < R * Dp; e += NT) {
+        const int r = e / Dp, d = e % Dp;
+        float x = 0.0f;
+        if (row0 + r < T && d < D) x = src[size_t(row0 + r) * stride + d];
+        tile[r * ld + d] = to_in<Tin>(x);
+    }
+}
+
+template <int N, int NT>
+__device__ __forceinline__ void zero_acc(float* acc, int ld, int rows) {
+    for (int e = int(threadIdx.x); e < rows * N; e += NT) acc[(e / N) * ld + e % N] = 0.0f;
+}
+
+// Sum / max over the TPR consecutive lanes that share a row (all lanes of the warp take part).
+template <int TPR>
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+    for (int o = TPR / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <int TPR>
+__device__ __forceinline__ float group_max(float v) {
+#pragma unroll
+    for (int o = TPR / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward. grid (ceil(T / Br), B H), block NT.
+template <typename Tin, int Dp>
+__global__ void __launch_bounds__(128) attention_forward_kernel(AttnArgs a) {
+    using K = Cfg<Tin, Dp>;
+    constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT, TPR = K::TPR;
+    SINKLAB_DYNAMIC_SMEM(smem);
+    Tin* Qs = reinterpret_cast<Tin*>(smem);
+    Tin* Ks = reinterpret_cast<Tin*>(smem + K::kIn);
+    Tin* Vs = reinterpret_cast<Tin*>(smem + 2 * K::kIn);
+    float* S = reinterpret_cast<float*>(smem + 3 * K::kIn);
+    Tin* P = reinterpret_cast<Tin*>(smem + 3 * K::kIn + K::kS);
+    float* O = reinterpret_cast<float*>(smem + 3 * K::kIn + K::kS + K::kP);
+    float* rowinv = reinterpret_cast<float*>(smem + 3 * K::kIn + K::kS + K::kP + K::kO);
+
+    const int T = a.T, C = a.C, H = a.H, D = a.D;
+    const int q0 = int(gridDim.x - 1 - blockIdx.x) * Br;  // the longest rows first
+    const int bh = int(blockIdx.y), b = bh / H, h = bh % H;
+    const size_t C3 = size_t(3) * C;
+    const float* q_src = a.qkv + size_t(b) * T * C3 + size_t(h) * D;
+    const float* k_src = q_src + C;
+    const float* v_src = q_src + 2 * size_t(C);
+
+    load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+    zero_acc<Dp, NT>(O, K::ldO, Br);
+
+    const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
+    const int qi = q0 + row;
+    float m = -INFINITY, l = 0.0f;  // running maximum (softmax only) and running sum, per row
+    const int k_end = min(q0 + Br, T);
+    for (int k0 = 0; k0 < k_end; k0 += Bc) {
+        __syncthreads();  // the previous tile's K, V and P are no longer read
+        load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, k_src, C3, k0, T, D);
+        load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, v_src, C3, k0, T, D);
+        __syncthreads();
+        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);  // S = Q K^T
+        __syncthreads();
+        float* srow = S + row * K::ldS;
+        Tin* prow = P + row * K::ldP;
+        float sum = 0.0f;
+        if (a.score == kSoftmax) {
+            float tile_max = -INFINITY;
+            for (int j = part; j < Bc; j += TPR) {
+                const bool valid = qi < T && k0 + j <= qi;
+                const float s = valid ? srow[j] * a.scale : -INFINITY;
+                srow[j] = s;
+                tile_max = fmaxf(tile_max, s);
+            }
+            const float m_new = fmaxf(m, group_max<TPR>(tile_max));
+            for (int j = part; j < Bc; j += TPR) {
+                const float s = srow[j];
+                const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
+                prow[j] = to_in<Tin>(p);
+                sum += p;
+            }
+            sum = group_sum<TPR>(sum);
+            const float alpha = m == -INFINITY ? 0.0f : expf(m - m_new);
+            l = l * alpha + sum;
+            m = m_new;
+            if (alpha != 1.0f)
+                for (int d = part; d < Dp; d += TPR) O[row * K::ldO + d] *= alpha;
+        } else {
+            for (int j = part; j < Bc; j += TPR) {
+                const bool valid = qi < T && k0 + j <= qi;
+                const float g = valid ? sim(a.score, srow[j] * a.scale + a.bias) : 0.0f;
+                prow[j] = to_in<Tin>(g);
+                sum += g;
+            }
+            l += group_sum<TPR>(sum);
+        }
+        __syncthreads();
+        tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(O, K::ldO, P, K::ldP, Vs, K::ldIn);  // O += P V
+    }
+    // Statistics for the backward, and 1 / Z for the output.
+    if (part == 0) {
+        float inv = 1.0f;
+        if (qi < T) {
+            const size_t r = size_t(bh) * T + qi;
+            if (a.score == kSoftmax) {
+                a.lse[r] = m + logf(l);
+                a.z[r] = 1.0f;
+                inv = l > 0.0f ? 1.0f / l : 0.0f;
+            } else if (a.normalize) {
+                const float zi = l + kNormEps;
+                a.lse[r] = 0.0f;
+                a.z[r] = zi;
+                inv = 1.0f / zi;
+            } else {
+                a.lse[r] = 0.0f;
+                a.z[r] = 1.0f;
+            }
+        }
+        rowinv[row] = inv;
+    }
+    __syncthreads();
+    for (int e = int(threadIdx.x); e < Br * Dp; e += NT) {
+        const int r = e / Dp, d = e % Dp;
+        if (q0 + r < T && d < D) a.out[(size_t(b) * T + q0 + r) * C + size_t(h) * D + d] = O[r * K::ldO + d] * rowinv[r];
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward, shared part: S (scores q.k, unscaled) and dP (dO . v) of one (Br x Bc) tile -> the
+// weights W (optional) and the score gradients dS (scaled by `scale`, ready for dQ and dK).
+// stat: LSE_i (softmax) or Z_i (normalised); delta: Delta_i.
+template <typename Tin, int Dp, bool kWriteW>
+__device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, Tin* W, Tin* dS,
+                                                const float* stat, const float* delta, int q0, int k0) {
+    using K = Cfg<Tin, Dp>;
+    for (int e = int(threadIdx.x); e < K::Br * K::Bc; e += K::NT) {
+        const int i = e / K::Bc, j = e % K::Bc;
+        const int qi = q0 + i, kj = k0 + j;
+        float w = 0.0f, ds = 0.0f;
+        if (qi < a.T && kj <= qi) {
+            const float s = S[i * K::ldS + j] * a.scale + a.bias;
+            const float dp = dP[i * K::ldS + j];
+            if (a.score == kSoftmax) {
+                w = expf(s - stat[i]);
+                ds = w * (dp - delta[i]);
+            } else {
+                const float g = sim(a.score, s);
+                if (a.normalize) {
+                    w = g / stat[i];
+                    ds = (dp - delta[i]) / stat[i] * sim_grad(a.score, g);
+                } else {
+                    w = g;
+                    ds = dp * sim_grad(a.score, g);
+                }
+            }
+        }
+        if constexpr (kWriteW) W[i * K::ldP + j] = to_in<Tin>(w);
+        dS[i * K::ldP + j] = to_in<Tin>(ds * a.scale);
+    }
+}
+
+// Per-row statistics of the query rows [q0, q0 + Br) into shared memory.
+template <int Br, int NT>
+__device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, float* delta, int bh, int q0) {
+    for (int r = int(threadIdx.x); r < Br; r += NT) {
+        const int qi = q0 + r;
+        float st = 1.0f, dl = 0.0f;
+        if (qi < a.T) {
+            const size_t idx = size_t(bh) * a.T + qi;
+            st = a.score == kSoftmax ? a.lse[idx] : a.z[idx];
+            if (a.delta) dl = a.delta[idx];
+        }
+        stat[r] = st;
+        delta[r] = dl;
+    }
+}
+
+// dK and dV. grid (ceil(T / Bc), B H), block NT.
+template <typename Tin, int Dp>
+__global__ void __launch_bounds__(128) attention_backward_kv_kernel(AttnArgs a) {
+    using K = Cfg<Tin, Dp>;
+    constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
+    SINKLAB_DYNAMIC_SMEM(smem);
+    unsigned char* p = smem;
+    Tin* Qs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    Tin* dOs = reinterpret_cast<Tin*>(p); p += K::kIn;
+    Tin* Ks = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    Tin* Vs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    float* S = reinterpret_cast<float*>(p);  p += K::kS;
+    float* dP = reinterpret_cast<float*>(p); p += K::kS;
+    Tin* W = reinterpret_cast<Tin*>(p);   p += K::kP;
+    Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
+    float* dK = reinterpret_cast<float*>(p); p += K::kO;
+    float* dV = reinterpret_cast<float*>(p); p += K::kO;
+    float* stat = reinterpret_cast<float*>(p); p += K::kRow;
+    float* delta = reinterpret_cast<float*>(p);
+
+    const int T = a.T, C = a.C, H = a.H, D = a.D;
+    const int k0 = int(blockIdx.x) * Bc;
+    const int bh = int(blockIdx.y), b = bh / H, h = bh % H;
+    const size_t C3 = size_t(3) * C;
+    const float* q_src = a.qkv + size_t(b) * T * C3 + size_t(h) * D;
+    const float* do_src = a.dout + size_t(b) * T * C + size_t(h) * D;
+
+    load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
+    load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
+    zero_acc<Dp, NT>(dK, K::ldO, Bc);
+    zero_acc<Dp, NT>(dV, K::ldO, Bc);
+    for (int q0 = k0; q0 < T; q0 += Br) {  // Br == Bc: the first query tile that sees key k0
+        __syncthreads();
+        load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+        load_tile<Tin, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
+        load_row_stats<Br, NT>(a, stat, delta, bh, q0);
+        __syncthreads();
+        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
+        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
+        __syncthreads();
+        scores_to_grads<Tin, Dp, true>(a, S, dP, W, dS, stat, delta, q0, k0);
+        __syncthreads();
+        tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
+        tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
+    }
+    __syncthreads();
+    for (int e = int(threadIdx.x); e < Bc * Dp; e += NT) {
+        const int j = e / Dp, d = e % Dp;
+        if (k0 + j < T && d < D) {
+            float* dst = a.dqkv + (size_t(b) * T + k0 + j) * C3 + size_t(h) * D + d;
+            dst[C] += dK[j * K::ldO + d];
+            dst[2 * size_t(C)] += dV[j * K::ldO + d];
+        }
+    }
+}
+
+// dQ. grid (ceil(T / Br), B H), block NT.
+template <typename Tin, int Dp>
+__global__ void __launch_bounds__(128) attention_backward_q_kernel(AttnArgs a) {
+    using K = Cfg<Tin, Dp>;
+    constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
+    SINKLAB_DYNAMIC_SMEM(smem);
+    unsigned char* p = smem;
+    Tin* Qs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    Tin* dOs = reinterpret_cast<Tin*>(p); p += K::kIn;
+    Tin* Ks = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    Tin* Vs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    float* S = reinterpret_cast<float*>(p);  p += K::kS;
+    float* dP = reinterpret_cast<float*>(p); p += K::kS;
+    Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
+    float* dQ = reinterpret_cast<float*>(p); p += K::kO;
+    float* stat = reinterpret_cast<float*>(p); p += K::kRow;
+    float* delta = reinterpret_cast<float*>(p);
+
+    const int T = a.T, C = a.C, H = a.H, D = a.D;
+    const int q0 = int(gridDim.x - 1 - blockIdx.x) * Br;
+    const int bh = int(blockIdx.y), b = bh / H, h = bh % H;
+    const size_t C3 = size_t(3) * C;
+    const float* q_src = a.qkv + size_t(b) * T * C3 + size_t(h) * D;
+    const float* do_src = a.dout + size_t(b) * T * C + size_t(h) * D;
+
+    load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+    load_tile<Tin, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
+    load_row_stats<Br, NT>(a, stat, delta, bh, q0);
+    zero_acc<Dp, NT>(dQ, K::ldO, Br);
+    const int k_end = min(q0 + Br, T);
+    for (int k0 = 0; k0 < k_end; k0 += Bc) {
+        __syncthreads();
+        load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
+        load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
+        __syncthreads();
+        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
+        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
+        __syncthreads();
+        scores_to_grads<Tin, Dp, false>(a, S, dP, nullptr, dS, stat, delta, q0, k0);
+        __syncthreads();
+        tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
+    }
+    __syncthreads();
+    for (int e = int(threadIdx.x); e < Br * Dp; e += NT) {
+        const int r = e / Dp, d = e % Dp;
+        if (q0 + r < T && d < D) a.dqkv[(size_t(b) * T + q0 + r) * C3 + size_t(h) * D + d] += dQ[r * K::ldO + d];
+    }
+}
+
+// Delta_i = dO_i . O_i per (b, h, i): one warp per row.
+__global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, int B, int T, int C, int H,
+                                       int D) {
+    const size_t w = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const int lane = int(threadIdx.x) % 32;
+    if (w >= size_t(B) * T * H) return;
+    const size_t bt = w / H;
+    const int h = int(w % H);
+    const size_t b = bt / T, t = bt % T;
+    const float* x = dout + bt * C + size_t(h) * D;
+    const float* y = out + bt * C + size_t(h) * D;
+    float s = 0.0f;
+    for (int d = lane; d < D; d += 32) s += x[d] * y[d];
+    s = warp_sum(s);
+    if (lane == 0) delta[(b * H + h) * T + t] = s;
+}
+
+// The materialising path for the sink analysis: one block per (row i, b h).
+__global__ void attention_weights_kernel(float* att, float* att_z, const float* qkv, int T, int C, int H, int D,
+                                         float scale, float bias, int score, bool normalize) {
+    __shared__ float red[32];
+    const int i = int(blockIdx.x), bh = int(blockIdx.y), b = bh / H, h = bh % H;
+    const size_t C3 = size_t(3) * C;
+    float* w = att + (size_t(bh) * T + i) * T;
+    const float* q = qkv + (size_t(b) * T + i) * C3 + size_t(h) * D;
+    float mx = -INFINITY;
+    for (int j = int(threadIdx.x); j < T; j += int(blockDim.x)) {
+        if (j <= i) {
+            const float* k = qkv + (size_t(b) * T + j) * C3 + C + size_t(h) * D;
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++) dot += q[d] * k[d];
+            const float s = dot * scale + bias;
+            w[j] = s;
+            mx = fmaxf(mx, s);
+        } else {
+            w[j] = 0.0f;
+        }
+    }
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = int(threadIdx.x); j <= i; j += int(blockDim.x)) {
+        const float g = score == kSoftmax ? expf(w[j] - mx) : sim(score, w[j]);
+        w[j] = g;
+        sum += g;
+    }
+    sum = block_sum(sum, red);
+    const float z = score == kSoftmax ? sum : (normalize ? sum + kNormEps : 1.0f);
+    if (score == kSoftmax || normalize)
+        for (int j = int(threadIdx.x); j <= i; j += int(blockDim.x)) w[j] /= z;
+    if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = score == kSoftmax ? 1.0f : z;
+}
+
+}  // namespace sinklab::cuda::attn
