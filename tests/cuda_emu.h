@@ -106,6 +106,7 @@ inline void check_alignment(const void* p, unsigned ld, size_t elem) {
 inline void __syncthreads() { emu::syncthreads(); }
 inline float __shfl_xor_sync(unsigned, float v, int offset) { return emu::shuffle_xor(v, offset); }
 inline int min(int a, int b) { return a < b ? a : b; }
+inline size_t min(size_t a, size_t b) { return a < b ? a : b; }
 
 namespace nvcuda::wmma {
 struct row_major {};
