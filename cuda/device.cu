@@ -88,8 +88,10 @@ void* device_alloc(size_t bytes) {
     CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
 }
+// Never throws: it runs in destructors. A failure here (a context already broken by an earlier
+// error, which was reported when it happened) is cleared and ignored.
 void device_free(void* p) {
-    if (p) CUDA_CHECK(cudaFree(p));
+    if (p && cudaFree(p) != cudaSuccess) cudaGetLastError();
 }
 void device_zero(void* p, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));

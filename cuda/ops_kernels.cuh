@@ -163,6 +163,24 @@ __global__ void residual_add_kernel(float* x, const float* y, size_t n) {
 // ---- cross entropy: one block per row ----
 constexpr unsigned kCeThreads = 512;
 
+// The maximum of a row and sum_v exp(row[v] - max) in one pass over the row (each thread keeps a
+// running maximum and rescales its running sum when the maximum grows), then combined over the
+// block in a fixed order. Every thread gets both.
+__device__ __forceinline__ void row_max_and_sum(const float* row, size_t V, float* shared, float& mx, float& sum) {
+    float m = -INFINITY, s = 0.0f;
+    for (size_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float x = row[v];
+        if (x > m) {
+            s = s * expf(m - x) + 1.0f;  // expf(-inf) = 0 on the first element
+            m = x;
+        } else if (m != -INFINITY) {  // (x = m = -inf contributes 0, not expf(nan))
+            s += expf(x - m);
+        }
+    }
+    mx = block_max(m, shared);
+    sum = block_sum(m == -INFINITY ? 0.0f : s * expf(m - mx), shared);
+}
+
 __global__ void crossentropy_forward_kernel(float* losses, const float* logits, const int32_t* targets, size_t V) {
     __shared__ float shared[32];
     const size_t n = blockIdx.x;
@@ -172,12 +190,8 @@ __global__ void crossentropy_forward_kernel(float* losses, const float* logits, 
         return;
     }
     const float* row = logits + n * V;
-    float mx = -INFINITY;
-    for (size_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, row[v]);
-    mx = block_max(mx, shared);
-    float sum = 0.0f;
-    for (size_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(row[v] - mx);
-    sum = block_sum(sum, shared);
+    float mx, sum;
+    row_max_and_sum(row, V, shared, mx, sum);
     if (threadIdx.x == 0) losses[n] = logf(sum) + mx - row[size_t(target)];
 }
 
@@ -192,15 +206,10 @@ __global__ void crossentropy_backward_kernel(float* dlogits, const float* logits
         for (size_t v = threadIdx.x; v < V; v += blockDim.x) drow[v] = 0.0f;
         return;
     }
-    float mx = -INFINITY;
-    for (size_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, row[v]);
-    mx = block_max(mx, shared);
-    float sum = 0.0f;
-    for (size_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(row[v] - mx);
-    sum = block_sum(sum, shared);
+    float mx, sum;
+    row_max_and_sum(row, V, shared, mx, sum);
     const float inv_sum = 1.0f / sum;
-    // Each element is read and then written by the same thread, so dlogits may alias logits
-    // (every thread has finished reading for max and sum: block_sum ends after a barrier).
+    // Each element is read and then written by the same thread, so dlogits may alias logits.
     for (size_t v = threadIdx.x; v < V; v += blockDim.x) {
         float d = dloss * expf(row[v] - mx) * inv_sum;
         if (v == size_t(target)) d -= dloss;
