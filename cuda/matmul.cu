@@ -2,11 +2,7 @@
 //   forward:   out (N, OC)    = inp (N, IC) . weight (OC, IC)^T
 //   backward:  dinp (N, IC)  += dout (N, OC) . weight (OC, IC)
 //              dweight (OC, IC) += dout (N, OC)^T . inp (N, IC)
-// Row-major buffers are column-major transposes for cuBLAS: a row-major (R, K) matrix is a
-// column-major (K, R) matrix with leading dimension K. So each product is computed transposed:
-//   out^T (OC, N)   = op_T(W as (IC, OC)) . inp^T (IC, N)
-//   dinp^T (IC, N) += W^T (IC, OC) . dout^T (OC, N)
-//   dW^T (IC, OC)  += inp^T (IC, N) . op_T(dout^T as (OC, N))
+// The mapping onto column-major cuBLAS calls is in matmul_calls.h.
 // Precision (cuda_api.h): fp32 = CUBLAS_COMPUTE_32F (plain fp32, no TF32); bf16 =
 // CUBLAS_COMPUTE_32F_FAST_16BF: cuBLAS rounds the fp32 operands to bf16 for the tensor cores and
 // accumulates in fp32; inputs and outputs stay fp32 in memory.
@@ -19,6 +15,7 @@
 
 #include "common.cuh"
 #include "cuda_api.h"
+#include "matmul_calls.h"
 #include "ops_cuda.h"
 
 namespace sinklab::cuda {
@@ -68,9 +65,13 @@ int as_int(size_t x, const char* what) {
     return int(x);
 }
 
-// Column-major C (m, n) = alpha op(A) op(B) + beta C, all fp32 in memory.
-void gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, const float* A, size_t lda, const float* B,
-          size_t ldb, float* C, size_t ldc, float beta) {
+// Column-major C (m, n) = op(A) op(B) + beta C, all fp32 in memory.
+void gemm(const GemmCall& g) {
+    const bool trans_a = g.trans_a, trans_b = g.trans_b;
+    const size_t m = g.m, n = g.n, k = g.k, lda = g.lda, ldb = g.ldb, ldc = g.ldc;
+    const float *A = g.A, *B = g.B;
+    float* C = g.C;
+    const float beta = g.beta;
     if (m == 0 || n == 0) return;
     const float alpha = 1.0f;
     const cublasComputeType_t compute =
@@ -84,16 +85,13 @@ void gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, const float*
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, size_t N, size_t IC, size_t OC) {
-    // out^T (OC, N) = op_T(weight: col-major (IC, OC), ld IC) . inp^T (col-major (IC, N), ld IC)
-    gemm(true, false, OC, N, IC, weight, IC, inp, IC, out, OC, 0.0f);
+    gemm(matmul_forward_call(out, inp, weight, N, IC, OC));
 }
 
 void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                      size_t N, size_t IC, size_t OC) {
-    // dinp^T (IC, N) += weight^T (col-major (IC, OC), ld IC) . dout^T (col-major (OC, N), ld OC)
-    if (dinp) gemm(false, false, IC, N, OC, weight, IC, dout, OC, dinp, IC, 1.0f);
-    // dweight^T (IC, OC) += inp^T (col-major (IC, N), ld IC) . op_T(dout^T: col-major (OC, N), ld OC)
-    gemm(false, true, IC, OC, N, inp, IC, dout, OC, dweight, IC, 1.0f);
+    if (dinp) gemm(matmul_backward_dinp_call(dinp, dout, weight, N, IC, OC));
+    gemm(matmul_backward_dweight_call(dweight, dout, inp, N, IC, OC));
 }
 
 }  // namespace sinklab::cuda

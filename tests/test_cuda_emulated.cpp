@@ -9,6 +9,7 @@
 #include "cuda_emu.h"
 // the emulation must come first
 #include "attention_kernels.cuh"
+#include "matmul_calls.h"
 #include "ops_kernels.cuh"
 
 #include <cmath>
@@ -263,4 +264,43 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         CHECK(rel_err(e_m, mom) <= 1e-6);
         CHECK(rel_err(e_v, vel) <= 1e-6);
     }
+}
+
+namespace {
+
+// The BLAS definition of a column-major gemm, with the argument checks cuBLAS makes.
+void reference_blas_gemm(const sinklab::cuda::GemmCall& g) {
+    REQUIRE(g.lda >= (g.trans_a ? g.k : g.m));
+    REQUIRE(g.ldb >= (g.trans_b ? g.n : g.k));
+    REQUIRE(g.ldc >= g.m);
+    for (size_t j = 0; j < g.n; j++)
+        for (size_t i = 0; i < g.m; i++) {
+            double sum = 0;
+            for (size_t p = 0; p < g.k; p++) {
+                const float a = g.trans_a ? g.A[p + i * g.lda] : g.A[i + p * g.lda];
+                const float b = g.trans_b ? g.B[j + p * g.ldb] : g.B[p + j * g.ldb];
+                sum += double(a) * double(b);
+            }
+            float& c = g.C[i + j * g.ldc];
+            c = float(double(g.beta) * double(c) + sum);
+        }
+}
+
+}  // namespace
+
+TEST_CASE("the cuBLAS call of each matmul computes the CPU's product") {
+    const size_t N = 13, IC = 7, OC = 5;
+    const auto inp = random_normal(N * IC, 30), w = random_normal(OC * IC, 31), dout = random_normal(N * OC, 32);
+    std::vector<float> out(N * OC), e_out(N * OC, std::numeric_limits<float>::quiet_NaN());
+    matmul_forward(out.data(), inp.data(), w.data(), N, IC, OC);
+    std::fill(e_out.begin(), e_out.end(), 0.0f);  // beta = 0: BLAS ignores C (NaN * 0 would not)
+    reference_blas_gemm(sinklab::cuda::matmul_forward_call(e_out.data(), inp.data(), w.data(), N, IC, OC));
+    CHECK(rel_err(e_out, out) <= 1e-6);
+    auto dinp = random_normal(N * IC, 33), dw = random_normal(OC * IC, 34);
+    auto e_dinp = dinp, e_dw = dw;
+    matmul_backward(dinp.data(), dw.data(), dout.data(), inp.data(), w.data(), N, IC, OC);
+    reference_blas_gemm(sinklab::cuda::matmul_backward_dinp_call(e_dinp.data(), dout.data(), w.data(), N, IC, OC));
+    reference_blas_gemm(sinklab::cuda::matmul_backward_dweight_call(e_dw.data(), dout.data(), inp.data(), N, IC, OC));
+    CHECK(rel_err(e_dinp, dinp) <= 1e-6);
+    CHECK(rel_err(e_dw, dw) <= 1e-6);
 }
