@@ -3,9 +3,11 @@
 # and the GPU benchmark (tools/bench_gpu.cpp) with PyTorch's yardstick beside it
 # (tools/bench_torch.py, skipped when PyTorch is missing), and prints a summary with the targets of
 # the CUDA issue. Logs and JSON go to $OUT when that variable is set, else to build-gpu/gpu-check/.
-# Budget: under 8 minutes on one H200 (each stage has its own timeout).
+# Budget: under 8 minutes on one H200 (each stage has its own timeout): build ~2 min, tests
+# 4 min at most, sanitizer 4 min at most (typically far less), benchmark 2.5, PyTorch 3.5.
 #   GPU_CHECK_QUICK=1   fewer benchmark repetitions
 #   GPU_CHECK_NO_COMPILE=1  skip torch.compile in the yardstick
+#   GPU_CHECK_SANITIZE=0    skip the compute-sanitizer stage
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -46,7 +48,7 @@ say "built ($warnings warning lines)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv >"$LOG/nvidia-smi.txt" 2>&1
 
 say "GPU tests"
-( cd "$BUILD" && timeout 240 ctest -L gpu --output-on-failure -V ) >"$LOG/tests.log" 2>&1
+( cd "$BUILD" && timeout 180 ctest -L gpu --output-on-failure -V ) >"$LOG/tests.log" 2>&1
 tests_rc=$?
 if grep -q "skipped: no CUDA GPU visible" "$LOG/tests.log"; then
   grep -m1 "skipped: no CUDA GPU visible" "$LOG/tests.log"
@@ -56,10 +58,27 @@ if grep -q "skipped: no CUDA GPU visible" "$LOG/tests.log"; then
 fi
 grep -E "test_gpu_[a-z]+: |\[doctest\] (test cases|assertions)|rel err|Passed|Failed|\*\*\*|SKIPPED|tests passed" "$LOG/tests.log" | tail -60
 
+# compute-sanitizer on a small subset (memcheck: out-of-bounds and misaligned accesses; racecheck:
+# shared-memory hazards in the attention kernels). GPU_CHECK_SANITIZE=0 skips it.
+sanitize_rc=77
+if [ "${GPU_CHECK_SANITIZE:-1}" = 1 ] && [ $(( $(date +%s) - start )) -gt 240 ]; then
+  say "compute-sanitizer skipped: over 4 minutes already (the 8-minute budget)"
+elif [ "${GPU_CHECK_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
+  say "compute-sanitizer (memcheck, racecheck) on the attention determinism case"
+  sanitize_rc=0
+  for tool in memcheck racecheck; do
+    timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 "$BUILD/test_gpu_ops" \
+      -tc="attention is bitwise deterministic" >"$LOG/sanitize_$tool.log" 2>&1
+    rc=$?
+    echo "compute-sanitizer $tool: rc $rc ($(grep -m1 -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/sanitize_$tool.log"))"
+    [ $rc -ne 0 ] && sanitize_rc=$rc
+  done
+fi
+
 say "GPU benchmark (ours)"
 BENCH_ARGS=(--json "$LOG/bench_gpu.jsonl")
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && BENCH_ARGS+=(--quick)
-timeout 150 "$BUILD/bench_gpu" "${BENCH_ARGS[@]}" 2>&1 | tee "$LOG/bench_gpu.log"
+timeout 120 "$BUILD/bench_gpu" "${BENCH_ARGS[@]}" 2>&1 | tee "$LOG/bench_gpu.log"
 bench_rc=${PIPESTATUS[0]}
 
 torch_rc=77
@@ -67,7 +86,12 @@ if python3 -c "import torch" >/dev/null 2>&1; then
   say "PyTorch yardstick"
   TORCH_ARGS=(--json "$LOG/bench_torch.jsonl")
   [ "${GPU_CHECK_QUICK:-0}" = 1 ] && TORCH_ARGS+=(--quick)
-  [ "${GPU_CHECK_NO_COMPILE:-0}" = 1 ] && TORCH_ARGS+=(--no-compile)
+  if [ "${GPU_CHECK_NO_COMPILE:-0}" = 1 ]; then
+    TORCH_ARGS+=(--no-compile)
+  elif [ $(( $(date +%s) - start )) -gt 330 ]; then
+    say "over 5.5 minutes already: torch.compile skipped to keep within 8 minutes"
+    TORCH_ARGS+=(--no-compile)
+  fi
   timeout 200 python3 tools/bench_torch.py "${TORCH_ARGS[@]}" 2>&1 | tee "$LOG/bench_torch.log"
   torch_rc=${PIPESTATUS[0]}
 else
@@ -75,14 +99,15 @@ else
 fi
 
 say "summary"
-python3 - "$LOG" "$tests_rc" "$bench_rc" "$torch_rc" <<'PY' | tee "$LOG/summary.txt"
+python3 - "$LOG" "$tests_rc" "$bench_rc" "$torch_rc" "$sanitize_rc" <<'PY' | tee "$LOG/summary.txt"
 import json, os, sys
-log, tests_rc, bench_rc, torch_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+log, tests_rc, bench_rc, torch_rc, san_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 def load(name):
     p = os.path.join(log, name)
     return [json.loads(l) for l in open(p)] if os.path.exists(p) else []
 ours, torch = load("bench_gpu.jsonl"), load("bench_torch.jsonl")
 print(f"GPU tests:           {'PASSED' if tests_rc == 0 else 'FAILED (rc %d)' % tests_rc}")
+print(f"compute-sanitizer:   {'clean' if san_rc == 0 else ('skipped' if san_rc == 77 else 'FAILED (rc %d)' % san_rc)}")
 print(f"GPU benchmark:       {'ran' if bench_rc == 0 else 'FAILED (rc %d)' % bench_rc}")
 print(f"PyTorch yardstick:   {'ran' if torch_rc == 0 else ('skipped' if torch_rc == 77 else 'FAILED (rc %d)' % torch_rc)}")
 att = {(r["variant"], r["head_dim"], r["context"]): r for r in ours if r["bench"] == "attention"}
@@ -117,4 +142,4 @@ for name, ok in verdicts:
     print(f"  [{'met' if ok else 'MISSED'}] {name}")
 PY
 say "done; logs in $LOG"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && { [ "$sanitize_rc" -eq 0 ] || [ "$sanitize_rc" -eq 77 ]; }
