@@ -3,8 +3,8 @@
 // attention_forward / attention_backward in src/ops.h (same math; see the comment there).
 //
 // Tiling (FlashAttention-style; no T x T matrix ever reaches device memory):
-//   One block of 128 threads per (tile of Br query rows, batch, head) in the forward. It keeps its
-//   Q tile in shared memory and walks the key tiles up to the diagonal: S = Q K^T into a shared fp32
+//   One block (256 threads in bf16, 128 in fp32) per (tile of Br query rows, batch, head) in the
+//   forward. It keeps its Q tile in shared memory and walks the key tiles up to the diagonal: S = Q K^T into a shared fp32
 //   tile, the score function applied in place row by row (a group of NT/Br threads per row), then
 //   O += P V into a shared fp32 accumulator.
 //     softmax:             running maximum m and running sum l (O and l rescaled by exp(m_old - m_new));
@@ -91,7 +91,7 @@ AttnArgs make_args(const float* qkv, size_t B, size_t Tn, size_t C, size_t H, co
 }
 
 template <typename Kernel>
-void launch(Kernel kernel, size_t smem_bytes, dim3 grid, const AttnArgs& a) {
+void launch(Kernel kernel, unsigned threads, size_t smem_bytes, dim3 grid, const AttnArgs& a) {
     static int max_optin = -1;
     if (max_optin < 0) {
         int dev = 0;
@@ -102,7 +102,7 @@ void launch(Kernel kernel, size_t smem_bytes, dim3 grid, const AttnArgs& a) {
         throw Error(fmt::format("CUDA attention: needs {} bytes of shared memory per block, the GPU allows {}",
                                 smem_bytes, max_optin));
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes)));
-    kernel<<<grid, 128, smem_bytes>>>(a);
+    kernel<<<grid, threads, smem_bytes>>>(a);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -110,15 +110,15 @@ template <typename Tin, int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Tin, Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    launch(attention_forward_kernel<Tin, Dp>, K::kForwardBytes, grid, a);
+    launch(attention_forward_kernel<Tin, Dp>, K::NT, K::kForwardBytes, grid, a);
 }
 
 template <typename Tin, int Dp>
 void backward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Tin, Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    launch(attention_backward_kv_kernel<Tin, Dp>, K::kBackwardKVBytes, grid, a);
-    launch(attention_backward_q_kernel<Tin, Dp>, K::kBackwardQBytes, grid, a);
+    launch(attention_backward_kv_kernel<Tin, Dp>, K::NT, K::kBackwardKVBytes, grid, a);
+    launch(attention_backward_q_kernel<Tin, Dp>, K::NT, K::kBackwardQBytes, grid, a);
 }
 
 template <typename Tin>

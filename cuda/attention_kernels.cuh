@@ -75,7 +75,7 @@ template <typename Tin, int Dp_>
 struct Cfg {
     static constexpr bool kTensor = std::is_same_v<Tin, bf16>;
     static constexpr int Dp = Dp_;
-    static constexpr int NT = 128;                    // threads per block
+    static constexpr int NT = kTensor ? 256 : 128;    // threads per block (8 or 4 warps)
     static constexpr int Br = kTensor ? 64 : 32;      // query rows per tile
     static constexpr int Bc = Br;                     // keys per tile (the causal walk assumes Br == Bc)
     static constexpr int TPR = NT / Br;               // threads per row in the forward's row pass
@@ -184,7 +184,7 @@ __device__ __forceinline__ float group_max(float v) {
 // ------------------------------------------------------------------------------------------------
 // Forward. grid (ceil(T / Br), B H), block NT.
 template <typename Tin, int Dp>
-__global__ void __launch_bounds__(128) attention_forward_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(AttnArgs a) {
     using K = Cfg<Tin, Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT, TPR = K::TPR;
     SINKLAB_DYNAMIC_SMEM(smem);
@@ -334,7 +334,7 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
 
 // dK and dV. grid (ceil(T / Bc), B H), block NT.
 template <typename Tin, int Dp>
-__global__ void __launch_bounds__(128) attention_backward_kv_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel(AttnArgs a) {
     using K = Cfg<Tin, Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
     SINKLAB_DYNAMIC_SMEM(smem);
@@ -390,7 +390,7 @@ __global__ void __launch_bounds__(128) attention_backward_kv_kernel(AttnArgs a) 
 
 // dQ. grid (ceil(T / Br), B H), block NT.
 template <typename Tin, int Dp>
-__global__ void __launch_bounds__(128) attention_backward_q_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(AttnArgs a) {
     using K = Cfg<Tin, Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
     SINKLAB_DYNAMIC_SMEM(smem);
