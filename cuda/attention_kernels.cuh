@@ -101,9 +101,40 @@ struct Cfg {
     static_assert(Dp % 16 == 0 && Br % 16 == 0 && NT % Br == 0 && TPR <= 32, "tile shape");
 };
 
+// Register blocking of the wmma tile products: a TM x TN grid of 16x16 output tiles shared by NW
+// warps, each warp taking blocks of bm x bn tiles with bm, bn in {1, 2} dividing TM, TN. Cost per
+// k-step of the busiest warp, counting an mma and a fragment load from shared memory alike:
+// rounds x (bm bn mmas + (bm + bn) loads).
+constexpr int register_block_cost(int TM, int TN, int NW, int bm, int bn) {
+    const int blocks = (TM / bm) * (TN / bn);
+    return (blocks + NW - 1) / NW * (bm * bn + bm + bn);
+}
+constexpr int register_block_choice(int TM, int TN, int NW) {  // returns 2 * bm + bn (bm, bn in {1, 2})
+    int best = 3, best_cost = register_block_cost(TM, TN, NW, 1, 1);
+    for (int bm = 1; bm <= 2; bm++)
+        for (int bn = 1; bn <= 2; bn++)
+            if (TM % bm == 0 && TN % bn == 0) {
+                const int cost = register_block_cost(TM, TN, NW, bm, bn);
+                if (cost < best_cost) {
+                    best_cost = cost;
+                    best = 2 * bm + bn;
+                }
+            }
+    return best;
+}
+constexpr int register_block_rows(int TM, int TN, int NW) { return (register_block_choice(TM, TN, NW) - 1) / 2; }
+constexpr int register_block_cols(int TM, int TN, int NW) {
+    return register_block_choice(TM, TN, NW) - 2 * register_block_rows(TM, TN, NW);
+}
+static_assert(register_block_rows(4, 4, 8) == 1 && register_block_cols(4, 4, 8) == 2, "S tile: 1 x 2 blocks");
+static_assert(register_block_rows(4, 8, 8) == 2 && register_block_cols(4, 8, 8) == 2, "D=128: 2 x 2 blocks");
+static_assert(register_block_rows(4, 6, 8) == 2 && register_block_cols(4, 6, 8) == 2, "D=96: 2 x 2 blocks");
+static_assert(register_block_rows(4, 2, 8) == 1 && register_block_cols(4, 2, 8) == 1, "D=32: 1 x 1 blocks");
+static_assert(register_block_rows(4, 1, 8) == 1 && register_block_cols(4, 1, 8) == 1, "D=16: 1 x 1 blocks");
+
 // C (M x N, fp32, row stride ldc) = or += A (M x K) . B (K x N), all in shared memory, by the whole block.
 //   A(m, k) = kTransA ? A[k lda + m] : A[m lda + k];   B(k, n) = kTransB ? B[n ldb + k] : B[k ldb + n]
-// bf16: each warp takes 16x16 output tiles in turn (wmma, fp32 accumulation). fp32: one thread per
+// bf16: each warp takes blocks of 16x16 output tiles in turn (wmma, fp32 accumulation). fp32: one thread per
 // output element, k in increasing order. Callers put a barrier before (inputs ready) and after.
 template <typename Tin, int M, int N, int K, bool kTransA, bool kTransB, bool kAccumulate, int NT>
 __device__ __forceinline__ void tile_gemm(float* C, int ldc, const Tin* A, int lda, const Tin* B, int ldb) {
@@ -112,27 +143,53 @@ __device__ __forceinline__ void tile_gemm(float* C, int ldc, const Tin* A, int l
         using LayoutA = std::conditional_t<kTransA, wmma::col_major, wmma::row_major>;
         using LayoutB = std::conditional_t<kTransB, wmma::col_major, wmma::row_major>;
         static_assert(M % 16 == 0 && N % 16 == 0 && K % 16 == 0, "wmma tiles");
-        constexpr int TM = M / 16, TN = N / 16;
+        constexpr int TM = M / 16, TN = N / 16, NW = NT / 32;
+        // Each warp computes a block of BM x BN output tiles, reusing each A fragment BN times and
+        // each B fragment BM times (fewer shared-memory reads per mma); the block shape minimises
+        // the tiles of the busiest warp, then the fragment loads per mma.
+        constexpr int BM = register_block_rows(TM, TN, NW), BN = register_block_cols(TM, TN, NW);
+        constexpr int GN = TN / BN, blocks = (TM / BM) * GN;
         const int warp = int(threadIdx.x) / 32;
-        for (int t = warp; t < TM * TN; t += NT / 32) {
-            const int tm = t / TN, tn = t % TN;
-            float* c = C + tm * 16 * ldc + tn * 16;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            if constexpr (kAccumulate)
-                wmma::load_matrix_sync(acc, c, unsigned(ldc), wmma::mem_row_major);
-            else
-                wmma::fill_fragment(acc, 0.0f);
+        for (int blk = warp; blk < blocks; blk += NW) {
+            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[BM][BN];
+#pragma unroll
+            for (int i = 0; i < BM; i++)
+#pragma unroll
+                for (int j = 0; j < BN; j++) {
+                    if constexpr (kAccumulate)
+                        wmma::load_matrix_sync(acc[i][j], C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, unsigned(ldc),
+                                               wmma::mem_row_major);
+                    else
+                        wmma::fill_fragment(acc[i][j], 0.0f);
+                }
 #pragma unroll
             for (int kk = 0; kk < K; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b;
-                const bf16* pa = kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk;
-                const bf16* pb = kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16;
-                wmma::load_matrix_sync(a, pa, unsigned(lda));
-                wmma::load_matrix_sync(b, pb, unsigned(ldb));
-                wmma::mma_sync(acc, a, b, acc);
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a[BM];
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b[BN];
+#pragma unroll
+                for (int i = 0; i < BM; i++) {
+                    const int tm = tm0 + i;
+                    wmma::load_matrix_sync(a[i], kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk,
+                                           unsigned(lda));
+                }
+#pragma unroll
+                for (int j = 0; j < BN; j++) {
+                    const int tn = tn0 + j;
+                    wmma::load_matrix_sync(b[j], kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16,
+                                           unsigned(ldb));
+                }
+#pragma unroll
+                for (int i = 0; i < BM; i++)
+#pragma unroll
+                    for (int j = 0; j < BN; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
             }
-            wmma::store_matrix_sync(c, acc, unsigned(ldc), wmma::mem_row_major);
+#pragma unroll
+            for (int i = 0; i < BM; i++)
+#pragma unroll
+                for (int j = 0; j < BN; j++)
+                    wmma::store_matrix_sync(C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, acc[i][j], unsigned(ldc),
+                                            wmma::mem_row_major);
         }
     } else {
         for (int e = int(threadIdx.x); e < M * N; e += NT) {
