@@ -96,8 +96,10 @@ struct Cfg {
     static constexpr size_t kForwardBytes = 3 * kIn + kS + kP + kO + kRow;
     // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta
     static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + 2 * kO + 2 * kRow;
-    // dQ: Q dO K V | S dP | dS | dQ | stat delta
-    static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + kO + 2 * kRow;
+    // dQ: Q dO K V | S dP | dS | dQ | stat delta. On the tensor-core path dQ stays in registers and
+    // is staged at the end through the S dP area (no longer read by then), which has room for it.
+    static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + (kTensor ? 0 : kO) + 2 * kRow;
+    static_assert(!kTensor || 2 * kS >= size_t(Br) * ldO * sizeof(float), "dQ staging fits in S and dP");
     static_assert(Dp % 16 == 0 && Br % 16 == 0 && NT % Br == 0 && TPR <= 32, "tile shape");
 };
 
@@ -205,6 +207,81 @@ __device__ __forceinline__ void tile_gemm(float* C, int ldc, const Tin* A, int l
         }
     }
 }
+
+// Accumulator tiles that stay in registers across a loop (bf16 / wmma path only):
+//   C (M x N) += A (M x K) . B (K x N)   (A, B in shared memory, operands as in tile_gemm)
+// called once per loop iteration; each warp owns the same blocks of output tiles every time, so no
+// accumulator goes through shared memory until store(). Used where nothing rescales the
+// accumulator (dK, dV, dQ). The fp32 path accumulates in shared memory with tile_gemm instead.
+template <int M, int N, int K, bool kTransA, bool kTransB, int NT>
+struct RegisterAccumulator {
+    static constexpr int TM = M / 16, TN = N / 16, NW = NT / 32;
+    static constexpr int BM = register_block_rows(TM, TN, NW), BN = register_block_cols(TM, TN, NW);
+    static constexpr int GN = TN / BN, kBlocks = (TM / BM) * GN, kPerWarp = (kBlocks + NW - 1) / NW;
+    static_assert(M % 16 == 0 && N % 16 == 0 && K % 16 == 0, "wmma tiles");
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[kPerWarp][BM][BN];
+
+    __device__ __forceinline__ void zero() {
+#pragma unroll
+        for (int q = 0; q < kPerWarp; q++)
+#pragma unroll
+            for (int i = 0; i < BM; i++)
+#pragma unroll
+                for (int j = 0; j < BN; j++) nvcuda::wmma::fill_fragment(acc[q][i][j], 0.0f);
+    }
+
+    __device__ __forceinline__ void add_product(const bf16* A, int lda, const bf16* B, int ldb) {
+        namespace wmma = nvcuda::wmma;
+        using LayoutA = std::conditional_t<kTransA, wmma::col_major, wmma::row_major>;
+        using LayoutB = std::conditional_t<kTransB, wmma::col_major, wmma::row_major>;
+        const int warp = int(threadIdx.x) / 32;
+#pragma unroll
+        for (int q = 0; q < kPerWarp; q++) {
+            const int blk = warp + q * NW;
+            if (blk >= kBlocks) break;  // uniform across the warp
+            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
+#pragma unroll
+            for (int kk = 0; kk < K; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a[BM];
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b[BN];
+#pragma unroll
+                for (int i = 0; i < BM; i++) {
+                    const int tm = tm0 + i;
+                    wmma::load_matrix_sync(a[i], kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk,
+                                           unsigned(lda));
+                }
+#pragma unroll
+                for (int j = 0; j < BN; j++) {
+                    const int tn = tn0 + j;
+                    wmma::load_matrix_sync(b[j], kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16,
+                                           unsigned(ldb));
+                }
+#pragma unroll
+                for (int i = 0; i < BM; i++)
+#pragma unroll
+                    for (int j = 0; j < BN; j++) wmma::mma_sync(acc[q][i][j], a[i], b[j], acc[q][i][j]);
+            }
+        }
+    }
+
+    // C (M x N, fp32, row stride ldc) = the accumulated tiles.
+    __device__ __forceinline__ void store(float* C, int ldc) {
+        const int warp = int(threadIdx.x) / 32;
+#pragma unroll
+        for (int q = 0; q < kPerWarp; q++) {
+            const int blk = warp + q * NW;
+            if (blk >= kBlocks) break;
+            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
+#pragma unroll
+            for (int i = 0; i < BM; i++)
+#pragma unroll
+                for (int j = 0; j < BN; j++)
+                    nvcuda::wmma::store_matrix_sync(C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, acc[q][i][j],
+                                                    unsigned(ldc), nvcuda::wmma::mem_row_major);
+        }
+    }
+};
+struct NoAccumulator {};
 
 // Rows [row0, row0 + R) of a (T, D) slice with row stride `stride` into a (R x Dp) shared tile,
 // zero-filled beyond T and beyond D.
@@ -418,8 +495,16 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel
 
     load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
     load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
-    zero_acc<Dp, NT>(dK, K::ldO, Bc);
-    zero_acc<Dp, NT>(dV, K::ldO, Bc);
+    // dK, dV: in registers (bf16) or in shared memory (fp32).
+    using Acc = std::conditional_t<K::kTensor, RegisterAccumulator<Bc, Dp, Br, true, false, NT>, NoAccumulator>;
+    Acc acc_dk, acc_dv;
+    if constexpr (K::kTensor) {
+        acc_dk.zero();
+        acc_dv.zero();
+    } else {
+        zero_acc<Dp, NT>(dK, K::ldO, Bc);
+        zero_acc<Dp, NT>(dV, K::ldO, Bc);
+    }
     for (int q0 = k0; q0 < T; q0 += Br) {  // Br == Bc: the first query tile that sees key k0
         __syncthreads();
         load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
@@ -431,8 +516,17 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel
         __syncthreads();
         scores_to_grads<Tin, Dp, true>(a, S, dP, W, dS, stat, delta, q0, k0);
         __syncthreads();
-        tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
-        tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
+        if constexpr (K::kTensor) {
+            acc_dv.add_product(W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
+            acc_dk.add_product(dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
+        } else {
+            tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);
+            tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);
+        }
+    }
+    if constexpr (K::kTensor) {
+        acc_dv.store(dV, K::ldO);
+        acc_dk.store(dK, K::ldO);
     }
     __syncthreads();
     for (int e = int(threadIdx.x); e < Bc * Dp; e += NT) {
@@ -459,7 +553,8 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(
     float* S = reinterpret_cast<float*>(p);  p += K::kS;
     float* dP = reinterpret_cast<float*>(p); p += K::kS;
     Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
-    float* dQ = reinterpret_cast<float*>(p); p += K::kO;
+    float* dQ = K::kTensor ? S : reinterpret_cast<float*>(p);  // S, dP: adjacent, see Cfg
+    if constexpr (!K::kTensor) p += K::kO;
     float* stat = reinterpret_cast<float*>(p); p += K::kRow;
     float* delta = reinterpret_cast<float*>(p);
 
@@ -473,7 +568,13 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(
     load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
     load_tile<Tin, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
     load_row_stats<Br, NT>(a, stat, delta, bh, q0);
-    zero_acc<Dp, NT>(dQ, K::ldO, Br);
+    // dQ: in registers (bf16) or in shared memory (fp32).
+    using Acc = std::conditional_t<K::kTensor, RegisterAccumulator<Br, Dp, Bc, false, false, NT>, NoAccumulator>;
+    Acc acc_dq;
+    if constexpr (K::kTensor)
+        acc_dq.zero();
+    else
+        zero_acc<Dp, NT>(dQ, K::ldO, Br);
     const int k_end = min(q0 + Br, T);
     for (int k0 = 0; k0 < k_end; k0 += Bc) {
         __syncthreads();
@@ -485,8 +586,12 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(
         __syncthreads();
         scores_to_grads<Tin, Dp, false>(a, S, dP, nullptr, dS, stat, delta, q0, k0);
         __syncthreads();
-        tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
+        if constexpr (K::kTensor)
+            acc_dq.add_product(dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
+        else
+            tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);
     }
+    if constexpr (K::kTensor) acc_dq.store(dQ, K::ldO);
     __syncthreads();
     for (int e = int(threadIdx.x); e < Br * Dp; e += NT) {
         const int r = e / Dp, d = e % Dp;
