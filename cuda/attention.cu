@@ -110,7 +110,10 @@ template <typename Tin, int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Tin, Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    launch(attention_forward_kernel<Tin, Dp>, K::NT, K::kForwardBytes, grid, a);
+    if (a.score == kSoftmax)
+        launch(attention_forward_kernel<Tin, Dp, true>, K::NT, K::kForwardBytes, grid, a);
+    else
+        launch(attention_forward_kernel<Tin, Dp, false>, K::NT, K::kForwardBytes, grid, a);
 }
 
 template <typename Tin, int Dp>

@@ -316,8 +316,10 @@ __device__ __forceinline__ float group_max(float v) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T / Br), B H), block NT.
-template <typename Tin, int Dp>
+// Forward. grid (ceil(T / Br), B H), block NT. kIsSoftmax must equal (a.score == kSoftmax).
+// The softmax rescales O row by row, so O lives in shared memory; the other variants never
+// rescale, and on the tensor-core path keep O in registers (RegisterAccumulator).
+template <typename Tin, int Dp, bool kIsSoftmax>
 __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(AttnArgs a) {
     using K = Cfg<Tin, Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT, TPR = K::TPR;
@@ -339,7 +341,13 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
     const float* v_src = q_src + 2 * size_t(C);
 
     load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
-    zero_acc<Dp, NT>(O, K::ldO, Br);
+    constexpr bool kRegisterO = K::kTensor && !kIsSoftmax;
+    using Acc = std::conditional_t<kRegisterO, RegisterAccumulator<Br, Dp, Bc, false, false, NT>, NoAccumulator>;
+    Acc acc_o;
+    if constexpr (kRegisterO)
+        acc_o.zero();
+    else
+        zero_acc<Dp, NT>(O, K::ldO, Br);
 
     const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
     const int qi = q0 + row;
@@ -355,7 +363,7 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
         float* srow = S + row * K::ldS;
         Tin* prow = P + row * K::ldP;
         float sum = 0.0f;
-        if (a.score == kSoftmax) {
+        if constexpr (kIsSoftmax) {
             float tile_max = -INFINITY;
             for (int j = part; j < Bc; j += TPR) {
                 const bool valid = qi < T && k0 + j <= qi;
@@ -386,14 +394,18 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
             l += group_sum<TPR>(sum);
         }
         __syncthreads();
-        tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(O, K::ldO, P, K::ldP, Vs, K::ldIn);  // O += P V
+        if constexpr (kRegisterO)
+            acc_o.add_product(P, K::ldP, Vs, K::ldIn);  // O += P V
+        else
+            tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(O, K::ldO, P, K::ldP, Vs, K::ldIn);  // O += P V
     }
+    if constexpr (kRegisterO) acc_o.store(O, K::ldO);
     // Statistics for the backward, and 1 / Z for the output.
     if (part == 0) {
         float inv = 1.0f;
         if (qi < T) {
             const size_t r = size_t(bh) * T + qi;
-            if (a.score == kSoftmax) {
+            if constexpr (kIsSoftmax) {
                 a.lse[r] = m + logf(l);
                 a.z[r] = 1.0f;
                 inv = l > 0.0f ? 1.0f / l : 0.0f;

@@ -79,7 +79,12 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     a.normalize = spec.normalize;
     const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
     emu::g_violations = 0;
-    emu::launch(grid, K::NT, K::kForwardBytes, [&] { attn::attention_forward_kernel<Tin, Dp>(a); });
+    emu::launch(grid, K::NT, K::kForwardBytes, [&] {
+        if (a.score == attn::kSoftmax)
+            attn::attention_forward_kernel<Tin, Dp, true>(a);
+        else
+            attn::attention_forward_kernel<Tin, Dp, false>(a);
+    });
     const size_t rows = B * H * T;
     emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
         attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
