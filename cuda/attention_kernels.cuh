@@ -10,6 +10,7 @@
 #endif
 
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "device_utils.cuh"
@@ -284,15 +285,31 @@ struct RegisterAccumulator {
 struct NoAccumulator {};
 
 // Rows [row0, row0 + R) of a (T, D) slice with row stride `stride` into a (R x Dp) shared tile,
-// zero-filled beyond T and beyond D.
+// zero-filled beyond T and beyond D. 16-byte loads when the slice allows them (D and the stride
+// multiples of 4 floats, a 16-byte aligned start), else one float per thread per step.
 template <typename Tin, int R, int Dp, int NT>
 __device__ __forceinline__ void load_tile(Tin* tile, int ld, const float* src, size_t stride, int row0, int T,
                                           int D) {
-    for (int e = int(threadIdx.x); e < R * Dp; e += NT) {
-        const int r = e / Dp, d = e % Dp;
-        float x = 0.0f;
-        if (row0 + r < T && d < D) x = src[size_t(row0 + r) * stride + d];
-        tile[r * ld + d] = to_in<Tin>(x);
+    const bool vec = D % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+    if (vec) {  // uniform across the block
+        constexpr int V = Dp / 4;
+        for (int e = int(threadIdx.x); e < R * V; e += NT) {
+            const int r = e / V, d = (e % V) * 4;
+            float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (row0 + r < T && d < D) x = *reinterpret_cast<const float4*>(src + size_t(row0 + r) * stride + d);
+            Tin* t = tile + r * ld + d;
+            t[0] = to_in<Tin>(x.x);
+            t[1] = to_in<Tin>(x.y);
+            t[2] = to_in<Tin>(x.z);
+            t[3] = to_in<Tin>(x.w);
+        }
+    } else {
+        for (int e = int(threadIdx.x); e < R * Dp; e += NT) {
+            const int r = e / Dp, d = e % Dp;
+            float x = 0.0f;
+            if (row0 + r < T && d < D) x = src[size_t(row0 + r) * stride + d];
+            tile[r * ld + d] = to_in<Tin>(x);
+        }
     }
 }
 

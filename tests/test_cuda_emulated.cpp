@@ -42,15 +42,20 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
     return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
+// misalign: read qkv from one float past a 16-byte boundary (the kernels' scalar-load path).
 template <typename Tin, int Dp>
-void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H) {
+void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,
+              bool misalign = false) {
     using K = attn::Cfg<Tin, Dp>;
     const bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
     AttentionSpec spec = parse_attention(variant);
     spec.sigmoid_bias = bias;
-    const auto qkv = random_normal(B * T * 3 * C, 7 + D + T, 1.5);
+    const auto qkv_storage = random_normal(B * T * 3 * C + 1, 7 + D + T, 1.5);
+    const std::vector<float> qkv(qkv_storage.begin() + (misalign ? 1 : 0),
+                                 qkv_storage.begin() + (misalign ? 1 : 0) + B * T * 3 * C);
+    const float* qkv_ptr = qkv_storage.data() + (misalign ? 1 : 0);  // the same values
     const auto dout = random_normal(B * T * C, 8 + D + T);
 
     std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
@@ -61,7 +66,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     std::vector<float> e_out(out.size(), nan), e_lse(B * H * T, nan), e_z(B * H * T, nan), e_delta(B * H * T, nan);
     std::vector<float> e_dqkv(dqkv.size(), 0.0f);
     attn::AttnArgs a{};
-    a.qkv = qkv.data();
+    a.qkv = qkv_ptr;
     a.out = e_out.data();
     a.lse = e_lse.data();
     a.z = e_z.data();
@@ -105,7 +110,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     if (!bf16) {
         std::vector<float> w(att.size(), nan), wz(z.size(), nan);
         emu::launch({unsigned(T), unsigned(B * H), 1}, 128, 0, [&] {
-            attn::attention_weights_kernel(w.data(), wz.data(), qkv.data(), int(T), int(C), int(H), int(D), a.scale,
+            attn::attention_weights_kernel(w.data(), wz.data(), qkv_ptr, int(T), int(C), int(H), int(D), a.scale,
                                            a.bias, a.score, a.normalize);
         });
         CHECK(rel_err(w, att) <= 2e-5);
@@ -122,6 +127,7 @@ TEST_CASE("emulated attention kernels, fp32 path, every variant") {
     }
     run_case<float, 16>("softmax", 0.0, 8, 33, 2, 1);   // padded head dim, two batches
     run_case<float, 96>("elu-norm", 0.0, 96, 5, 1, 1);   // shorter than one tile
+    run_case<float, 64>("softmax", 0.0, 64, 40, 1, 1, true);  // unaligned: scalar loads
 }
 
 TEST_CASE("emulated attention kernels, bf16 wmma path, every variant") {
@@ -132,6 +138,7 @@ TEST_CASE("emulated attention kernels, bf16 wmma path, every variant") {
     run_case<__nv_bfloat16, 32>("softmax", 0.0, 24, 70, 2, 1);
     run_case<__nv_bfloat16, 128>("sigmoid-norm", 0.0, 128, 64, 1, 1);
     run_case<__nv_bfloat16, 96>("softmax", 0.0, 96, 65, 1, 1);
+    run_case<__nv_bfloat16, 128>("sigmoid", 0.0, 128, 70, 1, 1, true);  // unaligned: scalar loads
 }
 
 TEST_CASE("emulated element-wise and row-wise kernels") {

@@ -293,6 +293,29 @@ TEST_CASE("attention is bitwise deterministic") {
     }
 }
 
+TEST_CASE("attention: unaligned qkv (scalar loads) gives bitwise the aligned result") {
+    for (Precision p : {Precision::fp32, Precision::bf16}) {
+        PrecisionScope scope(p);
+        const size_t B = 1, H = 2, D = 128, T = 150, C = H * D, n = B * T * 3 * C;
+        const AttentionSpec spec = parse_attention("softmax");
+        const auto qkv = random_normal(n, 50), dout = random_normal(B * T * C, 51);
+        std::vector<float> shifted(n + 1, 0.0f);
+        std::copy(qkv.begin(), qkv.end(), shifted.begin() + 1);
+        DeviceBuffer<float> d_a(qkv), d_u(shifted), d_dout(dout);
+        std::vector<float> results[2];
+        for (int k = 0; k < 2; k++) {
+            const float* q = k == 0 ? d_a.ptr : d_u.ptr + 1;
+            DeviceBuffer<float> d_out(B * T * C), d_saved(B * H * T), d_z(B * H * T), d_dqkv(n);
+            CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, q, B, T, C, H, spec);
+            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, q, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+            results[k] = d_out.host();
+            const auto g = d_dqkv.host();
+            results[k].insert(results[k].end(), g.begin(), g.end());
+        }
+        CHECK(bitwise_equal(results[0], results[1]));
+    }
+}
+
 TEST_CASE("unsupported head dimension is a clear error") {
     const size_t B = 1, H = 1, D = 130, T = 4, C = H * D;
     DeviceBuffer<float> d_qkv(B * T * 3 * C), d_out(B * T * C), d_saved(B * H * T), d_z(B * H * T);
