@@ -21,7 +21,6 @@
 
 #include "backend_cuda.h"
 #include "cuda_api.h"
-#include "fileio.h"
 #include "json.h"
 #include "model.h"
 #include "rng.h"
@@ -59,25 +58,36 @@ std::vector<float> random_normal(size_t n, uint64_t seed) {
     return v;
 }
 
-Json bench_attention(const std::string& variant, size_t D, size_t T, bool quick) {
-    const size_t H = 16, B = 16384 / T, C = H * D;
+// Device inputs shared by every attention configuration (16384 tokens, up to 16 heads of 128):
+// random once, each configuration reads a prefix.
+struct AttentionBuffers {
+    static constexpr size_t kTokens = 16384, kMaxC = 16 * 128;
+    float *qkv, *dout, *out, *saved, *z, *dqkv;
+    AttentionBuffers() {
+        const auto q = random_normal(kTokens * 3 * kMaxC, 1), d = random_normal(kTokens * kMaxC, 2);
+        qkv = CudaBackend::alloc<float>(q.size());
+        dout = CudaBackend::alloc<float>(d.size());
+        out = CudaBackend::alloc<float>(kTokens * kMaxC);
+        saved = CudaBackend::alloc<float>(kTokens * 16);
+        z = CudaBackend::alloc<float>(kTokens * 16);
+        dqkv = CudaBackend::alloc<float>(q.size());
+        CudaBackend::upload(qkv, q.data(), q.size());
+        CudaBackend::upload(dout, d.data(), d.size());
+    }
+    ~AttentionBuffers() {
+        for (float* p : {qkv, dout, out, saved, z, dqkv}) CudaBackend::release(p);
+    }
+};
+
+Json bench_attention(AttentionBuffers& buf, const std::string& variant, size_t D, size_t T, bool quick) {
+    const size_t H = 16, B = AttentionBuffers::kTokens / T, C = H * D;
     const AttentionSpec spec = parse_attention(variant);
-    const auto qkv_host = random_normal(B * T * 3 * C, 1);
-    const auto dout_host = random_normal(B * T * C, 2);
-    float* qkv = CudaBackend::alloc<float>(qkv_host.size());
-    float* dout = CudaBackend::alloc<float>(dout_host.size());
-    float* out = CudaBackend::alloc<float>(B * T * C);
-    float* saved = CudaBackend::alloc<float>(CudaBackend::attention_saved_size(B, H, T));
-    float* z = CudaBackend::alloc<float>(B * H * T);
-    float* dqkv = CudaBackend::alloc<float>(qkv_host.size());
-    CudaBackend::upload(qkv, qkv_host.data(), qkv_host.size());
-    CudaBackend::upload(dout, dout_host.data(), dout_host.size());
     const int reps = quick ? 3 : 10;
     const double fwd = median_seconds(
-        [&] { CudaBackend::attention_forward(out, saved, z, qkv, B, T, C, H, spec); }, 2, reps);
+        [&] { CudaBackend::attention_forward(buf.out, buf.saved, buf.z, buf.qkv, B, T, C, H, spec); }, 2, reps);
     const double bwd = median_seconds(
-        [&] { CudaBackend::attention_backward(dqkv, dout, qkv, saved, z, B, T, C, H, spec); }, 2, reps);
-    for (float* p : {qkv, dout, out, saved, z, dqkv}) CudaBackend::release(p);
+        [&] { CudaBackend::attention_backward(buf.dqkv, buf.dout, buf.qkv, buf.saved, buf.z, B, T, C, H, spec); }, 2,
+        reps);
     const double flops_fwd = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
     Json j = Json::object();
     j["bench"] = "attention";
@@ -153,32 +163,39 @@ int main(int argc, char** argv) {
         const cuda::DeviceQuery q = cuda::query_device();
         fmt::print("bench_gpu: {} ({} SMs), precision bf16\n", q.name, q.multiprocessors);
         cuda::set_precision(cuda::Precision::bf16);
-        std::vector<Json> results;
+        // One JSON object per line, appended as each result comes (a timeout keeps what ran).
+        std::FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
+        if (!json_path.empty() && !json) fail("bench_gpu: cannot write {}", json_path);
+        auto record = [&](const Json& j) {
+            if (json) {
+                std::fprintf(json, "%s\n", j.dump().c_str());
+                std::fflush(json);
+            }
+        };
         fmt::print("{:<10} {:>4} {:>6} {:>10} {:>10} {:>10} {:>10}\n", "attention", "D", "T", "fwd ms", "fwd TF/s",
                    "bwd ms", "bwd TF/s");
-        for (const char* v : {"softmax", "sigmoid"})
-            for (size_t D : {96, 128})
-                for (size_t T : {2048, 4096}) {
-                    Json j = bench_attention(v, D, T, quick);
-                    fmt::print("{:<10} {:>4} {:>6} {:>10.3f} {:>10.1f} {:>10.3f} {:>10.1f}\n", v, D, T,
-                               j["fwd_ms"].as_number(), j["fwd_tflops"].as_number(), j["bwd_ms"].as_number(),
-                               j["bwd_tflops"].as_number());
-                    std::fflush(stdout);
-                    results.push_back(j);
-                }
+        {
+            AttentionBuffers buf;
+            for (const char* v : {"softmax", "sigmoid"})
+                for (size_t D : {96, 128})
+                    for (size_t T : {2048, 4096}) {
+                        const Json j = bench_attention(buf, v, D, T, quick);
+                        fmt::print("{:<10} {:>4} {:>6} {:>10.3f} {:>10.1f} {:>10.3f} {:>10.1f}\n", v, D, T,
+                                   j.at("fwd_ms").as_number(), j.at("fwd_tflops").as_number(), j.at("bwd_ms").as_number(),
+                                   j.at("bwd_tflops").as_number());
+                        std::fflush(stdout);
+                        record(j);
+                    }
+        }
         fmt::print("{:<24} {:>10} {:>12} {:>8}\n", "model (tinyllama-60m)", "step ms", "tokens/s", "MFU");
         for (const char* v : {"softmax", "sigmoid"}) {
-            Json j = bench_model(v, quick);
-            fmt::print("{:<24} {:>10.1f} {:>12.0f} {:>7.1f}%\n", v, j["step_ms"].as_number(),
-                       j["tokens_per_s"].as_number(), 100.0 * j["mfu_bf16"].as_number());
+            const Json j = bench_model(v, quick);
+            fmt::print("{:<24} {:>10.1f} {:>12.0f} {:>7.1f}%\n", v, j.at("step_ms").as_number(),
+                       j.at("tokens_per_s").as_number(), 100.0 * j.at("mfu_bf16").as_number());
             std::fflush(stdout);
-            results.push_back(j);
+            record(j);
         }
-        if (!json_path.empty()) {
-            std::string text;
-            for (const Json& j : results) text += j.dump() + "\n";
-            write_file_atomic(json_path, text);
-        }
+        if (json) std::fclose(json);
     } catch (const Error& e) {
         std::fprintf(stderr, "bench_gpu: %s\n", e.what());
         return 1;

@@ -148,7 +148,16 @@ def main():
         sys.exit(77)
     reps = 3 if args.quick else 10
     print(f"bench_torch: torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
-    results = []
+    out = open(args.json, "w") if args.json else None
+
+    class Results(list):  # one JSON object per line, written as each result comes
+        def append(self, r):
+            super().append(r)
+            if out:
+                out.write(json.dumps(r) + "\n")
+                out.flush()
+
+    results = Results()
     print(f"{'sdpa':<10} {'D':>4} {'T':>6} {'fwd ms':>10} {'fwd TF/s':>10} {'bwd ms':>10} {'bwd TF/s':>10}")
     for D in (96, 128):
         for T in (2048, 4096):
@@ -167,10 +176,8 @@ def main():
         print(f"{r['mode']:<24} {r['step_ms']:>10.1f} {r['tokens_per_s']:>12.0f} {100 * r['mfu_bf16']:>7.1f}%",
               flush=True)
         torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as f:
-            for r in results:
-                f.write(json.dumps(r) + "\n")
+    if out:
+        out.close()
 
 
 if __name__ == "__main__":
