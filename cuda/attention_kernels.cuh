@@ -95,8 +95,14 @@ struct Cfg {
     static constexpr size_t kRow = align128(size_t(Br) * sizeof(float));
     // forward: Q K V | S | P | O | rowinv
     static constexpr size_t kForwardBytes = 3 * kIn + kS + kP + kO + kRow;
-    // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta
-    static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + 2 * kO + 2 * kRow;
+    // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta. On the tensor-core path dK and dV stay in
+    // registers and are staged at the end through the S dP and Q dO areas (free by then).
+    static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + (kTensor ? 0 : 2 * kO) + 2 * kRow;
+    static_assert(!kTensor || 2 * kIn >= size_t(Br) * ldO * sizeof(float), "dV staging fits in Q and dO");
+    // Blocks per multiprocessor the dK/dV kernel asks the compiler for (__launch_bounds__). Two
+    // would fit in the 228 KB of shared memory of an H100/H200 multiprocessor for Dp <= 96, but
+    // cost register spills (ptxas: 108 bytes at Dp = 96); to be decided by measurement on the GPU.
+    static constexpr int kKVMinBlocks = 1;
     // dQ: Q dO K V | S dP | dS | dQ | stat delta. On the tensor-core path dQ stays in registers and
     // is staged at the end through the S dP area (no longer read by then), which has room for it.
     static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + (kTensor ? 0 : kO) + 2 * kRow;
@@ -497,7 +503,8 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
 
 // dK and dV. grid (ceil(T / Bc), B H), block NT.
 template <typename Tin, int Dp>
-__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT, Cfg<Tin, Dp>::kKVMinBlocks)
+    attention_backward_kv_kernel(AttnArgs a) {
     using K = Cfg<Tin, Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
     SINKLAB_DYNAMIC_SMEM(smem);
@@ -510,8 +517,10 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel
     float* dP = reinterpret_cast<float*>(p); p += K::kS;
     Tin* W = reinterpret_cast<Tin*>(p);   p += K::kP;
     Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
-    float* dK = reinterpret_cast<float*>(p); p += K::kO;
-    float* dV = reinterpret_cast<float*>(p); p += K::kO;
+    float* dK = K::kTensor ? S : reinterpret_cast<float*>(p);  // S, dP adjacent; see Cfg
+    if constexpr (!K::kTensor) p += K::kO;
+    float* dV = K::kTensor ? reinterpret_cast<float*>(Qs) : reinterpret_cast<float*>(p);  // Q, dO adjacent
+    if constexpr (!K::kTensor) p += K::kO;
     float* stat = reinterpret_cast<float*>(p); p += K::kRow;
     float* delta = reinterpret_cast<float*>(p);
 
@@ -554,6 +563,7 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_kv_kernel
         }
     }
     if constexpr (K::kTensor) {
+        __syncthreads();  // every warp is done reading Q and dO before they are overwritten
         acc_dv.store(dV, K::ldO);
         acc_dk.store(dK, K::ldO);
     }
