@@ -1,0 +1,202 @@
+// Fused causal attention on the GPU, forward and backward, for every variant of AttentionSpec
+// (softmax, sigmoid, sigmoid-norm, elu, elu-norm; a bias inside the sigmoid). The twin of
+// attention_forward / attention_backward in src/ops.h (same math; see the comment there).
+//
+// Tiling (FlashAttention-style; no T x T matrix ever reaches device memory):
+//   One block (256 threads in bf16, 128 in fp32) per (tile of Br query rows, batch, head) in the
+//   forward. It keeps its Q tile in shared memory and walks the key tiles up to the diagonal: S = Q K^T into a shared fp32
+//   tile, the score function applied in place row by row (a group of NT/Br threads per row), then
+//   O += P V into a shared fp32 accumulator.
+//     softmax:             running maximum m and running sum l (O and l rescaled by exp(m_old - m_new));
+//                          keeps LSE = m + log l per row for the backward.
+//     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the
+//                          normalised variants keep a running sum Z = sum g + 1e-8, saved in att_z.
+//   Backward, without atomics (bitwise deterministic):
+//     Delta_i = dO_i . O_i (one warp per row; needs the forward's output, see kOutRegistry);
+//     kernel dK/dV: one block per key tile walks the query tiles from the diagonal down;
+//     kernel dQ:    one block per query tile walks the key tiles up to the diagonal.
+//     Both recompute S = Q K^T and dP = dO V^T, then per element (s = scale q.k + bias):
+//       softmax:      w = exp(s - LSE_i),  ds = w (dP - Delta_i)
+//       normalised:   g = sim(s), w = g / Z_i,  ds = (dP - Delta_i) / Z_i * sim'(g)
+//       unnormalised: g = sim(s), w = g,        ds = dP sim'(g)
+//     dV_j += sum_i w_ij dO_i,  dK_j += scale sum_i ds_ij q_i,  dQ_i += scale sum_j ds_ij k_j.
+//   Each output element is owned by one block and summed in a fixed order.
+//
+// Precision (cuda_api.h):
+//   fp32: tiles stay fp32 in shared memory and the tile products run on CUDA cores (Br = Bc = 32).
+//   bf16: tiles are rounded to bf16 in shared memory and the tile products run on the tensor cores
+//         (wmma 16x16x16, fp32 accumulation; Br = Bc = 64); statistics, scores, the score function
+//         and all accumulators stay fp32.
+// Head dimensions: any even D <= 128; tiles are padded with zeros to Dp in {16, 32, 64, 96, 128}.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "attention_kernels.cuh"
+#include "common.cuh"
+#include "config.h"
+#include "cuda_api.h"
+#include "ops_cuda.h"
+
+namespace sinklab::cuda {
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// Host side.
+
+using namespace attn;
+
+// The backward of the normalised variants needs Delta_i = dO_i . O_i, hence the forward's output,
+// which Backend::attention_backward does not receive. attention_forward records `out` under its
+// `saved` pointer (one entry per layer); attention_backward looks it up. Valid while the caller
+// leaves the output unchanged between forward and backward, as Model does (attn_y).
+// (Proposed interface change: pass `out` to attention_backward; see the report.)
+std::unordered_map<const float*, const float*>& out_registry() {
+    static std::unordered_map<const float*, const float*> registry;
+    return registry;
+}
+std::mutex& registry_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+int padded_head_dim(size_t D) {
+    if (D <= 16) return 16;
+    if (D <= 32) return 32;
+    if (D <= 64) return 64;
+    if (D <= 96) return 96;
+    return 128;
+}
+
+AttnArgs make_args(const float* qkv, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+    const size_t D = C / H;
+    if (!attention_supports_head_dim(D) || C % H != 0)
+        throw Error(fmt::format("CUDA attention: head dimension {} is not supported (even, at most 128)", D));
+    if (Tn > size_t(1) << 24 || C > size_t(1) << 20 || B * H > 65535)
+        throw Error(fmt::format("CUDA attention: shape B={} T={} C={} H={} is out of range", B, Tn, C, H));
+    AttnArgs a{};
+    a.qkv = qkv;
+    a.T = int(Tn);
+    a.C = int(C);
+    a.H = int(H);
+    a.D = int(D);
+    a.scale = float(1.0 / std::sqrt(double(D)));
+    a.bias = spec.score == ScoreFunction::sigmoid ? float(spec.sigmoid_bias) : 0.0f;
+    a.score = spec.score == ScoreFunction::softmax ? kSoftmax : spec.score == ScoreFunction::sigmoid ? kSigmoid : kElu;
+    a.normalize = spec.normalize;
+    return a;
+}
+
+template <typename Kernel>
+void launch(Kernel kernel, unsigned threads, size_t smem_bytes, dim3 grid, const AttnArgs& a) {
+    static int max_optin = -1;
+    if (max_optin < 0) {
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    }
+    if (smem_bytes > size_t(max_optin))
+        throw Error(fmt::format("CUDA attention: needs {} bytes of shared memory per block, the GPU allows {}",
+                                smem_bytes, max_optin));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes)));
+    kernel<<<grid, threads, smem_bytes>>>(a);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename Tin, int Dp>
+void forward_impl(const AttnArgs& a, size_t B) {
+    using K = Cfg<Tin, Dp>;
+    const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
+    if (a.score == kSoftmax)
+        launch(attention_forward_kernel<Tin, Dp, true>, K::NT, K::kForwardBytes, grid, a);
+    else
+        launch(attention_forward_kernel<Tin, Dp, false>, K::NT, K::kForwardBytes, grid, a);
+}
+
+template <typename Tin, int Dp>
+void backward_impl(const AttnArgs& a, size_t B) {
+    using K = Cfg<Tin, Dp>;
+    const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
+    launch(attention_backward_kv_kernel<Tin, Dp>, K::NT, K::kBackwardKVBytes, grid, a);
+    launch(attention_backward_q_kernel<Tin, Dp>, K::NT, K::kBackwardQBytes, grid, a);
+}
+
+template <typename Tin>
+void dispatch(bool forward, int Dp, const AttnArgs& a, size_t B) {
+    switch (Dp) {
+        case 16: forward ? forward_impl<Tin, 16>(a, B) : backward_impl<Tin, 16>(a, B); break;
+        case 32: forward ? forward_impl<Tin, 32>(a, B) : backward_impl<Tin, 32>(a, B); break;
+        case 64: forward ? forward_impl<Tin, 64>(a, B) : backward_impl<Tin, 64>(a, B); break;
+        case 96: forward ? forward_impl<Tin, 96>(a, B) : backward_impl<Tin, 96>(a, B); break;
+        default: forward ? forward_impl<Tin, 128>(a, B) : backward_impl<Tin, 128>(a, B); break;
+    }
+}
+
+}  // namespace
+
+bool attention_supports_head_dim(size_t D) { return D >= 2 && D <= 128 && D % 2 == 0; }
+
+void attention_forward(float* out, float* saved, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C,
+                       size_t H, const AttentionSpec& spec) {
+    if (B == 0 || Tn == 0) return;
+    AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
+    a.out = out;
+    a.lse = saved;
+    a.z = att_z;
+    {
+        std::lock_guard<std::mutex> lock(registry_mutex());
+        out_registry()[saved] = out;
+    }
+    const int Dp = padded_head_dim(C / H);
+    if (precision() == Precision::bf16)
+        dispatch<bf16>(true, Dp, a, B);
+    else
+        dispatch<float>(true, Dp, a, B);
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* saved, const float* att_z,
+                        size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+    if (B == 0 || Tn == 0) return;
+    AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
+    a.lse = const_cast<float*>(saved);
+    a.z = const_cast<float*>(att_z);
+    a.dout = dout;
+    a.dqkv = dqkv;
+    a.delta = nullptr;
+    if (spec.score == ScoreFunction::softmax || spec.normalize) {
+        const float* out = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(registry_mutex());
+            const auto it = out_registry().find(saved);
+            if (it != out_registry().end()) out = it->second;
+        }
+        if (!out)
+            throw Error("CUDA attention_backward: no attention_forward was run with this `saved` buffer "
+                        "(the backward needs the forward's output)");
+        float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
+        const size_t rows = B * H * Tn;
+        attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),
+                                                                    int(H), int(C / H));
+        CUDA_CHECK_LAUNCH();
+        a.delta = delta;
+    }
+    const int Dp = padded_head_dim(C / H);
+    if (precision() == Precision::bf16)
+        dispatch<bf16>(false, Dp, a, B);
+    else
+        dispatch<float>(false, Dp, a, B);
+}
+
+void attention_weights(float* att, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C, size_t H,
+                       const AttentionSpec& spec) {
+    if (B == 0 || Tn == 0) return;
+    const AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
+    attention_weights_kernel<<<dim3(unsigned(Tn), unsigned(B * H)), 128>>>(att, att_z, qkv, a.T, a.C, a.H, a.D,
+                                                                           a.scale, a.bias, a.score, a.normalize);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sinklab::cuda

@@ -1,0 +1,58 @@
+// The CUDA twins of the operations in src/ops.h and src/matmul.h: same names, same shapes, same
+// math (see the comment above each CPU function), same accumulate (+=) conventions. fp32 device
+// pointers; everything runs in order on the default stream. Plain C++ declarations: the kernels
+// live in ops.cu, matmul.cu and attention.cu.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace sinklab {
+struct AttentionSpec;
+struct AdamWHyper;
+}  // namespace sinklab
+
+namespace sinklab::cuda {
+
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, size_t N, size_t C);
+// Deterministic: the positions of each token id are summed in position order (as on the CPU).
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, size_t N, size_t C);
+
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, size_t N, size_t C, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                      size_t N, size_t C);
+
+// cuBLAS; the precision setting (cuda_api.h) selects fp32 or bf16 tensor-core compute.
+void matmul_forward(float* out, const float* inp, const float* weight, size_t N, size_t IC, size_t OC);
+void matmul_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                     size_t N, size_t IC, size_t OC);
+
+void rope_forward(float* out, const float* qkv, const float* cos_t, const float* sin_t, size_t B, size_t Tn,
+                  size_t C, size_t H);
+void rope_backward(float* dqkv, const float* dout, const float* cos_t, const float* sin_t, size_t B, size_t Tn,
+                   size_t C, size_t H);
+
+// Fused causal attention (attention.cu). `saved` (B, H, T): the softmax log-sum-exp per row
+// (0 for the other variants); att_z (B, H, T): Z_i as on the CPU (1 for softmax and the
+// unnormalised variants). No T x T matrix is written. The backward also needs the forward's
+// output: attention_forward remembers `out` under the `saved` pointer (see attention.cu).
+void attention_forward(float* out, float* saved, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C,
+                       size_t H, const AttentionSpec& spec);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* saved, const float* att_z,
+                        size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
+// Head dimensions the fused kernels take: any even D <= 128 (tiles are padded to 16/32/64/96/128).
+bool attention_supports_head_dim(size_t D);
+
+void swiglu_forward(float* out, const float* fc, size_t N, size_t F);
+void swiglu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F);
+void residual_add(float* x, const float* y, size_t n);
+
+void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, size_t N, size_t V);
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float dloss, size_t N,
+                           size_t V);
+
+// Sum of squares in double: fixed chunks reduced in a fixed order (bitwise reproducible).
+double sum_squares(const float* x, size_t n);
+void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, const AdamWHyper& hp,
+                  size_t step, float grad_scale);
+
+}  // namespace sinklab::cuda

@@ -1,0 +1,163 @@
+// A small CPU emulation of the CUDA execution model, enough to run the attention kernels of
+// cuda/attention_kernels.cuh as plain C++ where no GPU is present (tests/test_cuda_emulated.cpp):
+// one std::thread per CUDA thread, a std::barrier per block (__syncthreads) and per warp
+// (shuffles, warp-synchronous wmma), dynamic shared memory poisoned with 0xFF bytes, and wmma
+// fragments that hold the whole 16x16 tile in every lane. It checks what wmma requires of its
+// pointers (32-byte alignment) and strides (multiples of 16 bytes). It is a test of indexing,
+// tiling, masking, synchronisation and the math, not of timing or of the real fragment layouts.
+#pragma once
+#define SINKLAB_CUDA_EMU 1
+#include <cuda_bf16.h>
+
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#undef __global__
+#undef __device__
+#undef __forceinline__
+#undef __shared__
+#undef __launch_bounds__
+#undef __align__
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+
+namespace emu {
+
+struct Dim {
+    unsigned x = 0, y = 0, z = 0;
+};
+
+struct BlockContext {
+    std::unique_ptr<std::barrier<>> block;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    std::vector<float> shuffle;
+    unsigned char* smem = nullptr;
+};
+
+inline thread_local Dim tl_thread, tl_block;
+inline thread_local BlockContext* tl_context = nullptr;
+inline Dim g_grid, g_block_dim;
+inline std::atomic<int> g_violations{0};  // wmma alignment / stride violations seen
+
+inline unsigned char* dynamic_smem() { return tl_context->smem; }
+inline void syncthreads() { tl_context->block->arrive_and_wait(); }
+inline void syncwarp() { tl_context->warps[tl_thread.x / 32]->arrive_and_wait(); }
+inline unsigned lane() { return tl_thread.x % 32; }
+
+inline float shuffle_xor(float v, int offset) {
+    const unsigned t = tl_thread.x;
+    tl_context->shuffle[t] = v;
+    syncwarp();
+    const float r = tl_context->shuffle[(t & ~31u) | ((t & 31u) ^ unsigned(offset))];
+    syncwarp();
+    return r;
+}
+
+// Runs kernel() for every thread of every block (blocks one after the other).
+template <class Kernel>
+void launch(Dim grid, unsigned threads, size_t smem_bytes, Kernel&& kernel) {
+    g_grid = grid;
+    g_block_dim = {threads, 1, 1};
+    std::vector<unsigned char> smem_storage(smem_bytes + 256);
+    unsigned char* smem =
+        reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_storage.data()) + 255) / 256 * 256);
+    for (unsigned by = 0; by < grid.y; by++)
+        for (unsigned bx = 0; bx < grid.x; bx++) {
+            std::memset(smem, 0xFF, smem_bytes);  // NaN in every float and bf16
+            BlockContext ctx;
+            ctx.block = std::make_unique<std::barrier<>>(threads);
+            for (unsigned w = 0; w < threads / 32; w++) ctx.warps.push_back(std::make_unique<std::barrier<>>(32));
+            ctx.shuffle.assign(threads, 0.0f);
+            ctx.smem = smem;
+            std::vector<std::thread> pool;
+            for (unsigned t = 0; t < threads; t++)
+                pool.emplace_back([&, t] {
+                    tl_context = &ctx;
+                    tl_thread = {t, 0, 0};
+                    tl_block = {bx, by, 0};
+                    kernel();
+                });
+            for (auto& th : pool) th.join();
+        }
+}
+
+inline void check_alignment(const void* p, unsigned ld, size_t elem) {
+    if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (ld * elem) % 16 != 0) g_violations++;
+}
+
+}  // namespace emu
+
+#define threadIdx ::emu::tl_thread
+#define blockIdx ::emu::tl_block
+#define gridDim ::emu::g_grid
+#define blockDim ::emu::g_block_dim
+
+inline void __syncthreads() { emu::syncthreads(); }
+inline float __shfl_xor_sync(unsigned, float v, int offset) { return emu::shuffle_xor(v, offset); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline size_t min(size_t a, size_t b) { return a < b ? a : b; }
+
+namespace nvcuda::wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulation knows 16x16x16 only");
+    T x[256];
+};
+
+template <class Use, class T, class Layout>
+void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ld) {
+    emu::check_alignment(p, ld, sizeof(T));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            f.x[r * 16 + c] = std::is_same_v<Layout, col_major> ? p[size_t(c) * ld + r] : p[size_t(r) * ld + c];
+    emu::syncwarp();
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t) {
+    emu::check_alignment(p, ld, sizeof(float));
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = p[size_t(r) * ld + c];
+    emu::syncwarp();
+}
+inline void fill_fragment(fragment<accumulator, 16, 16, 16, float>& f, float v) {
+    for (float& x : f.x) x = v;
+}
+template <class T, class LA, class LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, LA>& a,
+              const fragment<matrix_b, 16, 16, 16, T, LB>& b, const fragment<accumulator, 16, 16, 16, float>& c) {
+    float tmp[256];
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 16; n++) {
+            float s = c.x[r * 16 + n];
+            for (int k = 0; k < 16; k++) s += __bfloat162float(a.x[r * 16 + k]) * __bfloat162float(b.x[k * 16 + n]);
+            tmp[r * 16 + n] = s;
+        }
+    std::memcpy(d.x, tmp, sizeof(tmp));
+    emu::syncwarp();
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t) {
+    emu::check_alignment(p, ld, sizeof(float));
+    emu::syncwarp();  // every lane has read what it needed before lane 0 writes
+    if (emu::lane() == 0)
+        for (int r = 0; r < 16; r++)
+            for (int c = 0; c < 16; c++) p[size_t(r) * ld + c] = f.x[r * 16 + c];
+    emu::syncwarp();
+}
+}  // namespace nvcuda::wmma

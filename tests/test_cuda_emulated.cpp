@@ -1,0 +1,318 @@
+// The fused attention kernels of cuda/attention_kernels.cuh compiled as plain C++ and run on the
+// CPU emulation of tests/cuda_emu.h, against the CPU reference (src/ops.h). Runs everywhere the
+// CUDA toolkit's headers are (built with the CUDA backend), GPU or not: it checks the tiling, the
+// causal masks, padding, the online statistics, the backward math and the barriers; the bf16 path
+// runs through emulated wmma fragments (whole tiles per lane; real fragment layouts untested).
+// Tolerances as in test_gpu_ops.cpp: fp32 2e-5, bf16 3e-2 (relative L2).
+#include <doctest/doctest.h>
+
+#include "cuda_emu.h"
+// the emulation must come first
+#include "attention_kernels.cuh"
+#include "matmul_calls.h"
+#include "ops_kernels.cuh"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+#include "rng.h"
+
+using namespace sinklab;
+namespace attn = sinklab::cuda::attn;
+namespace kn = sinklab::cuda::kernels;
+
+namespace {
+
+std::vector<float> random_normal(size_t n, uint64_t seed, double std = 1.0) {
+    Rng rng(seed);
+    std::vector<float> v(n);
+    for (auto& x : v) x = float(std * rng.normal());
+    return v;
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.size(); i++) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+// misalign: read qkv from one float past a 16-byte boundary (the kernels' scalar-load path).
+template <typename Tin, int Dp>
+void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,
+              bool misalign = false) {
+    using K = attn::Cfg<Tin, Dp>;
+    const bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
+    const double tol = bf16 ? 3e-2 : 2e-5;
+    const size_t C = H * D;
+    AttentionSpec spec = parse_attention(variant);
+    spec.sigmoid_bias = bias;
+    const auto qkv_storage = random_normal(B * T * 3 * C + 1, 7 + D + T, 1.5);
+    const std::vector<float> qkv(qkv_storage.begin() + (misalign ? 1 : 0),
+                                 qkv_storage.begin() + (misalign ? 1 : 0) + B * T * 3 * C);
+    const float* qkv_ptr = qkv_storage.data() + (misalign ? 1 : 0);  // the same values
+    const auto dout = random_normal(B * T * C, 8 + D + T);
+
+    std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
+    attention_forward(out.data(), att.data(), z.data(), qkv.data(), B, T, C, H, spec);
+    attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), B, T, C, H, spec);
+
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> e_out(out.size(), nan), e_lse(B * H * T, nan), e_z(B * H * T, nan), e_delta(B * H * T, nan);
+    std::vector<float> e_dqkv(dqkv.size(), 0.0f);
+    attn::AttnArgs a{};
+    a.qkv = qkv_ptr;
+    a.out = e_out.data();
+    a.lse = e_lse.data();
+    a.z = e_z.data();
+    a.dout = dout.data();
+    a.dqkv = e_dqkv.data();
+    a.T = int(T);
+    a.C = int(C);
+    a.H = int(H);
+    a.D = int(D);
+    a.scale = float(1.0 / std::sqrt(double(D)));
+    a.bias = spec.score == ScoreFunction::sigmoid ? float(bias) : 0.0f;
+    a.score = spec.score == ScoreFunction::softmax ? attn::kSoftmax
+              : spec.score == ScoreFunction::sigmoid ? attn::kSigmoid
+                                                     : attn::kElu;
+    a.normalize = spec.normalize;
+    const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
+    emu::g_violations = 0;
+    emu::launch(grid, K::NT, K::kForwardBytes, [&] {
+        if (a.score == attn::kSoftmax)
+            attn::attention_forward_kernel<Tin, Dp, true>(a);
+        else
+            attn::attention_forward_kernel<Tin, Dp, false>(a);
+    });
+    const size_t rows = B * H * T;
+    emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
+        attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
+    });
+    a.delta = (spec.score == ScoreFunction::softmax || spec.normalize) ? e_delta.data() : nullptr;
+    emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Tin, Dp>(a); });
+    emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Tin, Dp>(a); });
+    CHECK(emu::g_violations == 0);
+
+    const double eo = rel_err(e_out, out), ez = rel_err(e_z, z), ed = rel_err(e_dqkv, dqkv);
+    MESSAGE((bf16 ? "bf16 " : "fp32 ") << spec.name() << " bias " << bias << " D " << D << " T " << T
+                                        << ": rel err out " << eo << " Z " << ez << " dqkv " << ed);
+    CHECK(eo <= tol);
+    CHECK(ez <= tol);
+    CHECK(ed <= tol);
+
+    // The materialising path.
+    if (!bf16) {
+        std::vector<float> w(att.size(), nan), wz(z.size(), nan);
+        emu::launch({unsigned(T), unsigned(B * H), 1}, 128, 0, [&] {
+            attn::attention_weights_kernel(w.data(), wz.data(), qkv_ptr, int(T), int(C), int(H), int(D), a.scale,
+                                           a.bias, a.score, a.normalize);
+        });
+        CHECK(rel_err(w, att) <= 2e-5);
+        CHECK(rel_err(wz, z) <= 2e-5);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("emulated attention kernels, fp32 path, every variant") {
+    for (const std::string& v : attention_names()) {
+        run_case<float, 64>(v, 0.0, 64, 70, 1, v == "softmax" ? 2 : 1);
+        if (v == "sigmoid") run_case<float, 64>(v, -2.0, 64, 70, 1, 1);
+    }
+    run_case<float, 16>("softmax", 0.0, 8, 33, 2, 1);   // padded head dim, two batches
+    run_case<float, 96>("elu-norm", 0.0, 96, 5, 1, 1);   // shorter than one tile
+    run_case<float, 64>("softmax", 0.0, 64, 40, 1, 1, true);  // unaligned: scalar loads
+}
+
+TEST_CASE("emulated attention kernels, bf16 wmma path, every variant") {
+    for (const std::string& v : attention_names()) {
+        run_case<__nv_bfloat16, 64>(v, 0.0, 64, 130, 1, v == "softmax" ? 2 : 1);
+        if (v == "sigmoid") run_case<__nv_bfloat16, 64>(v, -2.0, 64, 130, 1, 1);
+    }
+    run_case<__nv_bfloat16, 32>("softmax", 0.0, 24, 70, 2, 1);
+    run_case<__nv_bfloat16, 128>("sigmoid-norm", 0.0, 128, 64, 1, 1);
+    run_case<__nv_bfloat16, 96>("softmax", 0.0, 96, 65, 1, 1);
+    run_case<__nv_bfloat16, 128>("sigmoid", 0.0, 128, 70, 1, 1, true);  // unaligned: scalar loads
+}
+
+TEST_CASE("emulated element-wise and row-wise kernels") {
+    const unsigned NT = kn::kThreads;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Rng rng(99);
+    // embedding
+    {
+        const size_t N = 40, C = 300, V = 7;
+        std::vector<int32_t> tokens(N);
+        for (auto& t : tokens) t = int32_t(rng.below(V));
+        const auto wte = random_normal(V * C, 1), dout = random_normal(N * C, 2);
+        std::vector<float> out(N * C), e_out(N * C, nan);
+        embedding_forward(out.data(), tokens.data(), wte.data(), N, C);
+        emu::launch({3, 1, 1}, NT, 0, [&] { kn::embedding_forward_kernel(e_out.data(), tokens.data(), wte.data(), N, C); });
+        CHECK(rel_err(e_out, out) == 0.0);
+        auto dwte = random_normal(V * C, 3);
+        auto e_dwte = dwte;
+        embedding_backward(dwte.data(), dout.data(), tokens.data(), N, C);
+        std::vector<int32_t> order, starts, ids;
+        kn::group_positions_by_token(tokens, order, starts, ids);
+        emu::launch({unsigned(ids.size()), unsigned((C + NT - 1) / NT), 1}, NT, 0, [&] {
+            kn::embedding_backward_kernel(e_dwte.data(), dout.data(), order.data(), starts.data(), ids.data(), C);
+        });
+        CHECK(rel_err(e_dwte, dwte) == 0.0);  // the same additions in the same order
+    }
+    // rmsnorm
+    {
+        const size_t N = 300, C = 100;
+        const auto x = random_normal(N * C, 4, 2.0), w = random_normal(C, 5), dy = random_normal(N * C, 6);
+        std::vector<float> out(N * C), rstd(N), e_out(N * C, nan), e_rstd(N, nan);
+        rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+        emu::launch({unsigned((N + 7) / 8), 1, 1}, NT, 0, [&] {
+            kn::rmsnorm_forward_kernel(e_out.data(), e_rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+        });
+        CHECK(rel_err(e_out, out) <= 1e-5);
+        CHECK(rel_err(e_rstd, rstd) <= 1e-5);
+        auto dx = random_normal(N * C, 7), dw = random_normal(C, 8);
+        auto e_dx = dx, e_dw = dw;
+        rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        emu::launch({unsigned((N + 7) / 8), 1, 1}, NT, 0, [&] {
+            kn::rmsnorm_backward_dx_kernel(e_dx.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        });
+        const size_t chunks = (N + kn::kRowChunk - 1) / kn::kRowChunk;
+        std::vector<float> partial(chunks * C, nan);
+        emu::launch({1, unsigned(chunks), 1}, NT, 0, [&] {
+            kn::rmsnorm_backward_dw_partial_kernel(partial.data(), dy.data(), x.data(), rstd.data(), N, C);
+        });
+        emu::launch({1, 1, 1}, NT, 0, [&] { kn::column_sum_kernel(e_dw.data(), partial.data(), chunks, C); });
+        CHECK(rel_err(e_dx, dx) <= 1e-5);
+        CHECK(rel_err(e_dw, dw) <= 1e-5);
+    }
+    // rope
+    {
+        const size_t B = 2, T = 5, H = 3, D = 16, C = H * D;
+        std::vector<float> cs(T * D / 2), sn(T * D / 2);
+        rope_table(cs.data(), sn.data(), T, D, 10000.0);
+        const auto qkv = random_normal(B * T * 3 * C, 9), dy = random_normal(B * T * 3 * C, 10);
+        std::vector<float> out(qkv.size()), e_out(qkv.size(), nan);
+        rope_forward(out.data(), qkv.data(), cs.data(), sn.data(), B, T, C, H);
+        emu::launch({2, 1, 1}, NT, 0, [&] {
+            kn::rope_forward_kernel(e_out.data(), qkv.data(), cs.data(), sn.data(), B * T, T, C, D);
+        });
+        CHECK(rel_err(e_out, out) <= 1e-6);
+        auto dx = random_normal(qkv.size(), 11);
+        auto e_dx = dx;
+        rope_backward(dx.data(), dy.data(), cs.data(), sn.data(), B, T, C, H);
+        emu::launch({2, 1, 1}, NT, 0, [&] {
+            kn::rope_backward_kernel(e_dx.data(), dy.data(), cs.data(), sn.data(), B * T, T, C, D);
+        });
+        CHECK(rel_err(e_dx, dx) <= 1e-6);
+    }
+    // swiglu, residual
+    {
+        const size_t N = 9, F = 70;
+        const auto fc = random_normal(N * 2 * F, 12, 2.0), dy = random_normal(N * F, 13);
+        std::vector<float> out(N * F), e_out(N * F, nan);
+        swiglu_forward(out.data(), fc.data(), N, F);
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::swiglu_forward_kernel(e_out.data(), fc.data(), N, F); });
+        CHECK(rel_err(e_out, out) <= 1e-6);
+        auto dfc = random_normal(N * 2 * F, 14);
+        auto e_dfc = dfc;
+        swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::swiglu_backward_kernel(e_dfc.data(), dy.data(), fc.data(), N, F); });
+        CHECK(rel_err(e_dfc, dfc) <= 1e-6);
+        auto x = random_normal(1000, 15);
+        auto e_x = x;
+        const auto y = random_normal(1000, 16);
+        residual_add(x.data(), y.data(), x.size());
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::residual_add_kernel(e_x.data(), y.data(), e_x.size()); });
+        CHECK(rel_err(e_x, x) == 0.0);
+    }
+    // cross entropy (in place backward, one ignored row)
+    {
+        const size_t N = 4, V = 1500;
+        const auto logits = random_normal(N * V, 17, 3.0);
+        std::vector<int32_t> targets = {3, -1, 1499, 0};
+        std::vector<float> losses(N), e_losses(N, nan);
+        crossentropy_forward(losses.data(), logits.data(), targets.data(), N, V);
+        emu::launch({unsigned(N), 1, 1}, kn::kCeThreads, 0, [&] {
+            kn::crossentropy_forward_kernel(e_losses.data(), logits.data(), targets.data(), V);
+        });
+        CHECK(rel_err(e_losses, losses) <= 1e-6);
+        auto d = logits, e_d = logits;
+        crossentropy_backward(d.data(), d.data(), targets.data(), 0.25f, N, V);
+        emu::launch({unsigned(N), 1, 1}, kn::kCeThreads, 0, [&] {
+            kn::crossentropy_backward_kernel(e_d.data(), e_d.data(), targets.data(), 0.25f, V);
+        });
+        CHECK(rel_err(e_d, d) <= 1e-6);
+    }
+    // sum of squares, AdamW
+    {
+        const size_t n = 70000;
+        const auto x = random_normal(n, 18);
+        const size_t chunks = (n + kn::kSumChunk - 1) / kn::kSumChunk;
+        std::vector<double> partial(chunks);
+        emu::launch({unsigned(chunks), 1, 1}, NT, 0, [&] { kn::sum_squares_kernel(partial.data(), x.data(), n); });
+        double total = 0;
+        for (double p : partial) total += p;
+        const double want = sum_squares(x.data(), n);
+        CHECK(std::fabs(total - want) / want <= 1e-12);
+        const size_t m = 3000;
+        auto p = random_normal(m, 19), mom = random_normal(m, 20, 0.01), vel = random_normal(m, 21, 0.01);
+        for (auto& v : vel) v = v * v;
+        const auto g = random_normal(m, 22);
+        auto e_p = p, e_m = mom, e_v = vel;
+        AdamWHyper hp;
+        adamw_update(p.data(), g.data(), mom.data(), vel.data(), m, hp, 4, 0.5f);
+        const float bias1 = float(1.0 - std::pow(hp.beta1, 4.0)), bias2 = float(1.0 - std::pow(hp.beta2, 4.0));
+        emu::launch({2, 1, 1}, NT, 0, [&] {
+            kn::adamw_kernel(e_p.data(), g.data(), e_m.data(), e_v.data(), m, float(hp.beta1), float(hp.beta2), bias1,
+                             bias2, float(hp.lr), float(hp.eps), float(hp.weight_decay), 0.5f);
+        });
+        CHECK(rel_err(e_p, p) <= 1e-6);
+        CHECK(rel_err(e_m, mom) <= 1e-6);
+        CHECK(rel_err(e_v, vel) <= 1e-6);
+    }
+}
+
+namespace {
+
+// The BLAS definition of a column-major gemm, with the argument checks cuBLAS makes.
+void reference_blas_gemm(const sinklab::cuda::GemmCall& g) {
+    REQUIRE(g.lda >= (g.trans_a ? g.k : g.m));
+    REQUIRE(g.ldb >= (g.trans_b ? g.n : g.k));
+    REQUIRE(g.ldc >= g.m);
+    for (size_t j = 0; j < g.n; j++)
+        for (size_t i = 0; i < g.m; i++) {
+            double sum = 0;
+            for (size_t p = 0; p < g.k; p++) {
+                const float a = g.trans_a ? g.A[p + i * g.lda] : g.A[i + p * g.lda];
+                const float b = g.trans_b ? g.B[j + p * g.ldb] : g.B[p + j * g.ldb];
+                sum += double(a) * double(b);
+            }
+            float& c = g.C[i + j * g.ldc];
+            c = float(double(g.beta) * double(c) + sum);
+        }
+}
+
+}  // namespace
+
+TEST_CASE("the cuBLAS call of each matmul computes the CPU's product") {
+    const size_t N = 13, IC = 7, OC = 5;
+    const auto inp = random_normal(N * IC, 30), w = random_normal(OC * IC, 31), dout = random_normal(N * OC, 32);
+    std::vector<float> out(N * OC), e_out(N * OC, std::numeric_limits<float>::quiet_NaN());
+    matmul_forward(out.data(), inp.data(), w.data(), N, IC, OC);
+    std::fill(e_out.begin(), e_out.end(), 0.0f);  // beta = 0: BLAS ignores C (NaN * 0 would not)
+    reference_blas_gemm(sinklab::cuda::matmul_forward_call(e_out.data(), inp.data(), w.data(), N, IC, OC));
+    CHECK(rel_err(e_out, out) <= 1e-6);
+    auto dinp = random_normal(N * IC, 33), dw = random_normal(OC * IC, 34);
+    auto e_dinp = dinp, e_dw = dw;
+    matmul_backward(dinp.data(), dw.data(), dout.data(), inp.data(), w.data(), N, IC, OC);
+    reference_blas_gemm(sinklab::cuda::matmul_backward_dinp_call(e_dinp.data(), dout.data(), w.data(), N, IC, OC));
+    reference_blas_gemm(sinklab::cuda::matmul_backward_dweight_call(e_dw.data(), dout.data(), inp.data(), N, IC, OC));
+    CHECK(rel_err(e_dinp, dinp) <= 1e-6);
+    CHECK(rel_err(e_dw, dw) <= 1e-6);
+}
