@@ -31,8 +31,6 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <mutex>
-#include <unordered_map>
 
 #include "attention_kernels.cuh"
 #include "common.cuh"
@@ -48,20 +46,6 @@ namespace {
 // Host side.
 
 using namespace attn;
-
-// The backward of the normalised variants needs Delta_i = dO_i . O_i, hence the forward's output,
-// which Backend::attention_backward does not receive. attention_forward records `out` under its
-// `saved` pointer (one entry per layer); attention_backward looks it up. Valid while the caller
-// leaves the output unchanged between forward and backward, as Model does (attn_y).
-// (Proposed interface change: pass `out` to attention_backward; see the report.)
-std::unordered_map<const float*, const float*>& out_registry() {
-    static std::unordered_map<const float*, const float*> registry;
-    return registry;
-}
-std::mutex& registry_mutex() {
-    static std::mutex m;
-    return m;
-}
 
 int padded_head_dim(size_t D) {
     if (D <= 16) return 16;
@@ -146,10 +130,6 @@ void attention_forward(float* out, float* saved, float* att_z, const float* qkv,
     a.out = out;
     a.lse = saved;
     a.z = att_z;
-    {
-        std::lock_guard<std::mutex> lock(registry_mutex());
-        out_registry()[saved] = out;
-    }
     const int Dp = padded_head_dim(C / H);
     if (precision() == Precision::bf16)
         dispatch<bf16>(true, Dp, a, B);
@@ -157,8 +137,8 @@ void attention_forward(float* out, float* saved, float* att_z, const float* qkv,
         dispatch<float>(true, Dp, a, B);
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* saved, const float* att_z,
-                        size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+void attention_backward(float* dqkv, const float* dout, const float* out, const float* qkv, const float* saved,
+                        const float* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
     if (B == 0 || Tn == 0) return;
     AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
     a.lse = const_cast<float*>(saved);
@@ -167,15 +147,6 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     a.dqkv = dqkv;
     a.delta = nullptr;
     if (spec.score == ScoreFunction::softmax || spec.normalize) {
-        const float* out = nullptr;
-        {
-            std::lock_guard<std::mutex> lock(registry_mutex());
-            const auto it = out_registry().find(saved);
-            if (it != out_registry().end()) out = it->second;
-        }
-        if (!out)
-            throw Error("CUDA attention_backward: no attention_forward was run with this `saved` buffer "
-                        "(the backward needs the forward's output)");
         float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
         const size_t rows = B * H * Tn;
         attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),

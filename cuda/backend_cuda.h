@@ -71,9 +71,9 @@ struct CudaBackend {
                                   size_t H, const AttentionSpec& spec) {
         cuda::attention_forward(out, saved, att_z, qkv, B, Tn, C, H, spec);
     }
-    static void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* saved, const T* att_z,
-                                   size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
-        cuda::attention_backward(dqkv, dout, qkv, saved, att_z, B, Tn, C, H, spec);
+    static void attention_backward(T* dqkv, const T* dout, const T* out, const T* qkv, const T* saved,
+                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+        cuda::attention_backward(dqkv, dout, out, qkv, saved, att_z, B, Tn, C, H, spec);
     }
     static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) { cuda::swiglu_forward(out, fc, N, F); }
     static void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {

@@ -33,11 +33,12 @@ void rope_backward(float* dqkv, const float* dout, const float* cos_t, const flo
 
 // Fused causal attention (attention.cu). `saved` (B, H, T): the softmax log-sum-exp per row
 // (0 for the other variants); att_z (B, H, T): Z_i as on the CPU (1 for softmax and the
-// unnormalised variants). No T x T matrix is written. The backward also needs the forward's
-// output: attention_forward remembers `out` under the `saved` pointer (see attention.cu).
+// unnormalised variants). No T x T matrix is written. The backward also takes the forward's
+// output `out` (for Delta_i = dO_i . O_i of the normalised variants).
 void attention_forward(float* out, float* saved, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C,
                        size_t H, const AttentionSpec& spec);
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* saved, const float* att_z,
+void attention_backward(float* dqkv, const float* dout, const float* out, const float* qkv, const float* saved,
+                        const float* att_z,
                         size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
 // Head dimensions the fused kernels take: any even D <= 128 (tiles are padded to 16/32/64/96/128).
 bool attention_supports_head_dim(size_t D);

@@ -73,8 +73,9 @@ struct CpuBackend {
                                   size_t H, const AttentionSpec& spec) {
         sinklab::attention_forward(out, saved, att_z, qkv, B, Tn, C, H, spec);
     }
-    static void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* saved, const T* att_z,
-                                   size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+    // `out` (the forward's output) is what a fused kernel needs; the CPU keeps the weights instead.
+    static void attention_backward(T* dqkv, const T* dout, const T* /*out*/, const T* qkv, const T* saved,
+                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
         sinklab::attention_backward(dqkv, dout, qkv, saved, att_z, B, Tn, C, H, spec);
     }
     static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) { sinklab::swiglu_forward(out, fc, N, F); }

@@ -275,7 +275,8 @@ public:
             Backend::matmul_backward(a.d_attn_y, g.attn_out + l * C * C, a.d_resid, a.attn_y + l * N * C,
                                      p.attn_out + l * C * C, N, C, C);
             Backend::zero(a.d_qkv_rope, N * 3 * C);
-            Backend::attention_backward(a.d_qkv_rope, a.d_attn_y, a.qkv_rope + l * N * 3 * C, a.att + l * saved,
+            Backend::attention_backward(a.d_qkv_rope, a.d_attn_y, a.attn_y + l * N * C, a.qkv_rope + l * N * 3 * C,
+                                        a.att + l * saved,
                                         a.att_z + l * B * H * Tn, B, Tn, C, H, c.attention);
             Backend::zero(a.d_qkv, N * 3 * C);
             Backend::rope_backward(a.d_qkv, a.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);

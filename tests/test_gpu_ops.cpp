@@ -216,7 +216,7 @@ void check_attention(const AttentionCase& c, Precision p) {
     DeviceBuffer<float> d_saved(filled(CudaBackend::attention_saved_size(B, H, T), kNaN)), d_z(filled(z.size(), kNaN));
     DeviceBuffer<float> d_dqkv(dqkv.size());
     CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_qkv.ptr, B, T, C, H, spec);
-    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
     const auto g_out = d_out.host(), g_z = d_z.host(), g_dqkv = d_dqkv.host();
     const double e_out = rel_err(g_out, out), e_z = rel_err(g_z, z), e_d = rel_err(g_dqkv, dqkv);
     MESSAGE(cuda::precision_name(p) << " " << spec.name() << " bias " << c.bias << " D " << D << " T " << T
@@ -226,7 +226,7 @@ void check_attention(const AttentionCase& c, Precision p) {
     CHECK(e_d <= tol);
 
     // Accumulates (+=): a second backward doubles the gradient, bitwise reproducibly.
-    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
     const auto g_twice = d_dqkv.host();
     std::vector<float> doubled(g_dqkv.size());
     for (size_t i = 0; i < doubled.size(); i++) doubled[i] = 2.0f * g_dqkv[i];
@@ -281,7 +281,7 @@ TEST_CASE("attention is bitwise deterministic") {
         for (int run = 0; run < 2; run++) {
             DeviceBuffer<float> d_dqkv(B * T * 3 * C);
             CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_qkv.ptr, B, T, C, H, spec);
-            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
             auto result = d_out.host();
             const auto g = d_dqkv.host();
             result.insert(result.end(), g.begin(), g.end());
@@ -307,7 +307,7 @@ TEST_CASE("attention: unaligned qkv (scalar loads) gives bitwise the aligned res
             const float* q = k == 0 ? d_a.ptr : d_u.ptr + 1;
             DeviceBuffer<float> d_out(B * T * C), d_saved(B * H * T), d_z(B * H * T), d_dqkv(n);
             CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, q, B, T, C, H, spec);
-            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, q, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, q, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
             results[k] = d_out.host();
             const auto g = d_dqkv.host();
             results[k].insert(results[k].end(), g.begin(), g.end());

@@ -86,7 +86,7 @@ Json bench_attention(AttentionBuffers& buf, const std::string& variant, size_t D
     const double fwd = median_seconds(
         [&] { CudaBackend::attention_forward(buf.out, buf.saved, buf.z, buf.qkv, B, T, C, H, spec); }, 2, reps);
     const double bwd = median_seconds(
-        [&] { CudaBackend::attention_backward(buf.dqkv, buf.dout, buf.qkv, buf.saved, buf.z, B, T, C, H, spec); }, 2,
+        [&] { CudaBackend::attention_backward(buf.dqkv, buf.dout, buf.out, buf.qkv, buf.saved, buf.z, B, T, C, H, spec); }, 2,
         reps);
     const double flops_fwd = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
     Json j = Json::object();
