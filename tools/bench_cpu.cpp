@@ -3,7 +3,8 @@
 //   2. every matmul of a training step (forward, dinp, dweight of each linear layer) for the
 //      "small" and "tinyllama-60m" presets, plus 1024^3, against OpenBLAS as a yardstick,
 //   3. attention forward/backward per score function at the small preset's shape,
-//   4. the whole training step (a marked stub until the trainer lands).
+//   4. the whole training step of the small preset at context 256: tokens/s, model FLOP utilisation,
+//      peak memory against the bytes counted.
 // Prints a table and writes JSON (--json PATH). Every number is the median of >= 5 timed samples
 // after a warm-up; the GEMM and attention rows also give the best sample ("best", *_best in the
 // JSON), which on a shared machine shows what the code does when it is not disturbed.
@@ -31,7 +32,9 @@
 #include <immintrin.h>
 #endif
 
+#include "backend_cpu.h"
 #include "config.h"
+#include "model.h"
 #include "json.h"
 #include "matmul.h"
 #include "ops.h"
@@ -281,9 +284,83 @@ std::vector<AttentionResult> run_attention(size_t batch) {
 // The model and trainer are being written elsewhere; when they land, this function builds the
 // small preset's model, runs a few warm-up steps, then times >= 5 training steps (forward,
 // backward, AdamW) and returns tokens/s, ms/step and GFLOP/s (train_flops_per_token x tokens / s).
-Json run_train_step() {
-    std::printf("\ntrain_step: not yet measured (the trainer is not in this build yet)\n");
-    return Json();  // null
+// ---- 4. the whole training step -----------------------------------------------------------------
+// One optimizer step of the laptop preset ("small") at context 256: forward, backward, gradient
+// norm, AdamW, on batches of random tokens. Runs in a child process (this program with
+// --train-step-child) so that its peak resident memory (VmHWM) is the training step's alone, and
+// compares it with the bytes the model needs by count: parameters, gradients, two AdamW moments
+// and the stored activations.
+size_t peak_rss_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    size_t kib = 0;
+    while (status >> key) {
+        if (key == "VmHWM:") {
+            status >> kib;
+            return kib * 1024;
+        }
+    }
+    return 0;
+}
+
+Json train_step_child(size_t batch, size_t seq) {
+    ModelConfig config = preset("small");
+    Model<CpuBackend<float>> model(config);
+    model.init_weights(1);
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int32_t> token(0, int32_t(config.vocab_size) - 1);
+    std::vector<int32_t> inputs(batch * seq), targets(batch * seq);
+    AdamWHyper hp;
+    size_t step = 0;
+    auto one_step = [&] {
+        for (auto& t : inputs) t = token(rng);
+        for (auto& t : targets) t = token(rng);
+        model.zero_grad();
+        model.forward(inputs.data(), targets.data(), batch, seq);
+        model.backward(1.0);
+        const double norm = model.grad_norm();
+        model.adamw_step(hp, ++step, norm > 1.0 ? 1.0 / norm : 1.0);
+    };
+    const Timing t = time_median(one_step);
+    const double tokens = double(batch * seq);
+    Json j = Json::object();
+    j["preset"] = "small";
+    j["batch"] = batch;
+    j["seq"] = seq;
+    j["params"] = model.n_params();
+    j["tokens_per_s"] = tokens / t.median;
+    j["tokens_per_s_best"] = tokens / t.best;
+    j["flops_per_token"] = config.train_flops_per_token(seq);
+    j["rss_bytes"] = peak_rss_bytes();
+    j["counted_bytes"] = 4 * model.n_params() * sizeof(float) + model.activation_bytes() + 2 * batch * seq * sizeof(int32_t);
+    return j;
+}
+
+Json run_train_step(double peak_all) {
+    const size_t batch = 16, seq = 256;
+    const std::string command = "/proc/self/exe --train-step-child 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    char buffer[4096];
+    while (pipe && std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+    if (!pipe || pclose(pipe) != 0) {
+        std::printf("\ntrain_step: the child process failed:\n%s\n", output.c_str());
+        return Json();
+    }
+    Json j = Json::parse(output.substr(output.rfind('{')), "train-step child");
+    const double tps = j.at("tokens_per_s").as_number(), fpt = j.at("flops_per_token").as_number();
+    j["mfu"] = peak_all > 0 ? Json(tps * fpt / (peak_all * 1e9)) : Json();
+    j["mfu_best"] = peak_all > 0 ? Json(j.at("tokens_per_s_best").as_number() * fpt / (peak_all * 1e9)) : Json();
+    j["rss_over_counted"] = j.at("rss_bytes").as_number() / j.at("counted_bytes").as_number();
+    std::printf("\ntraining step, preset small (%zu params), batch %zu x %zu tokens:\n", size_t(j.at("params").as_int()),
+                batch, seq);
+    std::printf("  %.0f tokens/s (best %.0f), %.1f MFLOP/token, model FLOP utilisation %.0f%% of the measured peak\n",
+                tps, j.at("tokens_per_s_best").as_number(), fpt * 1e-6,
+                peak_all > 0 ? 100.0 * j.at("mfu").as_number() : 0.0);
+    std::printf("  peak RSS %.1f MiB vs %.1f MiB counted (params, grads, AdamW m and v, activations): %.2fx\n",
+                j.at("rss_bytes").as_number() / 1048576.0, j.at("counted_bytes").as_number() / 1048576.0,
+                j.at("rss_over_counted").as_number());
+    return j;
 }
 
 bool wants(const std::string& only, const std::string& section) {
@@ -307,6 +384,10 @@ int main(int argc, char** argv) {
         else if (arg == "--only") only = value();
         else if (arg == "--filter") filter = value();
         else if (arg == "--samples") g_samples = std::max<size_t>(5, std::stoul(value()));
+        else if (arg == "--train-step-child") {
+            std::printf("%s\n", train_step_child(16, 256).dump().c_str());
+            return 0;
+        }
         else {
             std::fprintf(stderr,
                          "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] "
@@ -416,7 +497,10 @@ int main(int argc, char** argv) {
         report["attention"] = list;
     }
 
-    if (wants(only, "train")) report["train_step"] = run_train_step();
+    if (wants(only, "train")) {
+        if (peak_all == 0) peak_all = measure_peak(threads);
+        report["train_step"] = run_train_step(peak_all);
+    }
 
     if (!json_path.empty()) {
         std::ofstream out(json_path);
