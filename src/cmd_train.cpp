@@ -31,7 +31,7 @@ size_t vocab_from_prepare(const std::string& data_pattern) {
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
-    ArgParser args("train", "Train a LLaMA-style model on token shards (llm.c format) on the CPU.");
+    ArgParser args("train", "Train a LLaMA-style model on token shards (llm.c format), on the CPU or a CUDA GPU.");
     args.option("data", "", "training shards: a file, a glob such as 'dir/train_*.bin', or a directory", "PATTERN");
     args.option("val", "", "validation shard(s), same forms as --data (none: no validation loss)", "PATTERN");
     args.option("out", "runs/default", "run directory: config.json, metrics.jsonl, checkpoints/", "DIR");
@@ -68,7 +68,8 @@ int cmd_train(int argc, char** argv) {
     args.option("log-every", "10", "print a step line every N steps", "N");
     args.option("sink-every", "0", "measure Sink_1..10 on --probe every N steps (and at the end) into metrics.jsonl", "N");
     args.option("probe", "", "probe file for --sink-every (sinklab prepare writes probe.bin)", "FILE");
-    args.option("device", "cpu", "cpu or cuda", "NAME");
+    args.option("device", "auto", "cpu, cuda, or auto (cuda when a GPU is visible)", "NAME");
+    args.option("dtype", "auto", "fp32, or bf16 (CUDA mixed precision: bf16 matmuls, fp32 master weights); auto: bf16 on cuda", "NAME");
     args.flag("resume", "continue the run in --out from its latest checkpoint up to --steps in total");
     args.epilog(
         "Examples:\n"
@@ -170,6 +171,7 @@ int cmd_train(int argc, char** argv) {
     o.sink_every = args.get_size("sink-every");
     o.probe = args.get("probe");
     o.device = args.get("device");
+    o.dtype = args.get("dtype");
     return run_training(o, false);
 }
 

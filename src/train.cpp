@@ -8,10 +8,15 @@
 #include <fmt/format.h>
 
 #include "backend_cpu.h"
+#ifdef SINKLAB_WITH_CUDA
+#include "backend_cuda.h"
+#include "cuda_api.h"
+#endif
 #include "checkpoint.h"
 #include "dataloader.h"
 #include "error.h"
 #include "fileio.h"
+#include "gpu_info.h"
 #include "model.h"
 #include "shard.h"
 #include "sink.h"
@@ -47,6 +52,7 @@ Json TrainOptions::to_json() const {
     j["sink_every"] = sink_every;
     j["probe"] = probe;
     j["device"] = device;
+    j["dtype"] = dtype;
     j["tokens_per_step"] = tokens_per_step();
     return j;
 }
@@ -80,6 +86,7 @@ TrainOptions TrainOptions::from_json(const Json& j, const std::string& what) {
         o.sink_every = size_t(j.at("sink_every").as_int());
         o.probe = j.at("probe").as_string();
         o.device = j.at("device").as_string();
+        o.dtype = j.contains("dtype") ? j.at("dtype").as_string() : "fp32";
     } catch (const Error& e) {
         fail("{}: bad training options: {}", what, e.what());
     }
@@ -102,7 +109,9 @@ void TrainOptions::validate() const {
     if (!(adam.eps > 0)) fail("--adam-eps must be positive");
     if (adam.weight_decay < 0) fail("--weight-decay must not be negative");
     if (clip < 0) fail("--clip must not be negative (0 turns clipping off)");
-    if (device != "cpu" && device != "cuda") fail("--device: unknown device '{}' (valid: cpu, cuda)", device);
+    if (device != "cpu" && device != "cuda") fail("--device: unknown device '{}' (valid: cpu, cuda, auto)", device);
+    if (dtype != "fp32" && dtype != "bf16") fail("--dtype: unknown precision '{}' (valid: fp32, bf16, auto)", dtype);
+    if (device == "cpu" && dtype != "fp32") fail("--dtype {}: the CPU backend computes in fp32 only", dtype);
     if (sink_every > 0 && probe.empty()) fail("--sink-every needs --probe FILE");
 }
 
@@ -222,6 +231,16 @@ int train_with(TrainOptions o, bool resume) {
             fail("--probe: sequences of {} tokens exceed the model's context {}", probe.info.length, o.model.context);
     }
     const SinkOptions sink_options = sink_options_for(o.model);
+    // The measurement runs on a CPU copy of the weights: it needs the full attention maps, which a
+    // fused GPU kernel never writes, and it leaves the training model's buffers alone.
+    std::unique_ptr<Model<CpuBackend<float>>> probe_model;
+    if (o.sink_every > 0) probe_model = std::make_unique<Model<CpuBackend<float>>>(o.model);
+    auto measure_sinks = [&]() {
+        if constexpr (std::is_same_v<T, float>) Backend::download(probe_model->params(), model.params(), model.n_params());
+        SinkOptions options = sink_options;
+        options.keep_maps = false;
+        return measure_model_sinks(*probe_model, probe, options);
+    };
 
     std::ofstream metrics(metrics_path, std::ios::app);
     if (!metrics) fail("{}: cannot open for writing", metrics_path);
@@ -298,9 +317,7 @@ int train_with(TrainOptions o, bool resume) {
             m["val_loss"] = val_loss;
         }
         if (o.sink_every > 0 && (done % o.sink_every == 0 || last)) {
-            SinkOptions options = sink_options;
-            options.keep_maps = false;
-            add_sink_metrics(m, measure_model_sinks(model, probe, options));
+            add_sink_metrics(m, measure_sinks());
         }
         metrics << m.dump() << "\n";
         metrics.flush();
@@ -328,9 +345,24 @@ int train_with(TrainOptions o, bool resume) {
 
 }  // namespace
 
+void resolve_device(TrainOptions& o) {
+    if (o.device == "auto") o.device = query_gpu().device_count > 0 ? "cuda" : "cpu";
+    if (o.dtype == "auto") o.dtype = o.device == "cuda" ? "bf16" : "fp32";
+}
+
 int run_training(TrainOptions o, bool resume) {
+    resolve_device(o);
     o.validate();
-    if (o.device == "cuda") fail("--device cuda: this build has no CUDA training backend yet");
+    if (o.device == "cuda") {
+#ifdef SINKLAB_WITH_CUDA
+        cuda::require_device();
+        cuda::set_precision(cuda::parse_precision(o.dtype));
+        fmt::print("device: {} ({})\n", query_gpu().name, o.dtype);
+        return train_with<CudaBackend>(o, resume);
+#else
+        fail("--device cuda: this build has no CUDA backend (nvcc was not found when it was configured)");
+#endif
+    }
     return train_with<CpuBackend<float>>(o, resume);
 }
 

@@ -38,7 +38,8 @@ struct TrainOptions {
     size_t log_every = 10;
     size_t sink_every = 0;
     std::string probe;
-    std::string device = "cpu";
+    std::string device = "cpu";  // cpu | cuda | auto (cuda when a GPU is visible)
+    std::string dtype = "fp32";  // fp32 | bf16 (CUDA mixed precision) | auto (bf16 on cuda)
 
     Json to_json() const;
     static TrainOptions from_json(const Json& j, const std::string& what);
@@ -49,6 +50,9 @@ struct TrainOptions {
 // Learning rate at 0-based step `step`: linear warmup over `warmup` steps to the peak, then
 // constant, or cosine from the peak down to min_lr at the last step.
 double learning_rate(const TrainOptions& o, size_t step);
+
+// Replaces device/dtype "auto" by what this machine has.
+void resolve_device(TrainOptions& o);
 
 // Trains (or, with resume, continues the run in o.out from its latest checkpoint up to o.steps).
 // Returns the process exit code: 0 done, 4 diverged (NaN or infinite loss or gradient).
