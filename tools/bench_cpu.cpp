@@ -14,6 +14,7 @@
 //
 //   bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] [--samples N]
 #include <dlfcn.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -338,7 +339,13 @@ Json train_step_child(size_t batch, size_t seq) {
 
 Json run_train_step(double peak_all) {
     const size_t batch = 16, seq = 256;
-    const std::string command = "/proc/self/exe --train-step-child 2>&1";
+    char self[4096] = {};
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);  // this program's own path
+    if (len <= 0) {
+        std::printf("\ntrain_step: cannot find this program's path\n");
+        return Json();
+    }
+    const std::string command = "'" + std::string(self, size_t(len)) + "' --train-step-child 2>&1";
     FILE* pipe = popen(command.c_str(), "r");
     std::string output;
     char buffer[4096];
