@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config.h"
+#include "exp.h"
 #include "matmul.h"
 
 namespace sinklab {
@@ -32,13 +33,23 @@ void embedding_forward(T* out, const int32_t* tokens, const T* wte, size_t N, si
     }
 }
 
-// Embedding, backward.  dwte[tokens[n], :] += dout[n, :]. Parallel over columns so that each
-// element is summed in token order by one thread (deterministic).
+// Backward passes that sum over rows into a per-column gradient split the columns into blocks of
+// this many (one 64-byte cache line of floats): one thread owns a block and sums its columns in row
+// order, which is deterministic for any thread count and reads whole lines.
+constexpr size_t kColumnBlock = 16;
+
+// Embedding, backward.  dwte[tokens[n], :] += dout[n, :], each element summed in token order.
 template <typename T>
 void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, size_t N, size_t C) {
+    const size_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < C; c++)
-        for (size_t n = 0; n < N; n++) dwte[size_t(tokens[n]) * C + c] += dout[n * C + c];
+    for (size_t blk = 0; blk < blocks; blk++) {
+        const size_t c0 = blk * kColumnBlock, c1 = std::min(C, c0 + kColumnBlock);
+        for (size_t n = 0; n < N; n++) {
+            T* row = dwte + size_t(tokens[n]) * C;
+            for (size_t c = c0; c < c1; c++) row[c] += dout[n * C + c];
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -50,6 +61,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* x, const T* weight, size_t N, siz
     for (size_t n = 0; n < N; n++) {
         const T* xn = x + n * C;
         T sum_sq = 0;
+#pragma omp simd reduction(+ : sum_sq)
         for (size_t c = 0; c < C; c++) sum_sq += xn[c] * xn[c];
         const T r = T(1) / std::sqrt(sum_sq / T(C) + eps);
         rstd[n] = r;
@@ -70,15 +82,22 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* wei
         const T* dy = dout + n * C;
         const T r = rstd[n];
         T dot = 0;  // sum_c dy w x
+#pragma omp simd reduction(+ : dot)
         for (size_t c = 0; c < C; c++) dot += dy[c] * weight[c] * xn[c];
         const T coef = r * r * r * dot / T(C);
+#pragma omp simd
         for (size_t c = 0; c < C; c++) dx[n * C + c] += r * weight[c] * dy[c] - coef * xn[c];
     }
+    // dweight: each column summed over n in row order by one thread (deterministic), columns taken
+    // kColumnBlock at a time so that the walk down the rows reads whole cache lines.
+    const size_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < C; c++) {
-        T sum = 0;
-        for (size_t n = 0; n < N; n++) sum += dout[n * C + c] * x[n * C + c] * rstd[n];
-        dweight[c] += sum;
+    for (size_t blk = 0; blk < blocks; blk++) {
+        const size_t c0 = blk * kColumnBlock, c1 = std::min(C, c0 + kColumnBlock);
+        T sum[kColumnBlock] = {};
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = c0; c < c1; c++) sum[c - c0] += dout[n * C + c] * x[n * C + c] * rstd[n];
+        for (size_t c = c0; c < c1; c++) dweight[c] += sum[c - c0];
     }
 }
 
@@ -155,11 +174,11 @@ void rope_backward(T* dqkv, const T* dout, const T* cos_table, const T* sin_tabl
 template <typename T>
 inline T attention_sim(ScoreFunction f, T s) {
     switch (f) {
-        case ScoreFunction::sigmoid: return T(1) / (T(1) + std::exp(-s));
-        case ScoreFunction::elu: return s > T(0) ? s + T(1) : std::exp(s);
+        case ScoreFunction::sigmoid: return T(1) / (T(1) + exp_of(-s));
+        case ScoreFunction::elu: return s > T(0) ? s + T(1) : exp_of(s);
         case ScoreFunction::softmax: break;
     }
-    return std::exp(s);  // softmax: callers subtract the row maximum first
+    return exp_of(s);  // softmax: callers subtract the row maximum first
 }
 
 template <typename T>
@@ -210,21 +229,28 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                     T* w = w_bh + i * Tn;
                     // scores s_ij for j <= i
                     T max_s = -INFINITY;
+#pragma omp simd reduction(max : max_s)
                     for (size_t j = 0; j <= i; j++) {
                         w[j] = w[j] * scale + bias;
-                        if (w[j] > max_s) max_s = w[j];
+                        max_s = std::max(max_s, w[j]);
                     }
                     // sim and normaliser
+                    // (`omp simd` lets the compiler vectorize these loops, exp_of included; the
+                    // sums are then taken lane-wise, in an order fixed by the build.)
                     T z = 1;
                     if (spec.score == ScoreFunction::softmax) {
                         T sum = 0;
+#pragma omp simd reduction(+ : sum)
                         for (size_t j = 0; j <= i; j++) {
-                            w[j] = std::exp(w[j] - max_s);
+                            w[j] = exp_of(w[j] - max_s);
                             sum += w[j];
                         }
-                        for (size_t j = 0; j <= i; j++) w[j] /= sum;
+                        const T inv_sum = T(1) / sum;
+#pragma omp simd
+                        for (size_t j = 0; j <= i; j++) w[j] *= inv_sum;
                     } else {
                         T sum = 0;
+#pragma omp simd reduction(+ : sum)
                         for (size_t j = 0; j <= i; j++) {
                             w[j] = attention_sim(spec.score, w[j]);
                             sum += w[j];
@@ -314,8 +340,9 @@ void swiglu_forward(T* out, const T* fc, size_t N, size_t F) {
     for (size_t n = 0; n < N; n++) {
         const T* gate = fc + n * 2 * F;
         const T* up = gate + F;
+#pragma omp simd
         for (size_t f = 0; f < F; f++) {
-            const T sig = T(1) / (T(1) + std::exp(-gate[f]));
+            const T sig = T(1) / (T(1) + exp_of(-gate[f]));
             out[n * F + f] = gate[f] * sig * up[f];
         }
     }
@@ -331,9 +358,10 @@ void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {
         const T* up = gate + F;
         T* dgate = dfc + n * 2 * F;
         T* dup = dgate + F;
+#pragma omp simd
         for (size_t f = 0; f < F; f++) {
             const T a = gate[f];
-            const T sig = T(1) / (T(1) + std::exp(-a));
+            const T sig = T(1) / (T(1) + exp_of(-a));
             const T dy = dout[n * F + f];
             dgate[f] += dy * up[f] * sig * (T(1) + a * (T(1) - sig));
             dup[f] += dy * a * sig;
@@ -350,6 +378,15 @@ void residual_add(T* x, const T* y, size_t n) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// The largest of n > 0 values (vectorized).
+template <typename T>
+inline T row_max(const T* x, size_t n) {
+    T m = x[0];
+#pragma omp simd reduction(max : m)
+    for (size_t i = 1; i < n; i++) m = std::max(m, x[i]);
+    return m;
+}
+
 // Cross entropy, forward.  logits: (N, V), targets: (N)  ->  losses: (N)
 //   losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]];  a negative target is ignored (loss 0).
 template <typename T>
@@ -361,10 +398,10 @@ void crossentropy_forward(T* losses, const T* logits, const int32_t* targets, si
             continue;
         }
         const T* row = logits + n * V;
-        T max_l = row[0];
-        for (size_t v = 1; v < V; v++) max_l = row[v] > max_l ? row[v] : max_l;
+        const T max_l = row_max(row, V);
         T sum = 0;
-        for (size_t v = 0; v < V; v++) sum += std::exp(row[v] - max_l);
+#pragma omp simd reduction(+ : sum)
+        for (size_t v = 0; v < V; v++) sum += exp_of(row[v] - max_l);
         losses[n] = std::log(sum) + max_l - row[size_t(targets[n])];
     }
 }
@@ -382,12 +419,18 @@ void crossentropy_backward(T* dlogits, const T* logits, const int32_t* targets, 
             for (size_t v = 0; v < V; v++) drow[v] = 0;
             continue;
         }
-        T max_l = row[0];
-        for (size_t v = 1; v < V; v++) max_l = row[v] > max_l ? row[v] : max_l;
+        const T max_l = row_max(row, V);
+        // drow = exp(logits - max) first (in place is fine: element v is read, then written) ...
         T sum = 0;
-        for (size_t v = 0; v < V; v++) sum += std::exp(row[v] - max_l);
-        const T inv_sum = T(1) / sum;
-        for (size_t v = 0; v < V; v++) drow[v] = dloss * std::exp(row[v] - max_l) * inv_sum;
+#pragma omp simd reduction(+ : sum)
+        for (size_t v = 0; v < V; v++) {
+            drow[v] = exp_of(row[v] - max_l);
+            sum += drow[v];
+        }
+        // ... then scaled by dloss / sum, minus dloss at the target
+        const T factor = dloss / sum;
+#pragma omp simd
+        for (size_t v = 0; v < V; v++) drow[v] *= factor;
         drow[size_t(targets[n])] -= dloss;
     }
 }

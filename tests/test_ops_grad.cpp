@@ -588,6 +588,38 @@ TEST_CASE("swiglu and crossentropy forward: known values") {
     CHECK(losses[1] == doctest::Approx(10.0 + std::log1p(3.0 * std::exp(-10.0))).epsilon(1e-14));
 }
 
+TEST_CASE("exp_float: within 2 ulp of exp on [-87.3, 88], exact at 0, 0 below the normal range") {
+    // Every 1009th float of the range (about 2 million values, both signs, all binades).
+    double worst_ulp = 0;
+    float worst_x = 0;
+    size_t count = 0;
+    for (float x = -87.3f; x < 88.0f; x = std::nextafter(x, 100.0f)) {
+        for (int skip = 0; skip < 1008 && x < 88.0f; skip++) x = std::nextafter(x, 100.0f);
+        const double reference = std::exp(double(x));
+        const double ulp = std::ldexp(1.0, std::ilogb(float(reference)) - 23);
+        const double err = std::fabs(double(exp_float(x)) - reference) / ulp;
+        if (err > worst_ulp) worst_ulp = err, worst_x = x;
+        count++;
+    }
+    MESSAGE("exp_float: worst error " << worst_ulp << " ulp at x = " << worst_x << " over " << count << " points");
+    CHECK(count > 1000000);
+    CHECK(worst_ulp <= 2.0);
+    CHECK(exp_float(0.0f) == 1.0f);
+    CHECK(exp_float(1.0f) == doctest::Approx(std::exp(1.0)).epsilon(2e-7));
+    CHECK(exp_float(-88.0f) == 0.0f);
+    CHECK(exp_float(-1e30f) == 0.0f);
+    CHECK(std::isfinite(exp_float(1e30f)));
+    CHECK(std::isnan(exp_float(NAN)));
+    // and vectorized (as the hot loops use it) it gives bitwise the scalar results
+    std::vector<float> x(1000), y(1000);
+    for (size_t i = 0; i < x.size(); i++) x[i] = -80.0f + 0.16f * float(i);
+#pragma omp simd
+    for (size_t i = 0; i < x.size(); i++) y[i] = exp_float(x[i]);
+    size_t differ = 0;
+    for (size_t i = 0; i < x.size(); i++) differ += y[i] != exp_float(x[i]);
+    CHECK(differ == 0);
+}
+
 // ================================================================================================
 // Float vs double
 // ================================================================================================
@@ -622,6 +654,40 @@ TEST_CASE("attention float vs double: forward and backward agree to ~1e-4, every
         CHECK(e_z < 1e-4);
         CHECK(e_d < 1e-4);
     }
+}
+
+TEST_CASE("swiglu and crossentropy float vs double: forward and backward agree to ~1e-6") {
+    const size_t Nf = 19, Ff = 37, Vf = 300;
+    std::mt19937_64 rng(303);
+    const Vec fc = random_vector(rng, Nf * 2 * Ff, -6.0, 6.0), dout = random_vector(rng, Nf * Ff);
+    const Vec logits = random_vector(rng, Nf * Vf, -8.0, 8.0);
+    std::vector<int32_t> targets(Nf);
+    for (size_t n = 0; n < Nf; n++) targets[n] = n == 3 ? -1 : int32_t((n * 31) % Vf);
+    const std::vector<float> fc_f(fc.begin(), fc.end()), dout_f(dout.begin(), dout.end()),
+        logits_f(logits.begin(), logits.end());
+    const Vec fc_r(fc_f.begin(), fc_f.end()), dout_r(dout_f.begin(), dout_f.end()),
+        logits_r(logits_f.begin(), logits_f.end());
+
+    Vec out(Nf * Ff), dfc(Nf * 2 * Ff, 0.0), losses(Nf), dlogits(Nf * Vf);
+    std::vector<float> out_f(Nf * Ff), dfc_f(Nf * 2 * Ff, 0.f), losses_f(Nf), dlogits_f(Nf * Vf);
+    swiglu_forward(out.data(), fc_r.data(), Nf, Ff);
+    swiglu_forward(out_f.data(), fc_f.data(), Nf, Ff);
+    swiglu_backward(dfc.data(), dout_r.data(), fc_r.data(), Nf, Ff);
+    swiglu_backward(dfc_f.data(), dout_f.data(), fc_f.data(), Nf, Ff);
+    crossentropy_forward(losses.data(), logits_r.data(), targets.data(), Nf, Vf);
+    crossentropy_forward(losses_f.data(), logits_f.data(), targets.data(), Nf, Vf);
+    crossentropy_backward(dlogits.data(), logits_r.data(), targets.data(), 0.25, Nf, Vf);
+    crossentropy_backward(dlogits_f.data(), logits_f.data(), targets.data(), 0.25f, Nf, Vf);
+    const double e_out = gradcheck::normwise_rel_diff(out_f, out), e_dfc = gradcheck::normwise_rel_diff(dfc_f, dfc);
+    const double e_loss = gradcheck::normwise_rel_diff(losses_f, losses),
+                 e_dlogits = gradcheck::normwise_rel_diff(dlogits_f, dlogits);
+    MESSAGE("float vs double: swiglu out " << e_out << ", dfc " << e_dfc << "; crossentropy loss " << e_loss
+                                           << ", dlogits " << e_dlogits << " (norm-wise rel)");
+    CHECK(e_out < 1e-6);
+    CHECK(e_dfc < 1e-6);
+    CHECK(e_loss < 1e-6);
+    CHECK(e_dlogits < 1e-6);
+    CHECK(losses_f[3] == 0.0f);
 }
 
 TEST_CASE("matmul float vs double: every element within the rounding bound of its dot product") {

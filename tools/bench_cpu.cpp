@@ -361,9 +361,10 @@ Json run_train_step(double peak_all) {
     j["rss_over_counted"] = j.at("rss_bytes").as_number() / j.at("counted_bytes").as_number();
     std::printf("\ntraining step, preset small (%zu params), batch %zu x %zu tokens:\n", size_t(j.at("params").as_int()),
                 batch, seq);
-    std::printf("  %.0f tokens/s (best %.0f), %.1f MFLOP/token, model FLOP utilisation %.0f%% of the measured peak\n",
+    std::printf("  %.0f tokens/s (best %.0f), %.1f MFLOP/token, model FLOP utilisation %.0f%% of the measured peak"
+                " (%.1f GFLOP/s)\n",
                 tps, j.at("tokens_per_s_best").as_number(), fpt * 1e-6,
-                peak_all > 0 ? 100.0 * j.at("mfu").as_number() : 0.0);
+                peak_all > 0 ? 100.0 * j.at("mfu").as_number() : 0.0, peak_all);
     std::printf("  peak RSS %.1f MiB vs %.1f MiB counted (params, grads, AdamW m and v, activations): %.2fx\n",
                 j.at("rss_bytes").as_number() / 1048576.0, j.at("counted_bytes").as_number() / 1048576.0,
                 j.at("rss_over_counted").as_number());
