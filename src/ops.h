@@ -171,14 +171,36 @@ void rope_backward(T* dqkv, const T* dout, const T* cos_table, const T* sin_tabl
 // Attention score functions g(s) and their derivatives written in terms of g (what backward has).
 //   sigmoid: g = 1 / (1 + exp(-s)),   g' = g (1 - g)
 //   elu+1:   g = s + 1 (s > 0), exp(s) (s <= 0),   g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  g' = min(g, 1)
+// attention_sim_row applies g in place to w[0, n) and returns their sum. The switch sits outside
+// the loops so that each loop is vectorized (`omp simd`; the sum is then taken lane-wise, in an
+// order fixed by the build).
 template <typename T>
-inline T attention_sim(ScoreFunction f, T s) {
+inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
+    T sum = 0;
     switch (f) {
-        case ScoreFunction::sigmoid: return T(1) / (T(1) + exp_of(-s));
-        case ScoreFunction::elu: return s > T(0) ? s + T(1) : exp_of(s);
-        case ScoreFunction::softmax: break;
+        case ScoreFunction::sigmoid:
+#pragma omp simd reduction(+ : sum)
+            for (size_t j = 0; j < n; j++) {
+                w[j] = T(1) / (T(1) + exp_of(-w[j]));
+                sum += w[j];
+            }
+            break;
+        case ScoreFunction::elu:
+#pragma omp simd reduction(+ : sum)
+            for (size_t j = 0; j < n; j++) {
+                w[j] = w[j] > T(0) ? w[j] + T(1) : exp_of(w[j]);
+                sum += w[j];
+            }
+            break;
+        case ScoreFunction::softmax:  // callers subtract the row maximum first
+#pragma omp simd reduction(+ : sum)
+            for (size_t j = 0; j < n; j++) {
+                w[j] = exp_of(w[j]);
+                sum += w[j];
+            }
+            break;
     }
-    return exp_of(s);  // softmax: callers subtract the row maximum first
+    return sum;
 }
 
 template <typename T>
@@ -235,28 +257,18 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                         max_s = std::max(max_s, w[j]);
                     }
                     // sim and normaliser
-                    // (`omp simd` lets the compiler vectorize these loops, exp_of included; the
-                    // sums are then taken lane-wise, in an order fixed by the build.)
                     T z = 1;
                     if (spec.score == ScoreFunction::softmax) {
-                        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-                        for (size_t j = 0; j <= i; j++) {
-                            w[j] = exp_of(w[j] - max_s);
-                            sum += w[j];
-                        }
-                        const T inv_sum = T(1) / sum;
+#pragma omp simd
+                        for (size_t j = 0; j <= i; j++) w[j] -= max_s;
+                        const T inv_sum = T(1) / attention_sim_row(spec.score, w, i + 1);
 #pragma omp simd
                         for (size_t j = 0; j <= i; j++) w[j] *= inv_sum;
                     } else {
-                        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-                        for (size_t j = 0; j <= i; j++) {
-                            w[j] = attention_sim(spec.score, w[j]);
-                            sum += w[j];
-                        }
+                        const T sum = attention_sim_row(spec.score, w, i + 1);
                         if (spec.normalize) {
                             z = sum + T(kAttentionNormEps);
+#pragma omp simd
                             for (size_t j = 0; j <= i; j++) w[j] /= z;
                         }
                     }
@@ -309,18 +321,22 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
                     const T* w = w_blk + r * Tn;
                     T* dsi = ds.data() + r * Tn;
                     T weighted = 0;  // sum_j w_ij dw_ij
+#pragma omp simd reduction(+ : weighted)
                     for (size_t j = 0; j <= i; j++) weighted += w[j] * dsi[j];
                     if (spec.score == ScoreFunction::softmax) {
-                        for (size_t j = 0; j <= i; j++) dsi[j] = w[j] * (dsi[j] - weighted);
+#pragma omp simd
+                        for (size_t j = 0; j <= i; j++) dsi[j] = scale * w[j] * (dsi[j] - weighted);
                     } else {
                         const T z = att_z[(b * H + h) * Tn + i];
+                        const T shift = spec.normalize ? weighted : T(0), inv_z = T(1) / z;
+                        const ScoreFunction f = spec.score;
+#pragma omp simd
                         for (size_t j = 0; j <= i; j++) {
                             const T g = w[j] * z;
-                            const T dg = spec.normalize ? (dsi[j] - weighted) / z : dsi[j];
-                            dsi[j] = dg * attention_sim_grad(spec.score, g);
+                            const T dg = (dsi[j] - shift) * inv_z;  // z = 1 when not normalised
+                            dsi[j] = scale * dg * attention_sim_grad(f, g);
                         }
                     }
-                    for (size_t j = 0; j <= i; j++) dsi[j] *= scale;
                     for (size_t j = i + 1; j < keys; j++) dsi[j] = 0;  // masked: no gradient
                 }
                 // dq_i += scale sum_j ds_ij k_j:  dQ_blk (rows, D) += ds . K
