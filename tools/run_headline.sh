@@ -16,7 +16,7 @@ BIN=${SINKLAB_BIN:-build/sinklab}
 OUT=${OUT:-runs/headline}
 VOCAB_SIZE=${VOCAB_SIZE:-2048}
 DATA=${DATA:-data/cache/linux-doc-${VOCAB_SIZE}}
-DEVICE=${DEVICE:-cpu}
+DEVICE=${DEVICE:-auto}  # cuda when a GPU is visible and CUDA was compiled in, else cpu
 
 # The laptop-scale calibration (see README, "The main job"): the `small` preset (4 layers, width
 # 128, 4 heads, SwiGLU 384, a 2048-id BPE vocabulary: 0.7M parameters in the blocks), sequences of
