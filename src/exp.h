@@ -28,7 +28,7 @@ namespace sinklab {
 
 inline float exp_float(float x) {
     constexpr float kLog2e = 1.44269504088896341f;
-    constexpr float kLn2Hi = 0.693145751953125f;        // ln 2 rounded to 16 significant bits
+    constexpr float kLn2Hi = 0.693145751953125f;        // ln 2 to 15 bits: n * kLn2Hi is exact
     constexpr float kLn2Lo = 1.42860682030941723212e-6f;  // ln 2 - kLn2Hi
     constexpr float kMin = -87.3365447f, kMax = 88.0f;  // 2^-126 (smallest normal) .. 1.65e38
     const float keep = x >= kMin ? 1.0f : 0.0f;  // 0 where exp(x) is below the smallest normal float
