@@ -34,22 +34,26 @@ void embedding_forward(T* out, const int32_t* tokens, const T* wte, size_t N, si
 }
 
 // Backward passes that sum over rows into a per-column gradient split the columns into blocks of
-// this many (one 64-byte cache line of floats): one thread owns a block and sums its columns in row
-// order, which is deterministic for any thread count and reads whole lines.
+// kColumnBlock (one 64-byte cache line of floats): one thread owns a block [c0, c1) and sums its
+// columns in row order, which is deterministic for any thread count and reads whole lines.
 constexpr size_t kColumnBlock = 16;
+
+template <typename Body>
+void parallel_over_column_blocks(size_t C, Body body) {
+    const size_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static)
+    for (size_t blk = 0; blk < blocks; blk++) body(blk * kColumnBlock, std::min(C, (blk + 1) * kColumnBlock));
+}
 
 // Embedding, backward.  dwte[tokens[n], :] += dout[n, :], each element summed in token order.
 template <typename T>
 void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, size_t N, size_t C) {
-    const size_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        const size_t c0 = blk * kColumnBlock, c1 = std::min(C, c0 + kColumnBlock);
+    parallel_over_column_blocks(C, [&](size_t c0, size_t c1) {
         for (size_t n = 0; n < N; n++) {
             T* row = dwte + size_t(tokens[n]) * C;
             for (size_t c = c0; c < c1; c++) row[c] += dout[n * C + c];
         }
-    }
+    });
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -88,17 +92,13 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* wei
 #pragma omp simd
         for (size_t c = 0; c < C; c++) dx[n * C + c] += r * weight[c] * dy[c] - coef * xn[c];
     }
-    // dweight: each column summed over n in row order by one thread (deterministic), columns taken
-    // kColumnBlock at a time so that the walk down the rows reads whole cache lines.
-    const size_t blocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static)
-    for (size_t blk = 0; blk < blocks; blk++) {
-        const size_t c0 = blk * kColumnBlock, c1 = std::min(C, c0 + kColumnBlock);
+    // dweight: each column summed over n in row order (deterministic)
+    parallel_over_column_blocks(C, [&](size_t c0, size_t c1) {
         T sum[kColumnBlock] = {};
         for (size_t n = 0; n < N; n++)
             for (size_t c = c0; c < c1; c++) sum[c - c0] += dout[n * C + c] * x[n * C + c] * rstd[n];
         for (size_t c = c0; c < c1; c++) dweight[c] += sum[c - c0];
-    }
+    });
 }
 
 // ----------------------------------------------------------------------------------------------
