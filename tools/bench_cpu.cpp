@@ -221,25 +221,63 @@ struct GemmBuffers {
     }
 };
 
-Timing time_ours(const GemmCase& g) {
-    GemmBuffers buf(g);
+// Our kernel through gemm_f32 with the strides matmul.h uses, and OpenBLAS on the same shapes,
+// timed in alternation: sample i of ours, then sample i of OpenBLAS, with a pause after each that
+// lets the library's worker threads stop spinning (both OpenMP and OpenBLAS threads busy-wait for a
+// while after a call) so that they do not steal cycles from the other side. A slow stretch of a shared machine then slows both columns alike and
+// the ratio stays meaningful. Each sample lasts about 50 ms (inner calls chosen from a warm-up).
+struct GemmTimings {
+    Timing ours, openblas{-1, -1};
+};
+
+GemmTimings time_gemm(const GemmCase& g, const OpenBlas& ob) {
+    GemmBuffers ours_buf(g), theirs_buf(g);
     // A stored (M, K), or (K, M) when transposed; B stored (K, N), or (N, K) when transposed.
     const size_t a_row = g.trans_a ? 1 : g.K, a_col = g.trans_a ? g.M : 1;
     const size_t b_row = g.trans_b ? 1 : g.N, b_col = g.trans_b ? g.K : 1;
-    return time_median([&] {
-        gemm_f32(g.M, g.N, g.K, buf.A.data(), a_row, a_col, buf.B.data(), b_row, b_col, buf.C.data(), g.N,
-                 g.accumulate);
-    });
-}
-
-Timing time_openblas(const GemmCase& g, const OpenBlas& ob) {
-    GemmBuffers buf(g);
+    const auto ours = [&] {
+        gemm_f32(g.M, g.N, g.K, ours_buf.A.data(), a_row, a_col, ours_buf.B.data(), b_row, b_col,
+                 ours_buf.C.data(), g.N, g.accumulate);
+    };
     const int lda = int(g.trans_a ? g.M : g.K), ldb = int(g.trans_b ? g.K : g.N);
-    return time_median([&] {
+    const auto theirs = [&] {
         ob.sgemm(kCblasRowMajor, g.trans_a ? kCblasTrans : kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans,
-                 int(g.M), int(g.N), int(g.K), 1.0f, buf.A.data(), lda, buf.B.data(), ldb,
-                 g.accumulate ? 1.0f : 0.0f, buf.C.data(), int(g.N));
-    });
+                 int(g.M), int(g.N), int(g.K), 1.0f, theirs_buf.A.data(), lda, theirs_buf.B.data(), ldb,
+                 g.accumulate ? 1.0f : 0.0f, theirs_buf.C.data(), int(g.N));
+    };
+    const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); };
+    // Warm-up call, which also sizes a sample.
+    const auto calls_per_sample = [](const std::function<void()>& fn) {
+        const double t0 = now_seconds();
+        fn();
+        return std::max<size_t>(1, size_t(0.05 / std::max(now_seconds() - t0, 1e-7)));
+    };
+    const auto sample = [](const std::function<void()>& fn, size_t inner) {
+        fn();  // untimed: wakes the library's threads and warms the caches with this side's buffers
+        const double t0 = now_seconds();
+        for (size_t r = 0; r < inner; r++) fn();
+        return (now_seconds() - t0) / double(inner);
+    };
+    const size_t inner_ours = calls_per_sample(ours);
+    size_t inner_theirs = 0;
+    if (ob.sgemm) {
+        inner_theirs = calls_per_sample(theirs);
+        pause();
+    }
+    std::vector<double> ours_samples, theirs_samples;
+    for (size_t s = 0; s < g_samples; s++) {
+        ours_samples.push_back(sample(ours, inner_ours));
+        if (ob.sgemm) {
+            pause();
+            theirs_samples.push_back(sample(theirs, inner_theirs));
+            pause();
+        }
+    }
+    GemmTimings t;
+    t.ours = {median(ours_samples), *std::min_element(ours_samples.begin(), ours_samples.end())};
+    if (ob.sgemm)
+        t.openblas = {median(theirs_samples), *std::min_element(theirs_samples.begin(), theirs_samples.end())};
+    return t;
 }
 
 // ---- 3. attention -----------------------------------------------------------------------------
@@ -443,23 +481,19 @@ int main(int argc, char** argv) {
         std::vector<GemmResult> results;
         for (const GemmCase& g : cases)
             if (filter.empty() || g.name.find(filter) != std::string::npos) results.push_back({g});
-        // Shape by shape, ours then OpenBLAS, so that both see the same background load (the ratio
-        // stays meaningful on a shared machine). After OpenBLAS, a pause lets its worker threads stop
-        // spinning (they busy-wait for a while after each call) before the OpenMP team runs again.
+        // Shape by shape, samples of ours and of OpenBLAS alternating (see time_gemm).
         std::printf("\ngemm  C (M,N) (+)= A (M,K) . B (K,N)   (N tokens: small 16x256, tinyllama-60m 8x256)\n");
         std::printf("  %-30s %6s %6s %6s %9s %6s %9s %6s %6s %6s\n", "name", "M", "N", "K", "GFLOP/s", "best",
                     "OpenBLAS", "best", "ratio", "%peak");
         Json list = Json::array();
         for (GemmResult& r : results) {
             const double flops = 2.0 * double(r.c.M) * double(r.c.N) * double(r.c.K);
-            const Timing ours = time_ours(r.c);
-            r.gflops = flops / ours.median * 1e-9;
-            r.gflops_best = flops / ours.best * 1e-9;
+            const GemmTimings t = time_gemm(r.c, ob);
+            r.gflops = flops / t.ours.median * 1e-9;
+            r.gflops_best = flops / t.ours.best * 1e-9;
             if (ob.sgemm) {
-                const Timing theirs = time_openblas(r.c, ob);
-                r.openblas_gflops = flops / theirs.median * 1e-9;
-                r.openblas_gflops_best = flops / theirs.best * 1e-9;
-                std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                r.openblas_gflops = flops / t.openblas.median * 1e-9;
+                r.openblas_gflops_best = flops / t.openblas.best * 1e-9;
             }
             Json j = Json::object();
             j["name"] = r.c.name;

@@ -21,22 +21,24 @@ DEVICE=${DEVICE:-auto}  # cuda when a GPU is visible and CUDA was compiled in, e
 # The laptop-scale calibration (see README, "The main job"): the `small` preset (4 layers, width
 # 128, 4 heads, SwiGLU 384, a 2048-id BPE vocabulary: 0.7M parameters in the blocks), sequences of
 # 64 tokens (the probe length) that start with <|endoftext|> (a fixed first token, as a BOS would
-# be), batch 32, learning rate 3e-3: 1500 steps, 3.1M tokens per run, a few minutes on 2 cores.
+# be), batch 16, learning rate 3e-3: 3000 steps, 3.1M tokens per run, a few minutes on 2 cores.
+# (Batch 16 x 3000 steps reaches a lower validation loss than batch 32 x 1500 on the same tokens:
+# 4.35 against 4.62; the calibration sweep is in the README.)
 MODEL_ARGS=${MODEL_ARGS:---preset small}
-STEPS=${STEPS:-1500}
-BATCH=${BATCH:-32}
+STEPS=${STEPS:-3000}
+BATCH=${BATCH:-16}
 SEQ=${SEQ:-64}
 LR=${LR:-3e-3}
 WARMUP=${WARMUP:-100}
 SINK_EVERY=${SINK_EVERY:-100}
-EVAL_EVERY=${EVAL_EVERY:-250}
+EVAL_EVERY=${EVAL_EVERY:-500}
 
 OUT=$DATA VOCAB_SIZE=$VOCAB_SIZE tools/make_data.sh
 eot=$(( VOCAB_SIZE - 1 ))  # <|endoftext|> is the tokenizer's last id
 
 common=(--data "$DATA/train_000.bin" --val "$DATA/val_000.bin" $MODEL_ARGS --steps "$STEPS" --batch "$BATCH"
         --seq "$SEQ" --lr "$LR" --warmup "$WARMUP" --first-token "$eot" --eval-every "$EVAL_EVERY"
-        --val-batches 16 --sink-every "$SINK_EVERY" --probe "$DATA/probe.bin" --checkpoint-every 250
+        --val-batches 16 --sink-every "$SINK_EVERY" --probe "$DATA/probe.bin" --checkpoint-every 500
         --log-every 50 --device "$DEVICE")
 mkdir -p "$OUT"
 for attention in softmax sigmoid; do
