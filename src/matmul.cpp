@@ -19,9 +19,13 @@
 //
 // Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
 // micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
-// the kernel reads two unit-stride streams. The micro-kernel keeps the MR x NR tile of C in
-// vector registers for the whole KC loop: per step k it loads one row of B_micro (NR floats),
-// broadcasts the MR values of column k of A_micro and issues MR * NR / lanes FMAs.
+// the kernel reads two unit-stride streams. A row-major A (activations in forward, dout in dinp)
+// is the exception: the kernel broadcasts its values straight from MR rows of A (only a partial
+// last micro-panel is packed), since a broadcast needs no contiguity; this saves the transposing
+// copy, about 5% of the laptop preset's training step under perf (see read_a_in_place).
+// The micro-kernel keeps the MR x NR tile of C in vector registers for the whole KC loop: per
+// step k it loads one row of B_micro (NR floats), broadcasts the MR values of column k of A_micro
+// and issues MR * NR / lanes FMAs.
 //
 // Determinism: every C element is the sum, in increasing k, of its products, accumulated per KC
 // block in one register (one FMA per k) and added to C block after block, in pc order. KC is a
@@ -209,12 +213,15 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
 }
 
 // ---- micro-kernel ------------------------------------------------------------------------------
-// C tile (MR x NR, leading dimension ldc) (+)= a (packed MR x kc) . b (packed kc x NR).
-//   acc[i][j] = sum_k a[k MR + i] b[k NR + j]   (k increasing, one FMA each, starting from 0)
+// C tile (MR x NR, leading dimension ldc) (+)= A panel (MR x kc) . b (packed kc x NR).
+//   acc[i][j] = sum_k A(i, k) b[k NR + j]   (k increasing, one FMA each, starting from 0)
 //   add: C[i, j] += acc[i][j],  else C[i, j] = acc[i][j]
+// The A panel is packed, A(i, k) = a[k MR + i], or (kDirect) read in place from a row-major A,
+// A(i, k) = a[i lda + k]: the same values in the same order, so the result is the same.
 #if defined(__AVX512F__)
-void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
-                  size_t ldc, bool add) {
+template <bool kDirect>
+void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
+                  float* __restrict c, size_t ldc, bool add) {
     __m512 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 14
     for (size_t i = 0; i < kMR; i++) {
@@ -228,11 +235,11 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
         const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
         for (size_t i = 0; i < kMR; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(kDirect ? a[i * lda] : a[i]);
             acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
             acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
         }
-        a += kMR;
+        a += kDirect ? 1 : kMR;
         b += kNR;
     }
 #pragma GCC unroll 14
@@ -247,8 +254,9 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
     }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
-                  size_t ldc, bool add) {
+template <bool kDirect>
+void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
+                  float* __restrict c, size_t ldc, bool add) {
     __m256 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 6
     for (size_t i = 0; i < kMR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
@@ -257,11 +265,11 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
         const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
         for (size_t i = 0; i < kMR; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(kDirect ? a + i * lda : a + i);
             acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
             acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
         }
-        a += kMR;
+        a += kDirect ? 1 : kMR;
         b += kNR;
     }
 #pragma GCC unroll 6
@@ -276,13 +284,14 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
     }
 }
 #else
-void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
-                  size_t ldc, bool add) {
+template <bool kDirect>
+void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
+                  float* __restrict c, size_t ldc, bool add) {
     float acc[kMR][kNR] = {};
     for (size_t k = 0; k < kc; k++) {
         for (size_t i = 0; i < kMR; i++)
-            for (size_t j = 0; j < kNR; j++) acc[i][j] += a[i] * b[j];
-        a += kMR;
+            for (size_t j = 0; j < kNR; j++) acc[i][j] += (kDirect ? a[i * lda] : a[i]) * b[j];
+        a += kDirect ? 1 : kMR;
         b += kNR;
     }
     for (size_t i = 0; i < kMR; i++)
@@ -292,10 +301,11 @@ void micro_kernel(size_t kc, const float* __restrict a, const float* __restrict 
 
 // An edge tile (rows < MR or cols < NR): run the full kernel into a scratch tile, then add or copy
 // the valid part. The padded rows and columns of the packed panels are zero and are dropped here.
-void edge_kernel(size_t kc, const float* a, const float* b, float* c, size_t ldc, bool add, size_t rows,
-                 size_t cols) {
+template <bool kDirect>
+void edge_kernel(size_t kc, const float* a, size_t lda, const float* b, float* c, size_t ldc, bool add,
+                 size_t rows, size_t cols) {
     alignas(kAlign) float tile[kMR * kNR];
-    micro_kernel(kc, a, b, tile, kNR, false);
+    micro_kernel<kDirect>(kc, a, lda, b, tile, kNR, false);
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++) c[i * ldc + j] = add ? c[i * ldc + j] + tile[i * kNR + j] : tile[i * kNR + j];
 }
@@ -329,21 +339,64 @@ struct PackBuffers {
     PackBuffers& operator=(const PackBuffers&) = delete;
 };
 
-// All the micro-tiles of a packed A block (mc x kc) times a packed B panel (kc x nc) into
+// A block of A (mc x kc) as the micro-kernel reads it: either read in place from a row-major A
+// (direct != nullptr, row stride lda), with only the last, partial micro-panel packed; or packed
+// whole into `packed` (panel ir at packed + ir kc).
+struct ABlock {
+    const float* direct = nullptr;
+    size_t lda = 0;
+    const float* packed = nullptr;
+};
+
+// Row-major A (unit stride along k) need not be packed: the kernel broadcasts A(i, k) from 14 rows
+// lda apart as easily as from a packed panel, and a block of rows is read many times from L1/L2
+// either way. Except when those 14 rows fall into few L1 sets: a row stride that is a multiple of
+// 32 cache lines (2 KiB) puts them into at most 2 of the 64 sets (8 ways each), and the rows would
+// evict each other. (A 32 KiB, 8-way L1 of 64 sets is assumed; elsewhere it is only a little slower.)
+bool read_a_in_place(size_t a_row, size_t a_col) {
+    if (a_col != 1) return false;
+    const size_t line_floats = 16;
+    if (a_row % line_floats != 0) return true;
+    const size_t lines = a_row / line_floats;
+    return lines % 32 != 0;
+}
+
+ABlock prepare_a_block(size_t mc, size_t kc, const float* A, size_t a_row, size_t a_col, float* buffer) {
+    ABlock block;
+    block.packed = buffer;
+    if (read_a_in_place(a_row, a_col)) {
+        block.direct = A;
+        block.lda = a_row;
+        const size_t full = mc / kMR * kMR;
+        if (full < mc) pack_panels<kMR>(mc - full, kc, A + full * a_row, a_row, a_col, buffer + full * kc);
+    } else {
+        pack_panels<kMR>(mc, kc, A, a_row, a_col, buffer);
+    }
+    return block;
+}
+
+// All the micro-tiles of a block of A (mc x kc) times a packed B panel (kc x nc) into
 // C (mc x nc, leading dimension ldc).
-void multiply_packed(size_t mc, size_t nc, size_t kc, const float* a_packed, const float* b_packed, float* C,
+void multiply_packed(size_t mc, size_t nc, size_t kc, const ABlock& a, const float* b_packed, float* C,
                      size_t ldc, bool add) {
     for (size_t ir = 0; ir < mc; ir += kMR) {
         const size_t rows = std::min(kMR, mc - ir);
-        const float* a_panel = a_packed + ir * kc;
+        const bool direct = a.direct != nullptr && rows == kMR;
+        const float* a_panel = direct ? a.direct + ir * a.lda : a.packed + ir * kc;
         for (size_t jr = 0; jr < nc; jr += kNR) {
             const size_t cols = std::min(kNR, nc - jr);
             const float* b_panel = b_packed + jr * kc;
             float* c_tile = C + ir * ldc + jr;
-            if (rows == kMR && cols == kNR)
-                micro_kernel(kc, a_panel, b_panel, c_tile, ldc, add);
-            else
-                edge_kernel(kc, a_panel, b_panel, c_tile, ldc, add, rows, cols);
+            if (direct) {
+                if (cols == kNR)
+                    micro_kernel<true>(kc, a_panel, a.lda, b_panel, c_tile, ldc, add);
+                else
+                    edge_kernel<true>(kc, a_panel, a.lda, b_panel, c_tile, ldc, add, rows, cols);
+            } else if (rows == kMR && cols == kNR) {
+                micro_kernel<false>(kc, a_panel, 0, b_panel, c_tile, ldc, add);
+            } else {
+                edge_kernel<false>(kc, a_panel, 0, b_panel, c_tile, ldc, add, rows, cols);
+            }
         }
     }
 }
@@ -368,8 +421,8 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
             for (size_t pc = 0; pc < K; pc += kKC) {
                 const size_t kc = std::min(kKC, K - pc);
                 const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
-                pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
-                multiply_packed(mc, N, kc, buffers.a, b_packed + pc * n_round, C + ic * ldc, ldc, add);
+                const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+                multiply_packed(mc, N, kc, a, b_packed + pc * n_round, C + ic * ldc, ldc, add);
             }
         }
         return;
@@ -382,11 +435,11 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
         const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
         for (size_t ic = 0; ic < M; ic += kMC) {
             const size_t mc = std::min(kMC, M - ic);
-            pack_panels<kMR>(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+            const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
             for (size_t jc = 0; jc < N; jc += kNC) {
                 const size_t nc = std::min(kNC, N - jc);
                 pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, b_packed);
-                multiply_packed(mc, nc, kc, buffers.a, b_packed, C + ic * ldc + jc, ldc, add);
+                multiply_packed(mc, nc, kc, a, b_packed, C + ic * ldc + jc, ldc, add);
             }
         }
     }
