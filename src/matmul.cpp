@@ -351,15 +351,10 @@ struct ABlock {
 // Row-major A (unit stride along k) need not be packed: the kernel broadcasts A(i, k) from 14 rows
 // lda apart as easily as from a packed panel, and a block of rows is read many times from L1/L2
 // either way. Except when those 14 rows fall into few L1 sets: a row stride that is a multiple of
-// 32 cache lines (2 KiB) puts them into at most 2 of the 64 sets (8 ways each), and the rows would
-// evict each other. (A 32 KiB, 8-way L1 of 64 sets is assumed; elsewhere it is only a little slower.)
-bool read_a_in_place(size_t a_row, size_t a_col) {
-    if (a_col != 1) return false;
-    const size_t line_floats = 16;
-    if (a_row % line_floats != 0) return true;
-    const size_t lines = a_row / line_floats;
-    return lines % 32 != 0;
-}
+// 32 cache lines (512 floats, 2 KiB) puts them into at most 2 of the 64 sets (8 ways each), and
+// the rows would evict each other. (A 32 KiB, 8-way L1 of 64 sets is assumed; elsewhere it is only
+// a little slower.)
+bool read_a_in_place(size_t a_row, size_t a_col) { return a_col == 1 && a_row % 512 != 0; }
 
 ABlock prepare_a_block(size_t mc, size_t kc, const float* A, size_t a_row, size_t a_col, float* buffer) {
     ABlock block;
@@ -375,29 +370,30 @@ ABlock prepare_a_block(size_t mc, size_t kc, const float* A, size_t a_row, size_
     return block;
 }
 
+// One micro-panel of A (rows <= MR, packed or in place, see micro_kernel) times a packed B panel
+// (kc x nc) into the rows of C (leading dimension ldc): one tile per NR columns.
+template <bool kDirect>
+void multiply_panel(size_t rows, size_t nc, size_t kc, const float* a_panel, size_t lda, const float* b_packed,
+                    float* C, size_t ldc, bool add) {
+    for (size_t jr = 0; jr < nc; jr += kNR) {
+        const size_t cols = std::min(kNR, nc - jr);
+        if (rows == kMR && cols == kNR)
+            micro_kernel<kDirect>(kc, a_panel, lda, b_packed + jr * kc, C + jr, ldc, add);
+        else
+            edge_kernel<kDirect>(kc, a_panel, lda, b_packed + jr * kc, C + jr, ldc, add, rows, cols);
+    }
+}
+
 // All the micro-tiles of a block of A (mc x kc) times a packed B panel (kc x nc) into
 // C (mc x nc, leading dimension ldc).
 void multiply_packed(size_t mc, size_t nc, size_t kc, const ABlock& a, const float* b_packed, float* C,
                      size_t ldc, bool add) {
     for (size_t ir = 0; ir < mc; ir += kMR) {
         const size_t rows = std::min(kMR, mc - ir);
-        const bool direct = a.direct != nullptr && rows == kMR;
-        const float* a_panel = direct ? a.direct + ir * a.lda : a.packed + ir * kc;
-        for (size_t jr = 0; jr < nc; jr += kNR) {
-            const size_t cols = std::min(kNR, nc - jr);
-            const float* b_panel = b_packed + jr * kc;
-            float* c_tile = C + ir * ldc + jr;
-            if (direct) {
-                if (cols == kNR)
-                    micro_kernel<true>(kc, a_panel, a.lda, b_panel, c_tile, ldc, add);
-                else
-                    edge_kernel<true>(kc, a_panel, a.lda, b_panel, c_tile, ldc, add, rows, cols);
-            } else if (rows == kMR && cols == kNR) {
-                micro_kernel<false>(kc, a_panel, 0, b_panel, c_tile, ldc, add);
-            } else {
-                edge_kernel<false>(kc, a_panel, 0, b_panel, c_tile, ldc, add, rows, cols);
-            }
-        }
+        if (a.direct != nullptr && rows == kMR)  // a partial last panel is always packed
+            multiply_panel<true>(rows, nc, kc, a.direct + ir * a.lda, a.lda, b_packed, C + ir * ldc, ldc, add);
+        else
+            multiply_panel<false>(rows, nc, kc, a.packed + ir * kc, 0, b_packed, C + ir * ldc, ldc, add);
     }
 }
 

@@ -62,22 +62,35 @@ struct Timing {
     double median, best;
 };
 
-// Times fn: one warm-up call, then `g_samples` samples of `inner` calls each, where `inner` is
-// chosen from the warm-up so that a sample lasts about 50 ms (calls over 0.3 s: 5 samples of one
-// call).
-Timing time_median(const std::function<void()>& fn) {
-    double t0 = now_seconds();
+// The pieces of every timing below. A warm-up call of fn, which also sizes a sample: the number of
+// calls that last about 50 ms; its duration is returned in `first`.
+size_t calls_per_sample(const std::function<void()>& fn, double* first = nullptr) {
+    const double t0 = now_seconds();
     fn();
-    const double first = now_seconds() - t0;
-    const size_t inner = std::max<size_t>(1, size_t(0.05 / std::max(first, 1e-7)));
+    const double dt = now_seconds() - t0;
+    if (first) *first = dt;
+    return std::max<size_t>(1, size_t(0.05 / std::max(dt, 1e-7)));
+}
+
+// One sample: seconds per call over `inner` back-to-back calls.
+double timed_sample(const std::function<void()>& fn, size_t inner) {
+    const double t0 = now_seconds();
+    for (size_t r = 0; r < inner; r++) fn();
+    return (now_seconds() - t0) / double(inner);
+}
+
+Timing summarize(const std::vector<double>& samples) {
+    return {median(samples), *std::min_element(samples.begin(), samples.end())};
+}
+
+// Times fn: a warm-up call, then `g_samples` samples (calls over 0.3 s: 5 samples of one call).
+Timing time_median(const std::function<void()>& fn) {
+    double first = 0;
+    const size_t inner = calls_per_sample(fn, &first);
     const size_t samples_wanted = first > 0.3 ? std::min<size_t>(g_samples, 5) : g_samples;
     std::vector<double> samples;
-    for (size_t s = 0; s < samples_wanted; s++) {
-        t0 = now_seconds();
-        for (size_t r = 0; r < inner; r++) fn();
-        samples.push_back((now_seconds() - t0) / double(inner));
-    }
-    return {median(samples), *std::min_element(samples.begin(), samples.end())};
+    for (size_t s = 0; s < samples_wanted; s++) samples.push_back(timed_sample(fn, inner));
+    return summarize(samples);
 }
 
 // ---- 1. peak FMA throughput ------------------------------------------------------------------
@@ -228,9 +241,9 @@ struct GemmBuffers {
 
 // Our kernel through gemm_f32 with the strides matmul.h uses, and OpenBLAS on the same shapes,
 // timed in alternation: sample i of ours, then sample i of OpenBLAS, with a pause after each that
-// lets the library's worker threads stop spinning (both OpenMP and OpenBLAS threads busy-wait for a
-// while after a call) so that they do not steal cycles from the other side. A slow stretch of a shared machine then slows both columns alike and
-// the ratio stays meaningful. Each sample lasts about 50 ms (inner calls chosen from a warm-up).
+// lets the library's worker threads stop spinning (both OpenMP and OpenBLAS threads busy-wait for
+// a while after a call) so that they do not steal cycles from the other side. A slow stretch of a
+// shared machine then slows both columns alike and the ratio stays meaningful.
 struct GemmTimings {
     Timing ours, openblas{-1, -1};
 };
@@ -251,37 +264,25 @@ GemmTimings time_gemm(const GemmCase& g, const OpenBlas& ob) {
                  g.accumulate ? 1.0f : 0.0f, theirs_buf.C.data(), int(g.N));
     };
     const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(100)); };
-    // Warm-up call, which also sizes a sample.
-    const auto calls_per_sample = [](const std::function<void()>& fn) {
-        const double t0 = now_seconds();
-        fn();
-        return std::max<size_t>(1, size_t(0.05 / std::max(now_seconds() - t0, 1e-7)));
-    };
-    const auto sample = [](const std::function<void()>& fn, size_t inner) {
-        fn();  // untimed: wakes the library's threads and warms the caches with this side's buffers
-        const double t0 = now_seconds();
-        for (size_t r = 0; r < inner; r++) fn();
-        return (now_seconds() - t0) / double(inner);
-    };
     const size_t inner_ours = calls_per_sample(ours);
-    size_t inner_theirs = 0;
-    if (ob.sgemm) {
-        inner_theirs = calls_per_sample(theirs);
-        pause();
-    }
+    const size_t inner_theirs = ob.sgemm ? calls_per_sample(theirs) : 0;
+    if (ob.sgemm) pause();
     std::vector<double> ours_samples, theirs_samples;
     for (size_t s = 0; s < g_samples; s++) {
-        ours_samples.push_back(sample(ours, inner_ours));
+        // Each sample starts with an untimed call: it wakes that side's threads (asleep after the
+        // pause) and brings its own buffers into the caches.
+        ours();
+        ours_samples.push_back(timed_sample(ours, inner_ours));
         if (ob.sgemm) {
             pause();
-            theirs_samples.push_back(sample(theirs, inner_theirs));
+            theirs();
+            theirs_samples.push_back(timed_sample(theirs, inner_theirs));
             pause();
         }
     }
     GemmTimings t;
-    t.ours = {median(ours_samples), *std::min_element(ours_samples.begin(), ours_samples.end())};
-    if (ob.sgemm)
-        t.openblas = {median(theirs_samples), *std::min_element(theirs_samples.begin(), theirs_samples.end())};
+    t.ours = summarize(ours_samples);
+    if (ob.sgemm) t.openblas = summarize(theirs_samples);
     return t;
 }
 
