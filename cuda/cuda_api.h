@@ -51,6 +51,17 @@ void copy_to_device(void* dst, const void* host, size_t bytes);
 void copy_to_host(void* host, const void* src, size_t bytes);
 void device_synchronize();
 
+// Device memory this process holds through device_alloc, the scratch buffers and the cuBLAS
+// workspace (the CUDA context itself is not counted): now, and the most it has held at once since
+// the start or the last reset_peak_device_bytes().
+struct DeviceMemoryStats {
+    size_t live_bytes = 0, peak_bytes = 0;
+};
+DeviceMemoryStats device_memory_stats();
+void reset_peak_device_bytes();
+// Counts an allocation made outside device_alloc (the cuBLAS workspace): + on allocation.
+void count_device_bytes(size_t bytes);
+
 // The sink analysis' materialising path (not part of the Backend interface): the attention
 // weights w[b, h, i, j] as the CPU's attention_forward writes them into `att` (B, H, T, T),
 // zeros above the diagonal, and the normaliser Z (B, H, T) (1 for softmax and unnormalised

@@ -1,7 +1,10 @@
 // Device discovery, the precision setting, device memory and scratch buffers.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "common.cuh"
 #include "cuda_api.h"
@@ -76,6 +79,38 @@ Precision parse_precision(const std::string& name) {
 }
 
 // ---- memory ----
+// Live and peak bytes; device_free needs each pointer's size, kept in a map (allocations are few
+// and large: the model's four parameter-shaped buffers, its activations, a few scratch buffers).
+static std::mutex g_memory_mutex;
+static std::unordered_map<void*, size_t> g_sizes;
+static DeviceMemoryStats g_memory;
+
+void count_device_bytes(size_t bytes) {
+    std::lock_guard<std::mutex> lock(g_memory_mutex);
+    g_memory.live_bytes += bytes;
+    g_memory.peak_bytes = std::max(g_memory.peak_bytes, g_memory.live_bytes);
+}
+static void record_alloc(void* p, size_t bytes) {
+    count_device_bytes(bytes);
+    std::lock_guard<std::mutex> lock(g_memory_mutex);
+    g_sizes[p] = bytes;
+}
+static void record_free(void* p) {
+    std::lock_guard<std::mutex> lock(g_memory_mutex);
+    const auto it = g_sizes.find(p);
+    if (it == g_sizes.end()) return;
+    g_memory.live_bytes -= it->second;
+    g_sizes.erase(it);
+}
+DeviceMemoryStats device_memory_stats() {
+    std::lock_guard<std::mutex> lock(g_memory_mutex);
+    return g_memory;
+}
+void reset_peak_device_bytes() {
+    std::lock_guard<std::mutex> lock(g_memory_mutex);
+    g_memory.peak_bytes = g_memory.live_bytes;
+}
+
 void* device_alloc(size_t bytes) {
     if (bytes == 0) bytes = 1;
     void* p = nullptr;
@@ -85,13 +120,16 @@ void* device_alloc(size_t bytes) {
         throw Error(fmt::format("CUDA: cannot allocate {:.2f} GiB of device memory: {}", double(bytes) / (1 << 30),
                                 cudaGetErrorString(err)));
     }
+    record_alloc(p, bytes);
     CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
 }
 // Never throws: it runs in destructors. A failure here (a context already broken by an earlier
 // error, which was reported when it happened) is cleared and ignored.
 void device_free(void* p) {
-    if (p && cudaFree(p) != cudaSuccess) cudaGetLastError();
+    if (!p) return;
+    record_free(p);
+    if (cudaFree(p) != cudaSuccess) cudaGetLastError();
 }
 void device_zero(void* p, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
@@ -109,11 +147,11 @@ void* scratch(ScratchSlot slot, size_t bytes) {
     static void* buffers[kScratchCount] = {};
     static size_t sizes[kScratchCount] = {};
     if (bytes > sizes[slot]) {
-        if (buffers[slot]) CUDA_CHECK(cudaFree(buffers[slot]));
+        device_free(buffers[slot]);
         buffers[slot] = nullptr;
         sizes[slot] = 0;
         const size_t grown = bytes + bytes / 4;
-        CUDA_CHECK(cudaMalloc(&buffers[slot], grown));
+        buffers[slot] = device_alloc(grown);
         sizes[slot] = grown;
     }
     return buffers[slot];

@@ -55,6 +55,7 @@ cublasHandle_t handle() {
         CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));  // no TF32 unless asked
         void* workspace = nullptr;
         CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
+        count_device_bytes(kWorkspaceBytes);
         CUBLAS_CHECK(cublasSetWorkspace(h, workspace, kWorkspaceBytes));
     }
     return h;

@@ -43,15 +43,14 @@ struct RunResult {
     std::vector<float> params;
 };
 
-// 10 steps: forward, backward, clip at 1.0, AdamW. Batch 2 x 100 tokens (not a multiple of the
-// attention tiles), one ignored target.
+// `steps` steps: forward, backward, clip at 1.0, AdamW. Default batch 2 x 100 tokens (not a multiple
+// of the attention tiles), one ignored target.
 template <class Backend>
-RunResult train(const ModelConfig& config, size_t steps = 10) {
+RunResult train(const ModelConfig& config, size_t steps = 10, size_t B = 2, size_t T = 100) {
     Model<Backend> model(config);
     model.init_weights(42);
     AdamWHyper hp;
     hp.lr = 1e-3;
-    const size_t B = 2, T = 100;
     RunResult r;
     for (size_t step = 1; step <= steps; step++) {
         const auto inputs = random_ids(B * T, config.vocab_size, 100 + step);
@@ -90,6 +89,24 @@ TEST_CASE("whole model: 10 training steps match the CPU, every attention variant
         CHECK(e_loss <= 1e-4);
         CHECK(e_norm <= 1e-3);
         CHECK(e_params <= 1e-4);
+    }
+}
+
+// The `small` preset (4 layers, width 128, 4 heads of 32, SwiGLU 384, vocabulary 2048) for 20
+// steps at batch 4 x 256: per-step losses and gradient norms within 1e-5 relative of the CPU's.
+TEST_CASE("small preset: 20 training steps match the CPU within 1e-5, every attention variant, fp32") {
+    PrecisionScope scope(Precision::fp32);
+    for (const std::string& name : attention_names()) {
+        ModelConfig config = preset("small");
+        config.attention = parse_attention(name);
+        const RunResult cpu = train<CpuBackend<float>>(config, 20, 4, 256);
+        const RunResult gpu = train<CudaBackend>(config, 20, 4, 256);
+        const double e_loss = worst_rel(gpu.losses, cpu.losses), e_norm = worst_rel(gpu.grad_norms, cpu.grad_norms);
+        MESSAGE("small fp32 " << name << ": losses " << cpu.losses.front() << " -> " << cpu.losses.back()
+                              << "; worst rel err over 20 steps: loss " << e_loss << ", grad norm " << e_norm
+                              << "; params after 20 steps " << rel_err(gpu.params, cpu.params));
+        CHECK(e_loss <= 1e-5);
+        CHECK(e_norm <= 1e-5);
     }
 }
 

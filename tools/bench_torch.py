@@ -4,9 +4,10 @@ imports it and nothing in the build or the tests needs PyTorch).
 
   python3 tools/bench_torch.py [--json PATH] [--quick] [--no-compile]
 
-1. PyTorch's fused attention (F.scaled_dot_product_attention, causal, bf16) forward and backward
-   at the shapes of bench_gpu: 16 heads, head dims 96 and 128, contexts 2048 and 4096, 16384
-   tokens per call. Same FLOP convention (forward 4 B H T^2 D / 2, backward 2.5x forward).
+1. PyTorch's fused attention (F.scaled_dot_product_attention, causal, bf16, the flash backend
+   forced) forward and backward at the shapes of bench_gpu: 8 heads, (head dim, context) in
+   (96, 2048), (128, 2048), (96, 4096), 131072 tokens per call (B x H = 64 x 8 at T = 2048).
+   Same FLOP convention (forward 4 B H T^2 D / 2, backward 2.5x forward).
 2. The tinyllama-60m model of SPEC.md section 2 written in PyTorch (pre-norm RMSNorm, fused qkv,
    RoPE rotate-half, softmax attention, SwiGLU, untied head), bf16 autocast over fp32 weights,
    fused AdamW, clipping at 1.0; batch 8 x 2048; tokens/s eager and with torch.compile.
@@ -46,13 +47,19 @@ def time_ms(fn, warmup, reps):
     return times[len(times) // 2]
 
 
-def bench_sdpa(D, T, reps):
-    H, B = 16, 16384 // T
+ATTENTION_SHAPES = [(96, 2048, 8), (128, 2048, 8), (96, 4096, 8)]  # (head dim, context, heads)
+ATTENTION_TOKENS = 131072
+
+
+def bench_sdpa(D, T, H, reps):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    B = ATTENTION_TOKENS // T
     q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     dout = torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16)
-    fwd = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), 2, reps)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    bwd = time_ms(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True), 2, reps)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fwd = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), 2, reps)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        bwd = time_ms(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True), 2, reps)
     flops = 4.0 * B * H * T * T * D / 2.0
     return {"bench": "torch_attention", "head_dim": D, "context": T, "batch": B, "heads": H,
             "fwd_ms": fwd, "bwd_ms": bwd, "fwd_tflops": flops / fwd / 1e9, "bwd_tflops": 2.5 * flops / bwd / 1e9}
@@ -130,11 +137,12 @@ def bench_model(compiled, reps):
         opt.step()
 
     t0 = time.time()
+    torch.cuda.reset_peak_memory_stats()
     ms = time_ms(step, 3, reps)
     tps = B * T / (ms / 1e3)
     return {"bench": "torch_model", "mode": "compiled" if compiled else "eager", "batch": B, "context": T,
             "step_ms": ms, "tokens_per_s": tps, "mfu_bf16": flops_per_token() * tps / PEAK_BF16,
-            "wall_s": time.time() - t0}
+            "peak_device_gib": torch.cuda.max_memory_allocated() / 2**30, "wall_s": time.time() - t0}
 
 
 def main():
@@ -146,7 +154,7 @@ def main():
     if not torch.cuda.is_available():
         print("bench_torch: skipped: PyTorch sees no GPU")
         sys.exit(77)
-    reps = 3 if args.quick else 10
+    reps = 5 if args.quick else 15
     print(f"bench_torch: torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
     out = open(args.json, "w") if args.json else None
 
@@ -158,14 +166,15 @@ def main():
                 out.flush()
 
     results = Results()
-    print(f"{'sdpa':<10} {'D':>4} {'T':>6} {'fwd ms':>10} {'fwd TF/s':>10} {'bwd ms':>10} {'bwd TF/s':>10}")
-    for D in (96, 128):
-        for T in (2048, 4096):
-            r = bench_sdpa(D, T, reps)
-            results.append(r)
-            print(f"{'softmax':<10} {D:>4} {T:>6} {r['fwd_ms']:>10.3f} {r['fwd_tflops']:>10.1f} "
-                  f"{r['bwd_ms']:>10.3f} {r['bwd_tflops']:>10.1f}", flush=True)
-    print(f"{'torch model':<24} {'step ms':>10} {'tokens/s':>12} {'MFU':>8}")
+    print(f"{'sdpa':<10} {'D':>4} {'T':>6} {'B x H':>7} {'fwd ms':>10} {'fwd TF/s':>10} {'bwd ms':>10} {'bwd TF/s':>10}")
+    for D, T, H in ATTENTION_SHAPES:
+        r = bench_sdpa(D, T, H, reps)
+        results.append(r)
+        bxh = f"{r['batch']}x{H}"
+        print(f"{'flash':<10} {D:>4} {T:>6} {bxh:>7} "
+              f"{r['fwd_ms']:>10.3f} {r['fwd_tflops']:>10.1f} {r['bwd_ms']:>10.3f} {r['bwd_tflops']:>10.1f}", flush=True)
+        torch.cuda.empty_cache()
+    print(f"{'torch model':<24} {'step ms':>10} {'tokens/s':>12} {'MFU':>8} {'peak GiB':>9}")
     for compiled in ([False] if args.no_compile else [False, True]):
         try:
             r = bench_model(compiled, 3 if args.quick else 6)
@@ -173,8 +182,8 @@ def main():
             print(f"bench_torch: model ({'compiled' if compiled else 'eager'}) failed: {e}")
             continue
         results.append(r)
-        print(f"{r['mode']:<24} {r['step_ms']:>10.1f} {r['tokens_per_s']:>12.0f} {100 * r['mfu_bf16']:>7.1f}%",
-              flush=True)
+        print(f"{r['mode']:<24} {r['step_ms']:>10.1f} {r['tokens_per_s']:>12.0f} {100 * r['mfu_bf16']:>7.1f}% "
+              f"{r['peak_device_gib']:>9.2f}", flush=True)
         torch.cuda.empty_cache()
     if out:
         out.close()
