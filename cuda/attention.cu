@@ -23,16 +23,19 @@
 //   Each output element is owned by one block and summed in a fixed order.
 //
 // Precision (cuda_api.h):
-//   fp32: tiles stay fp32 in shared memory and the tile products run on CUDA cores (Br = Bc = 32).
-//   bf16: tiles are rounded to bf16 in shared memory and the tile products run on the tensor cores
-//         (wmma 16x16x16, fp32 accumulation; Br = Bc = 64); statistics, scores, the score function
-//         and all accumulators stay fp32.
+//   fp32: tiles stay fp32 in shared memory and the tile products run on CUDA cores (Br = Bc = 32);
+//         the kernels of attention_kernels.cuh, described above.
+//   bf16: the kernels of attention_mma.cuh: tiles rounded to bf16 in shared memory, tile products
+//         on the tensor cores (mma.sync m16n8k16, fp32 accumulation), and each warp keeps its rows'
+//         scores, weights and accumulators in registers (FlashAttention-2's scheme; Br = Bc = 64);
+//         statistics, scores, the score function and all accumulators stay fp32.
 // Head dimensions: any even D <= 128; tiles are padded with zeros to Dp in {16, 32, 64, 96, 128}.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "attention_kernels.cuh"
+#include "attention_mma.cuh"
 #include "common.cuh"
 #include "config.h"
 #include "cuda_api.h"
@@ -108,14 +111,42 @@ void backward_impl(const AttnArgs& a, size_t B) {
     launch(attention_backward_q_kernel<Tin, Dp>, K::NT, K::kBackwardQBytes, grid, a);
 }
 
+// The bf16 tensor-core kernels (attention_mma.cuh): a block of 4 warps per 64 rows.
+template <int Dp>
+void forward_mma(const AttnArgs& a, size_t B) {
+    using K = MmaCfg<Dp>;
+    const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
+    if (a.score == kSoftmax)
+        launch(attention_forward_mma_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
+    else
+        launch(attention_forward_mma_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);
+}
+
+template <int Dp>
+void backward_mma(const AttnArgs& a, size_t B) {
+    using K = MmaCfg<Dp>;
+    const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
+    launch(attention_backward_kv_mma_kernel<Dp>, K::NT, K::kBackwardBytes, grid, a);
+    launch(attention_backward_q_mma_kernel<Dp>, K::NT, K::kBackwardBytes, grid, a);
+}
+
+// bf16: the tensor-core kernels; fp32: the CUDA-core kernels of attention_kernels.cuh.
+template <typename Tin, int Dp>
+void run(bool forward, const AttnArgs& a, size_t B) {
+    if constexpr (std::is_same_v<Tin, bf16>)
+        forward ? forward_mma<Dp>(a, B) : backward_mma<Dp>(a, B);
+    else
+        forward ? forward_impl<float, Dp>(a, B) : backward_impl<float, Dp>(a, B);
+}
+
 template <typename Tin>
 void dispatch(bool forward, int Dp, const AttnArgs& a, size_t B) {
     switch (Dp) {
-        case 16: forward ? forward_impl<Tin, 16>(a, B) : backward_impl<Tin, 16>(a, B); break;
-        case 32: forward ? forward_impl<Tin, 32>(a, B) : backward_impl<Tin, 32>(a, B); break;
-        case 64: forward ? forward_impl<Tin, 64>(a, B) : backward_impl<Tin, 64>(a, B); break;
-        case 96: forward ? forward_impl<Tin, 96>(a, B) : backward_impl<Tin, 96>(a, B); break;
-        default: forward ? forward_impl<Tin, 128>(a, B) : backward_impl<Tin, 128>(a, B); break;
+        case 16: run<Tin, 16>(forward, a, B); break;
+        case 32: run<Tin, 32>(forward, a, B); break;
+        case 64: run<Tin, 64>(forward, a, B); break;
+        case 96: run<Tin, 96>(forward, a, B); break;
+        default: run<Tin, 128>(forward, a, B); break;
     }
 }
 

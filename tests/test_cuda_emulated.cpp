@@ -9,6 +9,7 @@
 #include "cuda_emu.h"
 // the emulation must come first
 #include "attention_kernels.cuh"
+#include "attention_mma.cuh"
 #include "matmul_calls.h"
 #include "ops_kernels.cuh"
 
@@ -43,11 +44,13 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
 }
 
 // misalign: read qkv from one float past a 16-byte boundary (the kernels' scalar-load path).
+// Tin = float: the CUDA-core kernels of attention_kernels.cuh; bf16: the mma.sync kernels of
+// attention_mma.cuh.
 template <typename Tin, int Dp>
 void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,
               bool misalign = false) {
-    using K = attn::Cfg<Tin, Dp>;
-    const bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
+    constexpr bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
+    using K = std::conditional_t<bf16, attn::MmaCfg<Dp>, attn::Cfg<Tin, Dp>>;
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
     AttentionSpec spec = parse_attention(variant);
@@ -85,18 +88,30 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
     emu::g_violations = 0;
     emu::launch(grid, K::NT, K::kForwardBytes, [&] {
-        if (a.score == attn::kSoftmax)
-            attn::attention_forward_kernel<Tin, Dp, true>(a);
-        else
-            attn::attention_forward_kernel<Tin, Dp, false>(a);
+        if constexpr (bf16) {
+            if (a.score == attn::kSoftmax)
+                attn::attention_forward_mma_kernel<Dp, true>(a);
+            else
+                attn::attention_forward_mma_kernel<Dp, false>(a);
+        } else {
+            if (a.score == attn::kSoftmax)
+                attn::attention_forward_kernel<Tin, Dp, true>(a);
+            else
+                attn::attention_forward_kernel<Tin, Dp, false>(a);
+        }
     });
     const size_t rows = B * H * T;
     emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
         attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
     });
     a.delta = (spec.score == ScoreFunction::softmax || spec.normalize) ? e_delta.data() : nullptr;
-    emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Tin, Dp>(a); });
-    emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Tin, Dp>(a); });
+    if constexpr (bf16) {
+        emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_kv_mma_kernel<Dp>(a); });
+        emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_q_mma_kernel<Dp>(a); });
+    } else {
+        emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Tin, Dp>(a); });
+        emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Tin, Dp>(a); });
+    }
     CHECK(emu::g_violations == 0);
 
     const double eo = rel_err(e_out, out), ez = rel_err(e_z, z), ed = rel_err(e_dqkv, dqkv);
@@ -130,7 +145,7 @@ TEST_CASE("emulated attention kernels, fp32 path, every variant") {
     run_case<float, 64>("softmax", 0.0, 64, 40, 1, 1, true);  // unaligned: scalar loads
 }
 
-TEST_CASE("emulated attention kernels, bf16 wmma path, every variant") {
+TEST_CASE("emulated attention kernels, bf16 mma.sync path, every variant") {
     for (const std::string& v : attention_names()) {
         run_case<__nv_bfloat16, 64>(v, 0.0, 64, 130, 1, v == "softmax" ? 2 : 1);
         if (v == "sigmoid") run_case<__nv_bfloat16, 64>(v, -2.0, 64, 130, 1, 1);

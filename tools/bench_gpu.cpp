@@ -1,6 +1,6 @@
 // GPU benchmark (run by tools/gpu_check.sh): the fused attention kernels alone, and whole-model
-// training throughput of tinyllama-60m, on the first GPU, in bf16 mode.
-//   bench_gpu [--json PATH] [--quick]
+// training throughput of tinyllama-60m, its time per operation, on the first GPU, in bf16 mode.
+//   bench_gpu [--json PATH] [--quick] [--only attention,model,profile,memory]
 // Attention: forward and backward TFLOP/s for softmax and sigmoid at B x H = 64 x 8, T = 2048,
 // head dim 96 (the 60M model's attention), and at head dim 128 and context 4096 (131072 tokens). Causal FLOPs, FlashAttention's
 // convention: forward 4 B H T^2 D / 2, backward 2.5x forward (the work a backward must do; ours
@@ -8,21 +8,31 @@
 // Model: tinyllama-60m (SPEC.md section 2) at context 2048, batch 8 x 2048 tokens, random tokens;
 // tokens/s over timed steps (forward, backward, grad norm, AdamW) and bf16 model FLOP utilisation
 // = train_flops_per_token x tokens/s / 989 TFLOP/s (the H100/H200 SXM dense bf16 peak).
+// Profile: the GPU time of each operation of that step (softmax, 8 x 2048 tokens), by label (the
+// backend function; matmuls with their shape IC->OC, so the LM head shows apart), from CUDA events
+// around every call; per step, median over the profiled steps; with its share of the step, the
+// unattributed rest (host work, gaps between kernels) and the totals of attention, matmul, LM
+// head, cross entropy and element-wise operations.
 // Memory: the device bytes the step holds (model, activations, scratch, cuBLAS workspace; the CUDA
 // context is not counted) and the largest batch whose step fits.
-// Times: host clock around synchronised repetitions, median; warm-up first.
+// Times: host clock around synchronised repetitions, median; warm-up first (profile: CUDA events).
 #ifdef SINKLAB_WITH_CUDA
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include "backend_cuda.h"
 #include "cuda_api.h"
+#include "error.h"
 #include "json.h"
 #include "model.h"
 #include "rng.h"
@@ -113,11 +123,13 @@ Json bench_attention(AttentionBuffers& buf, const std::string& variant, const At
     return j;
 }
 
-// One tinyllama-60m training step (forward, backward, grad norm, AdamW) on random tokens.
+// One tinyllama-60m training step (forward, backward, grad norm, AdamW) on random tokens, on
+// Backend: CudaBackend, or ProfiledCudaBackend for the per-operation profile.
+template <class Backend>
 struct ModelStep {
     ModelConfig config;
     size_t B, T;
-    Model<CudaBackend> model;
+    Model<Backend> model;
     AdamWHyper hp;
     std::vector<int32_t> inputs, targets;
     size_t step = 0;
@@ -152,7 +164,7 @@ Json bench_model(const std::string& variant, bool quick) {
     const size_t B = 8, T = 2048;
     cuda::reset_peak_device_bytes();
     const size_t before = cuda::device_memory_stats().live_bytes;
-    ModelStep train_step(variant, B, T);
+    ModelStep<CudaBackend> train_step(variant, B, T);
     const double t = median_seconds(train_step, 2, quick ? 3 : 8);
     const double tokens_per_s = double(B * T) / t;
     const double mfu = train_step.config.train_flops_per_token(T) * tokens_per_s / kPeakBf16;
@@ -171,12 +183,362 @@ Json bench_model(const std::string& variant, bool quick) {
     return j;
 }
 
+// ---- profile: the GPU time of each operation of a training step ----
+
+// Throws Error naming the CUDA runtime call that failed, with the runtime's reason.
+void check_cuda(cudaError_t status, const char* call) {
+    if (status != cudaSuccess) fail("{} failed: {}", call, cudaGetErrorString(status));
+}
+
+// The GPU time of the operations of training steps, by label: a CUDA event recorded on the default
+// stream (the backend's only stream) before and after each operation, and a pair around the step.
+// An operation's time runs from its start event to its end event on the GPU: its kernels, cuBLAS
+// calls, memsets and copies, plus the launch latency the GPU waits out when the host is behind.
+// What no pair covers (host work such as the loss download, gaps between kernels) is the step's
+// time minus the labelled time.
+// Profiling is on between begin_step() and end_step(); outside, timed() only runs the operation.
+// The events come from a pool created once (reserve_events) and reused: end_step() reads the time
+// of every event it recorded before the next step records any of them again.
+// One profiler for the process (instance()), since ProfiledCudaBackend's members are static.
+class OpProfiler {
+public:
+    struct OpTime {
+        size_t calls = 0;
+        double ms = 0;  // summed over the calls of one step
+    };
+    struct StepProfile {
+        double step_ms = 0;                 // from the pair of events around the step
+        std::map<std::string, OpTime> ops;  // by label
+    };
+
+    static OpProfiler& instance() {
+        static OpProfiler profiler;
+        return profiler;
+    }
+
+    // Forgets the profiled steps and the count of calls.
+    void reset() {
+        steps_.clear();
+        calls_seen_ = 0;
+    }
+    // The operations run through timed() since the last reset, profiled or not.
+    size_t calls_seen() const { return calls_seen_; }
+    // One entry per profiled step since the last reset.
+    const std::vector<StepProfile>& steps() const { return steps_; }
+
+    // Creates events until the pool holds n, so that a profiled step creates none.
+    void reserve_events(size_t n) {
+        while (events_.size() < n) {
+            cudaEvent_t event;
+            check_cuda(cudaEventCreate(&event), "cudaEventCreate");
+            events_.push_back(event);
+        }
+    }
+    // Destroys the pool (after the last profiled step).
+    void release_events() {
+        for (cudaEvent_t event : events_) check_cuda(cudaEventDestroy(event), "cudaEventDestroy");
+        events_.clear();
+        used_ = 0;
+    }
+
+    // Starts a profiled step: records its start event. Call it with the GPU idle (after a
+    // synchronize or the previous end_step()), so that the step's time is its own.
+    void begin_step() {
+        if (enabled_) fail("OpProfiler::begin_step: the previous step was not ended");
+        enabled_ = true;
+        pending_.clear();
+        used_ = 0;
+        step_start_ = record_event();
+    }
+
+    // Runs op and returns what it returns; within a profiled step, between a start and an end
+    // event, under label.
+    template <class F>
+    auto timed(std::string label, F&& op) {
+        calls_seen_++;
+        if (!enabled_) return op();
+        const size_t start = record_event();
+        if constexpr (std::is_void_v<std::invoke_result_t<F&>>) {
+            op();
+            pending_.push_back({std::move(label), start, record_event()});
+        } else {
+            auto result = op();
+            pending_.push_back({std::move(label), start, record_event()});
+            return result;
+        }
+    }
+
+    // Ends the profiled step: records its end event, waits for it (and so for every event before
+    // it on the stream), and adds the step's times by label to steps(). The pool is free again.
+    void end_step() {
+        if (!enabled_) fail("OpProfiler::end_step: no step was begun");
+        const size_t step_end = record_event();
+        enabled_ = false;
+        check_cuda(cudaEventSynchronize(events_[step_end]), "cudaEventSynchronize");
+        StepProfile step;
+        step.step_ms = elapsed_ms(step_start_, step_end);
+        for (const PendingOp& pending : pending_) {
+            OpTime& op = step.ops[pending.label];
+            op.calls++;
+            op.ms += elapsed_ms(pending.start, pending.end);
+        }
+        steps_.push_back(std::move(step));
+        pending_.clear();
+        used_ = 0;
+    }
+
+private:
+    // An operation of the current step: its label and the indices of its events in events_.
+    struct PendingOp {
+        std::string label;
+        size_t start, end;
+    };
+
+    // Records the next unused event of the pool on the default stream (creating one if the pool
+    // is used up) and returns its index.
+    size_t record_event() {
+        reserve_events(used_ + 1);
+        check_cuda(cudaEventRecord(events_[used_], 0), "cudaEventRecord");
+        return used_++;
+    }
+    // Milliseconds between two recorded, completed events.
+    double elapsed_ms(size_t start, size_t end) const {
+        float ms = 0;
+        check_cuda(cudaEventElapsedTime(&ms, events_[start], events_[end]), "cudaEventElapsedTime");
+        return double(ms);
+    }
+
+    bool enabled_ = false;
+    size_t calls_seen_ = 0;
+    std::vector<cudaEvent_t> events_;
+    size_t used_ = 0;  // events_[0, used_) are recorded in the current step
+    size_t step_start_ = 0;
+    std::vector<PendingOp> pending_;
+    std::vector<StepProfile> steps_;
+};
+
+// CudaBackend with every operation run through OpProfiler::timed (the memory functions stay
+// CudaBackend's, except zero, which zero_grad and backward run every step). Labels: the function's
+// name; matmuls add their shape " IC->OC", so the LM head (OC = vocab size) and each kind of block
+// matmul show apart.
+struct ProfiledCudaBackend : CudaBackend {
+    template <typename U>
+    static void zero(U* p, size_t n) {
+        timed("zero", [&] { CudaBackend::zero(p, n); });
+    }
+    static void embedding_forward(T* out, const int32_t* tokens, const T* wte, size_t N, size_t C) {
+        timed("embedding_forward", [&] { CudaBackend::embedding_forward(out, tokens, wte, N, C); });
+    }
+    static void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, size_t N, size_t C) {
+        timed("embedding_backward", [&] { CudaBackend::embedding_backward(dwte, dout, tokens, N, C); });
+    }
+    static void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, size_t N, size_t C, T eps) {
+        timed("rmsnorm_forward", [&] { CudaBackend::rmsnorm_forward(out, rstd, x, w, N, C, eps); });
+    }
+    static void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, size_t N,
+                                 size_t C) {
+        timed("rmsnorm_backward", [&] { CudaBackend::rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C); });
+    }
+    static void matmul_forward(T* out, const T* inp, const T* weight, size_t N, size_t IC, size_t OC) {
+        timed(fmt::format("matmul_forward {}->{}", IC, OC),
+              [&] { CudaBackend::matmul_forward(out, inp, weight, N, IC, OC); });
+    }
+    static void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, size_t N,
+                                size_t IC, size_t OC) {
+        timed(fmt::format("matmul_backward {}->{}", IC, OC),
+              [&] { CudaBackend::matmul_backward(dinp, dweight, dout, inp, weight, N, IC, OC); });
+    }
+    static void rope_forward(T* out, const T* qkv, const T* cos_t, const T* sin_t, size_t B, size_t Tn, size_t C,
+                             size_t H) {
+        timed("rope_forward", [&] { CudaBackend::rope_forward(out, qkv, cos_t, sin_t, B, Tn, C, H); });
+    }
+    static void rope_backward(T* dqkv, const T* dout, const T* cos_t, const T* sin_t, size_t B, size_t Tn,
+                              size_t C, size_t H) {
+        timed("rope_backward", [&] { CudaBackend::rope_backward(dqkv, dout, cos_t, sin_t, B, Tn, C, H); });
+    }
+    static void attention_forward(T* out, T* saved, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C,
+                                  size_t H, const AttentionSpec& spec) {
+        timed("attention_forward",
+              [&] { CudaBackend::attention_forward(out, saved, att_z, qkv, B, Tn, C, H, spec); });
+    }
+    static void attention_backward(T* dqkv, const T* dout, const T* out, const T* qkv, const T* saved,
+                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+        timed("attention_backward",
+              [&] { CudaBackend::attention_backward(dqkv, dout, out, qkv, saved, att_z, B, Tn, C, H, spec); });
+    }
+    static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) {
+        timed("swiglu_forward", [&] { CudaBackend::swiglu_forward(out, fc, N, F); });
+    }
+    static void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {
+        timed("swiglu_backward", [&] { CudaBackend::swiglu_backward(dfc, dout, fc, N, F); });
+    }
+    static void residual_add(T* x, const T* y, size_t n) {
+        timed("residual_add", [&] { CudaBackend::residual_add(x, y, n); });
+    }
+    static void crossentropy_forward(T* losses, const T* logits, const int32_t* targets, size_t N, size_t V) {
+        timed("crossentropy_forward", [&] { CudaBackend::crossentropy_forward(losses, logits, targets, N, V); });
+    }
+    static void crossentropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, size_t N,
+                                      size_t V) {
+        timed("crossentropy_backward",
+              [&] { CudaBackend::crossentropy_backward(dlogits, logits, targets, dloss, N, V); });
+    }
+    static double sum_squares(const T* x, size_t n) {
+        return timed("sum_squares", [&] { return CudaBackend::sum_squares(x, n); });
+    }
+    static void adamw_update(T* params, const T* grads, T* m, T* v, size_t n, const AdamWHyper& hp, size_t step,
+                             T grad_scale) {
+        timed("adamw_update", [&] { CudaBackend::adamw_update(params, grads, m, v, n, hp, step, grad_scale); });
+    }
+
+private:
+    // The profiler's timed() (its return type spelled out: the operations above use it before
+    // its definition).
+    template <class F>
+    static std::invoke_result_t<F&> timed(std::string label, F&& op) {
+        return OpProfiler::instance().timed(std::move(label), std::forward<F>(op));
+    }
+};
+
+// One label of the profile: its calls per step and its GPU time per step (the calls' sum within a
+// step, median over the profiled steps).
+struct ProfileRow {
+    std::string op;
+    size_t calls = 0;
+    double ms = 0;
+};
+
+// The per-operation profile of one training step.
+struct ProfileTable {
+    std::vector<ProfileRow> rows;  // by time, descending
+    double step_ms = 0;            // the whole step, median over the profiled steps
+    double labelled_ms = 0;        // the sum of the rows
+    size_t vocab_size = 0;         // OC of the LM head's matmuls
+};
+
+double median_of(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+}
+
+// The GPU time of each operation of one tinyllama-60m training step (softmax, 8 x 2048 tokens),
+// through ProfiledCudaBackend: 2 warm-up steps unprofiled, then 3 (quick) or 5 profiled ones. A
+// label's time is the sum of its calls within a step, median over the steps; the step's time
+// (events around it) is the median too. The step's time minus the labelled sum is unattributed.
+ProfileTable bench_profile(bool quick) {
+    const size_t B = 8, T = 2048;
+    const int steps = quick ? 3 : 5;
+    ModelStep<ProfiledCudaBackend> train_step("softmax", B, T);
+    OpProfiler& profiler = OpProfiler::instance();
+    profiler.reset();
+    for (int i = 0; i < 2; i++) train_step();
+    CudaBackend::synchronize();
+    // Every event a profiled step records (two per operation, two around the step) exists before
+    // the first one starts.
+    const size_t calls_per_step = profiler.calls_seen() / 2;
+    profiler.reserve_events(2 * calls_per_step + 2);
+    profiler.reset();
+    for (int i = 0; i < steps; i++) {
+        profiler.begin_step();
+        train_step();
+        profiler.end_step();
+    }
+    profiler.release_events();
+
+    // Per label: its per-step sums (0 in a step without it) and its calls per step.
+    std::map<std::string, std::vector<double>> ms_by_op;
+    std::map<std::string, size_t> calls_by_op;
+    std::vector<double> step_ms;
+    for (const OpProfiler::StepProfile& step : profiler.steps()) {
+        step_ms.push_back(step.step_ms);
+        for (const auto& [op, op_time] : step.ops) {
+            ms_by_op[op].push_back(op_time.ms);
+            calls_by_op[op] = std::max(calls_by_op[op], op_time.calls);
+        }
+    }
+    ProfileTable table;
+    table.step_ms = median_of(step_ms);
+    table.vocab_size = train_step.config.vocab_size;
+    for (auto& [op, ms] : ms_by_op) {
+        ms.resize(size_t(steps), 0.0);
+        table.rows.push_back({op, calls_by_op[op], median_of(ms)});
+        table.labelled_ms += table.rows.back().ms;
+    }
+    std::sort(table.rows.begin(), table.rows.end(),
+              [](const ProfileRow& a, const ProfileRow& b) { return a.ms != b.ms ? a.ms > b.ms : a.op < b.op; });
+    return table;
+}
+
+// Prints the profile: a row per label by time, the labelled total against the step and the
+// unattributed rest, then the group totals: attention, matmul (all of them; of which the LM head,
+// OC = vocab size), cross entropy, and element-wise (everything else). The groups attention,
+// matmul, cross entropy and element-wise add up to the labelled total.
+void print_profile(const ProfileTable& table) {
+    const auto line = [&](const std::string& what, const std::string& calls, double ms) {
+        fmt::print("{:<32} {:>8} {:>10.3f} {:>7.1f}%\n", what, calls, ms, 100.0 * ms / table.step_ms);
+    };
+    fmt::print("{:<32} {:>8} {:>10} {:>8}\n", "profile (tinyllama-60m)", "calls", "ms/step", "% step");
+    struct GroupTotal {
+        size_t calls = 0;
+        double ms = 0;
+        void add(const ProfileRow& row) {
+            calls += row.calls;
+            ms += row.ms;
+        }
+    };
+    GroupTotal all, attention, matmul, lm_head, cross_entropy, elementwise;
+    const std::string lm_head_shape = fmt::format("->{}", table.vocab_size);
+    for (const ProfileRow& row : table.rows) {
+        line(row.op, std::to_string(row.calls), row.ms);
+        all.add(row);
+        if (row.op.starts_with("attention_")) {
+            attention.add(row);
+        } else if (row.op.starts_with("matmul_")) {
+            matmul.add(row);
+            if (row.op.ends_with(lm_head_shape)) lm_head.add(row);
+        } else if (row.op.starts_with("crossentropy_")) {
+            cross_entropy.add(row);
+        } else {
+            elementwise.add(row);
+        }
+    }
+    line("labelled operations", std::to_string(all.calls), table.labelled_ms);
+    line("unattributed (host, gaps)", "", table.step_ms - table.labelled_ms);
+    line("step", "", table.step_ms);
+    fmt::print("groups:\n");
+    line("  attention", std::to_string(attention.calls), attention.ms);
+    line("  matmul", std::to_string(matmul.calls), matmul.ms);
+    line("    of which lm head", std::to_string(lm_head.calls), lm_head.ms);
+    line("  cross entropy", std::to_string(cross_entropy.calls), cross_entropy.ms);
+    line("  element-wise", std::to_string(elementwise.calls), elementwise.ms);
+}
+
+// The profile as JSON lines: one per label, then the step's total.
+std::vector<Json> profile_json(const ProfileTable& table) {
+    std::vector<Json> lines;
+    for (const ProfileRow& row : table.rows) {
+        Json j = Json::object();
+        j["bench"] = "profile";
+        j["op"] = row.op;
+        j["calls"] = double(row.calls);
+        j["ms"] = row.ms;
+        j["share"] = row.ms / table.step_ms;
+        lines.push_back(j);
+    }
+    Json total = Json::object();
+    total["bench"] = "profile_total";
+    total["step_ms"] = table.step_ms;
+    total["labelled_ms"] = table.labelled_ms;
+    lines.push_back(total);
+    return lines;
+}
+
 // The largest batch of 2048-token sequences whose tinyllama-60m training step fits in device
 // memory: doubling from 8, then bisection; each candidate builds the model and runs one step.
 Json bench_largest_batch() {
     auto fits = [](size_t B) {
         try {
-            ModelStep train_step("softmax", B, 2048);
+            ModelStep<CudaBackend> train_step("softmax", B, 2048);
             train_step();
             CudaBackend::synchronize();
             return true;
@@ -207,7 +569,7 @@ Json bench_largest_batch() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string json_path, only = "attention,model,memory";
+    std::string json_path, only = "attention,model,profile,memory";
     bool quick = false;
     for (int i = 1; i < argc; i++) {
         if (!std::strcmp(argv[i], "--json") && i + 1 < argc)
@@ -218,9 +580,10 @@ int main(int argc, char** argv) {
             quick = true;
         else {
             std::fprintf(stderr,
-                         "usage: bench_gpu [--json PATH] [--quick] [--only attention,model,memory]\n"
+                         "usage: bench_gpu [--json PATH] [--quick] [--only attention,model,profile,memory]\n"
                          "  attention: fused attention kernels alone (softmax, sigmoid), bf16\n"
                          "  model:     tinyllama-60m training step at 8 x 2048 tokens, bf16 (tokens/s, MFU, memory)\n"
+                         "  profile:   GPU time per operation of that step (softmax), share of the step, group totals\n"
                          "  memory:    the largest batch of 2048-token sequences whose training step fits\n");
             return 2;
         }
@@ -273,6 +636,12 @@ int main(int argc, char** argv) {
                 std::fflush(stdout);
                 record(j);
             }
+        }
+        if (wanted("profile")) {
+            const ProfileTable table = bench_profile(quick);
+            print_profile(table);
+            std::fflush(stdout);
+            for (const Json& j : profile_json(table)) record(j);
         }
         if (wanted("memory")) {
             const Json j = bench_largest_batch();

@@ -14,6 +14,7 @@
 # seconds (default 540) is skipped and says so.
 #   GPU_CHECK_STAGES=tests,curve,bench,torch,sanitize   the stages to run (default: all)
 #   GPU_CHECK_QUICK=1        fewer benchmark repetitions
+#   GPU_BENCH_ONLY=LIST      the parts of bench_gpu to run (its --only; default: all)
 #   GPU_CHECK_TEST_TIMEOUT=S seconds each GPU test suite may take (default 240)
 #   GPU_CHECK_NO_COMPILE=1   skip torch.compile in the yardstick
 #   GPU_PREBUILT=DIR         take sinklab, test_gpu_ops, test_gpu_model, bench_gpu from DIR when
@@ -142,6 +143,7 @@ if stage bench; then
   say "GPU benchmark (ours)"
   BENCH_ARGS=(--json "$LOG/bench_gpu.jsonl")
   [ "${GPU_CHECK_QUICK:-0}" = 1 ] && BENCH_ARGS+=(--quick)
+  [ -n "${GPU_BENCH_ONLY:-}" ] && BENCH_ARGS+=(--only "$GPU_BENCH_ONLY")
   timeout 150 "$BIN/bench_gpu" "${BENCH_ARGS[@]}" 2>&1 | tee "$LOG/bench_gpu.log"
   bench_rc=${PIPESTATUS[0]}
 fi
@@ -244,6 +246,12 @@ for v, r in models.items():
 for m, r in tmodels.items():
     print(f"torch tinyllama-60m {m:<8}: {r['tokens_per_s']:>10.0f} tokens/s, bf16 MFU {100 * r['mfu_bf16']:.1f}%, "
           f"{r['step_ms']:.1f} ms/step, peak {r.get('peak_device_gib', float('nan')):.2f} GiB")
+prof = sorted((r for r in ours if r["bench"] == "profile"), key=lambda r: -r["ms"])
+for r in ours:
+    if r["bench"] == "profile_total":
+        print(f"\nprofile of the softmax step: {r['step_ms']:.1f} ms, of which labelled {r['labelled_ms']:.1f} ms; largest:")
+        for p in prof[:10]:
+            print(f"  {p['op']:<34} {p['calls']:>4} calls {p['ms']:>8.2f} ms {100 * p['share']:>5.1f}%")
 for r in ours:
     if r["bench"] == "largest_batch":
         print(f"largest batch of 2048-token sequences that fits (tinyllama-60m, ours): {r['largest_batch']:.0f}")
