@@ -2,19 +2,22 @@
 // (softmax, sigmoid, sigmoid-norm, elu, elu-norm; a bias inside the sigmoid). The twin of
 // attention_forward / attention_backward in src/ops.h (same math; see the comment there).
 //
-// Tiling (FlashAttention-style; no T x T matrix ever reaches device memory):
-//   One block (256 threads in bf16, 128 in fp32) per (tile of Br query rows, batch, head) in the
-//   forward. It keeps its Q tile in shared memory and walks the key tiles up to the diagonal: S = Q K^T into a shared fp32
-//   tile, the score function applied in place row by row (a group of NT/Br threads per row), then
-//   O += P V into a shared fp32 accumulator.
+// Tiling of the fp32 kernels (attention_kernels.cuh; FlashAttention-style, no T x T matrix ever
+// reaches device memory; the bf16 kernels are described under Precision below):
+//   One block of 128 threads per (tile of Br = 32 query rows, batch, head) in the forward. It keeps
+//   its Q tile in shared memory and walks the key tiles of Bc = 32 keys up to the diagonal:
+//   S = Q K^T into a shared fp32 tile, the score function applied in place row by row (a group of
+//   4 threads per row), then O += P V into a shared fp32 accumulator.
 //     softmax:             running maximum m and running sum l (O and l rescaled by exp(m_old - m_new));
 //                          keeps LSE = m + log l per row for the backward.
 //     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the
 //                          normalised variants keep a running sum Z = sum g + 1e-8, saved in att_z.
 //   Backward, without atomics (bitwise deterministic):
 //     Delta_i = dO_i . O_i (one warp per row; needs the forward's output, see kOutRegistry);
-//     kernel dK/dV: one block per key tile walks the query tiles from the diagonal down;
-//     kernel dQ:    one block per query tile walks the key tiles up to the diagonal.
+//     kernel dK/dV: one block (128 threads) per key tile walks the query tiles from the diagonal
+//                   down, dK and dV accumulated in shared memory;
+//     kernel dQ:    one block (128 threads) per query tile walks the key tiles up to the diagonal,
+//                   dQ accumulated in shared memory.
 //     Both recompute S = Q K^T and dP = dO V^T, then per element (s = scale q.k + bias):
 //       softmax:      w = exp(s - LSE_i),  ds = w (dP - Delta_i)
 //       normalised:   g = sim(s), w = g / Z_i,  ds = (dP - Delta_i) / Z_i * sim'(g)
@@ -93,22 +96,23 @@ void launch(Kernel kernel, unsigned threads, size_t smem_bytes, dim3 grid, const
     CUDA_CHECK_LAUNCH();
 }
 
-template <typename Tin, int Dp>
+// The fp32 CUDA-core kernels (attention_kernels.cuh): a block of 4 warps per 32 rows.
+template <int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
-    using K = Cfg<Tin, Dp>;
+    using K = Cfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
     if (a.score == kSoftmax)
-        launch(attention_forward_kernel<Tin, Dp, true>, K::NT, K::kForwardBytes, grid, a);
+        launch(attention_forward_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
     else
-        launch(attention_forward_kernel<Tin, Dp, false>, K::NT, K::kForwardBytes, grid, a);
+        launch(attention_forward_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);
 }
 
-template <typename Tin, int Dp>
+template <int Dp>
 void backward_impl(const AttnArgs& a, size_t B) {
-    using K = Cfg<Tin, Dp>;
+    using K = Cfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    launch(attention_backward_kv_kernel<Tin, Dp>, K::NT, K::kBackwardKVBytes, grid, a);
-    launch(attention_backward_q_kernel<Tin, Dp>, K::NT, K::kBackwardQBytes, grid, a);
+    launch(attention_backward_kv_kernel<Dp>, K::NT, K::kBackwardKVBytes, grid, a);
+    launch(attention_backward_q_kernel<Dp>, K::NT, K::kBackwardQBytes, grid, a);
 }
 
 // The bf16 tensor-core kernels (attention_mma.cuh): a block of 4 warps per 64 rows.
@@ -136,7 +140,7 @@ void run(bool forward, const AttnArgs& a, size_t B) {
     if constexpr (std::is_same_v<Tin, bf16>)
         forward ? forward_mma<Dp>(a, B) : backward_mma<Dp>(a, B);
     else
-        forward ? forward_impl<float, Dp>(a, B) : backward_impl<float, Dp>(a, B);
+        forward ? forward_impl<Dp>(a, B) : backward_impl<Dp>(a, B);
 }
 
 template <typename Tin>

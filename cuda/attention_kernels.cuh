@@ -1,16 +1,18 @@
-// The fused attention kernels (device code only), included by attention.cu. Kept apart from the
-// host code so that tests/test_cuda_emulated.cpp can also compile them as plain C++ against a CPU
-// emulation of the CUDA execution model (tests/cuda_emu.h) and check them where no GPU is present.
-// The design is described at the top of attention.cu.
+// The fp32 fused attention kernels on CUDA cores (device code only), included by attention.cu,
+// with the pieces they share with the bf16 tensor-core kernels of attention_mma.cuh (AttnArgs, the
+// score functions, load_tile, the dynamic shared memory). Kept apart from the host code so that
+// tests/test_cuda_emulated.cpp can also compile them as plain C++ against a CPU emulation of the
+// CUDA execution model (tests/cuda_emu.h) and check them where no GPU is present. The design is
+// described at the top of attention.cu.
 #pragma once
 #include <cuda_bf16.h>
 #ifndef SINKLAB_CUDA_EMU
 #include <cuda_runtime.h>
-#include <mma.h>
 #endif
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "device_utils.cuh"
@@ -54,6 +56,7 @@ __device__ __forceinline__ float sim_grad(int f, float g) {
     return g;
 }
 
+// fp32 -> the element type of a shared tile (float here, bf16 in attention_mma.cuh).
 template <typename Tin>
 __device__ __forceinline__ Tin to_in(float x) {
     if constexpr (std::is_same_v<Tin, bf16>)
@@ -61,253 +64,101 @@ __device__ __forceinline__ Tin to_in(float x) {
     else
         return x;
 }
-template <typename Tin>
-__device__ __forceinline__ float from_in(Tin x) {
-    if constexpr (std::is_same_v<Tin, bf16>)
-        return __bfloat162float(x);
-    else
-        return x;
-}
 
 constexpr size_t align128(size_t x) { return (x + 127) / 128 * 128; }
 
-// Tile sizes and shared-memory layout for one (input type, padded head dim).
-template <typename Tin, int Dp_>
+// Tile sizes and shared-memory layout of the fp32 kernels for one padded head dim. (The bf16
+// tensor-core kernels have their own, MmaCfg in attention_mma.cuh.)
+template <int Dp_>
 struct Cfg {
-    static constexpr bool kTensor = std::is_same_v<Tin, bf16>;
     static constexpr int Dp = Dp_;
-    static constexpr int NT = kTensor ? 256 : 128;    // threads per block (8 or 4 warps)
-    static constexpr int Br = kTensor ? 64 : 32;      // query rows per tile
-    static constexpr int Bc = Br;                     // keys per tile (the causal walk assumes Br == Bc)
-    static constexpr int TPR = NT / Br;               // threads per row in the forward's row pass
-    // Row strides in elements. wmma needs 16-byte multiples and 32-byte aligned tiles; the CUDA-core
-    // path pads by one word instead, which keeps its column walks free of bank conflicts.
-    static constexpr int kPadIn = kTensor ? 8 : 1;
-    static constexpr int kPadAcc = kTensor ? 4 : 1;
-    static constexpr int ldIn = Dp + kPadIn;   // Q, K, V, dO tiles (rows x Dp), Tin
-    static constexpr int ldS = Bc + kPadAcc;   // score tiles S, dP (Br x Bc), fp32
-    static constexpr int ldP = Bc + kPadIn;    // weight tiles P, W, dS (Br x Bc), Tin
-    static constexpr int ldO = Dp + kPadAcc;   // accumulators O, dQ, dK, dV (rows x Dp), fp32
-    static constexpr size_t kIn = align128(size_t(Br) * ldIn * sizeof(Tin));
+    static constexpr int NT = 128;        // threads per block (4 warps)
+    static constexpr int Br = 32;         // query rows per tile
+    static constexpr int Bc = Br;         // keys per tile (the causal walk assumes Br == Bc)
+    static constexpr int TPR = NT / Br;   // threads per row in the forward's row pass
+    // Row strides in floats, padded by one word, which keeps the column walks of tile_gemm free of
+    // bank conflicts.
+    static constexpr int kPad = 1;
+    static constexpr int ldIn = Dp + kPad;  // Q, K, V, dO tiles (rows x Dp)
+    static constexpr int ldS = Bc + kPad;   // score tiles S, dP (Br x Bc)
+    static constexpr int ldP = Bc + kPad;   // weight tiles P, W, dS (Br x Bc)
+    static constexpr int ldO = Dp + kPad;   // accumulators O, dQ, dK, dV (rows x Dp)
+    static constexpr size_t kIn = align128(size_t(Br) * ldIn * sizeof(float));
     static constexpr size_t kS = align128(size_t(Br) * ldS * sizeof(float));
-    static constexpr size_t kP = align128(size_t(Br) * ldP * sizeof(Tin));
+    static constexpr size_t kP = align128(size_t(Br) * ldP * sizeof(float));
     static constexpr size_t kO = align128(size_t(Br) * ldO * sizeof(float));
     static constexpr size_t kRow = align128(size_t(Br) * sizeof(float));
     // forward: Q K V | S | P | O | rowinv
     static constexpr size_t kForwardBytes = 3 * kIn + kS + kP + kO + kRow;
-    // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta. On the tensor-core path dK and dV stay in
-    // registers and are staged at the end through the S dP and Q dO areas (free by then).
-    static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + (kTensor ? 0 : 2 * kO) + 2 * kRow;
-    static_assert(!kTensor || 2 * kIn >= size_t(Br) * ldO * sizeof(float), "dV staging fits in Q and dO");
-    // Blocks per multiprocessor the dK/dV kernel asks the compiler for (__launch_bounds__). Two
-    // would fit in the 228 KB of shared memory of an H100/H200 multiprocessor for Dp <= 96, but
-    // cost register spills (ptxas: 108 bytes at Dp = 96); to be decided by measurement on the GPU.
-    static constexpr int kKVMinBlocks = 1;
-    // dQ: Q dO K V | S dP | dS | dQ | stat delta. On the tensor-core path dQ stays in registers and
-    // is staged at the end through the S dP area (no longer read by then), which has room for it.
-    static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + (kTensor ? 0 : kO) + 2 * kRow;
-    static_assert(!kTensor || 2 * kS >= size_t(Br) * ldO * sizeof(float), "dQ staging fits in S and dP");
-    static_assert(Dp % 16 == 0 && Br % 16 == 0 && NT % Br == 0 && TPR <= 32, "tile shape");
+    // dK/dV: Q dO K V | S dP | W dS | dK dV | stat delta
+    static constexpr size_t kBackwardKVBytes = 4 * kIn + 2 * kS + 2 * kP + 2 * kO + 2 * kRow;
+    // dQ: Q dO K V | S dP | dS | dQ | stat delta
+    static constexpr size_t kBackwardQBytes = 4 * kIn + 2 * kS + kP + kO + 2 * kRow;
+    static_assert(Dp % 4 == 0 && NT % Br == 0 && TPR <= 32, "tile shape");
 };
 
-// Register blocking of the wmma tile products: a TM x TN grid of 16x16 output tiles shared by NW
-// warps, each warp taking blocks of bm x bn tiles with bm, bn in {1, 2} dividing TM, TN. Cost per
-// k-step of the busiest warp, counting an mma and a fragment load from shared memory alike:
-// rounds x (bm bn mmas + (bm + bn) loads).
-constexpr int register_block_cost(int TM, int TN, int NW, int bm, int bn) {
-    const int blocks = (TM / bm) * (TN / bn);
-    return (blocks + NW - 1) / NW * (bm * bn + bm + bn);
-}
-constexpr int register_block_choice(int TM, int TN, int NW) {  // returns 2 * bm + bn (bm, bn in {1, 2})
-    int best = 3, best_cost = register_block_cost(TM, TN, NW, 1, 1);
-    for (int bm = 1; bm <= 2; bm++)
-        for (int bn = 1; bn <= 2; bn++)
-            if (TM % bm == 0 && TN % bn == 0) {
-                const int cost = register_block_cost(TM, TN, NW, bm, bn);
-                if (cost < best_cost) {
-                    best_cost = cost;
-                    best = 2 * bm + bn;
-                }
-            }
-    return best;
-}
-constexpr int register_block_rows(int TM, int TN, int NW) { return (register_block_choice(TM, TN, NW) - 1) / 2; }
-constexpr int register_block_cols(int TM, int TN, int NW) {
-    return register_block_choice(TM, TN, NW) - 2 * register_block_rows(TM, TN, NW);
-}
-static_assert(register_block_rows(4, 4, 8) == 1 && register_block_cols(4, 4, 8) == 2, "S tile: 1 x 2 blocks");
-static_assert(register_block_rows(4, 8, 8) == 2 && register_block_cols(4, 8, 8) == 2, "D=128: 2 x 2 blocks");
-static_assert(register_block_rows(4, 6, 8) == 2 && register_block_cols(4, 6, 8) == 2, "D=96: 2 x 2 blocks");
-static_assert(register_block_rows(4, 2, 8) == 1 && register_block_cols(4, 2, 8) == 1, "D=32: 1 x 1 blocks");
-static_assert(register_block_rows(4, 1, 8) == 1 && register_block_cols(4, 1, 8) == 1, "D=16: 1 x 1 blocks");
-
-// C (M x N, fp32, row stride ldc) = or += A (M x K) . B (K x N), all in shared memory, by the whole block.
-//   A(m, k) = kTransA ? A[k lda + m] : A[m lda + k];   B(k, n) = kTransB ? B[n ldb + k] : B[k ldb + n]
-// bf16: each warp takes blocks of 16x16 output tiles in turn (wmma, fp32 accumulation). fp32: one thread per
-// output element, k in increasing order. Callers put a barrier before (inputs ready) and after.
-template <typename Tin, int M, int N, int K, bool kTransA, bool kTransB, bool kAccumulate, int NT>
-__device__ __forceinline__ void tile_gemm(float* C, int ldc, const Tin* A, int lda, const Tin* B, int ldb) {
-    if constexpr (std::is_same_v<Tin, bf16>) {
-        namespace wmma = nvcuda::wmma;
-        using LayoutA = std::conditional_t<kTransA, wmma::col_major, wmma::row_major>;
-        using LayoutB = std::conditional_t<kTransB, wmma::col_major, wmma::row_major>;
-        static_assert(M % 16 == 0 && N % 16 == 0 && K % 16 == 0, "wmma tiles");
-        constexpr int TM = M / 16, TN = N / 16, NW = NT / 32;
-        // Each warp computes a block of BM x BN output tiles, reusing each A fragment BN times and
-        // each B fragment BM times (fewer shared-memory reads per mma); the block shape minimises
-        // the tiles of the busiest warp, then the fragment loads per mma.
-        constexpr int BM = register_block_rows(TM, TN, NW), BN = register_block_cols(TM, TN, NW);
-        constexpr int GN = TN / BN, blocks = (TM / BM) * GN;
-        const int warp = int(threadIdx.x) / 32;
-        for (int blk = warp; blk < blocks; blk += NW) {
-            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[BM][BN];
-#pragma unroll
-            for (int i = 0; i < BM; i++)
-#pragma unroll
-                for (int j = 0; j < BN; j++) {
-                    if constexpr (kAccumulate)
-                        wmma::load_matrix_sync(acc[i][j], C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, unsigned(ldc),
-                                               wmma::mem_row_major);
-                    else
-                        wmma::fill_fragment(acc[i][j], 0.0f);
-                }
-#pragma unroll
-            for (int kk = 0; kk < K; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a[BM];
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b[BN];
-#pragma unroll
-                for (int i = 0; i < BM; i++) {
-                    const int tm = tm0 + i;
-                    wmma::load_matrix_sync(a[i], kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk,
-                                           unsigned(lda));
-                }
-#pragma unroll
-                for (int j = 0; j < BN; j++) {
-                    const int tn = tn0 + j;
-                    wmma::load_matrix_sync(b[j], kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16,
-                                           unsigned(ldb));
-                }
-#pragma unroll
-                for (int i = 0; i < BM; i++)
-#pragma unroll
-                    for (int j = 0; j < BN; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
-            }
-#pragma unroll
-            for (int i = 0; i < BM; i++)
-#pragma unroll
-                for (int j = 0; j < BN; j++)
-                    wmma::store_matrix_sync(C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, acc[i][j], unsigned(ldc),
-                                            wmma::mem_row_major);
-        }
-    } else {
-        for (int e = int(threadIdx.x); e < M * N; e += NT) {
-            const int m = e / N, n = e % N;
-            float sum = kAccumulate ? C[m * ldc + n] : 0.0f;
+// C (M x N, row stride ldc) = or += A (M x K) . B (K x N), all fp32 in shared memory, by the whole
+// block:  A(m, k) = kTransA ? A[k lda + m] : A[m lda + k];   B(k, n) = kTransB ? B[n ldb + k] : B[k ldb + n]
+// One thread per output element, k in increasing order. Callers put a barrier before (inputs
+// ready) and after.
+template <int M, int N, int K, bool kTransA, bool kTransB, bool kAccumulate, int NT>
+__device__ __forceinline__ void tile_gemm(float* C, int ldc, const float* A, int lda, const float* B, int ldb) {
+    for (int e = int(threadIdx.x); e < M * N; e += NT) {
+        const int m = e / N, n = e % N;
+        float sum = kAccumulate ? C[m * ldc + n] : 0.0f;
 #pragma unroll 8
-            for (int k = 0; k < K; k++) {
-                const float a = kTransA ? A[k * lda + m] : A[m * lda + k];
-                const float b = kTransB ? B[n * ldb + k] : B[k * ldb + n];
-                sum = fmaf(a, b, sum);
-            }
-            C[m * ldc + n] = sum;
+        for (int k = 0; k < K; k++) {
+            const float a = kTransA ? A[k * lda + m] : A[m * lda + k];
+            const float b = kTransB ? B[n * ldb + k] : B[k * ldb + n];
+            sum = fmaf(a, b, sum);
         }
+        C[m * ldc + n] = sum;
     }
 }
 
-// Accumulator tiles that stay in registers across a loop (bf16 / wmma path only):
-//   C (M x N) += A (M x K) . B (K x N)   (A, B in shared memory, operands as in tile_gemm)
-// called once per loop iteration; each warp owns the same blocks of output tiles every time, so no
-// accumulator goes through shared memory until store(). Used where nothing rescales the
-// accumulator (dK, dV, dQ). The fp32 path accumulates in shared memory with tile_gemm instead.
-template <int M, int N, int K, bool kTransA, bool kTransB, int NT>
-struct RegisterAccumulator {
-    static constexpr int TM = M / 16, TN = N / 16, NW = NT / 32;
-    static constexpr int BM = register_block_rows(TM, TN, NW), BN = register_block_cols(TM, TN, NW);
-    static constexpr int GN = TN / BN, kBlocks = (TM / BM) * GN, kPerWarp = (kBlocks + NW - 1) / NW;
-    static_assert(M % 16 == 0 && N % 16 == 0 && K % 16 == 0, "wmma tiles");
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[kPerWarp][BM][BN];
-
-    __device__ __forceinline__ void zero() {
-#pragma unroll
-        for (int q = 0; q < kPerWarp; q++)
-#pragma unroll
-            for (int i = 0; i < BM; i++)
-#pragma unroll
-                for (int j = 0; j < BN; j++) nvcuda::wmma::fill_fragment(acc[q][i][j], 0.0f);
+// Four values into a tile row: one 8-byte store for bf16 (the mma kernels' rows are 16-byte
+// aligned and d is a multiple of 4), four single stores for fp32 (whose padded rows are not).
+template <typename Tin>
+__device__ __forceinline__ void store4(Tin* t, float4 x) {
+    if constexpr (std::is_same_v<Tin, bf16>) {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y), hi = __floats2bfloat162_rn(x.z, x.w);
+        uint2 packed;
+        std::memcpy(&packed.x, &lo, sizeof(packed.x));
+        std::memcpy(&packed.y, &hi, sizeof(packed.y));
+        *reinterpret_cast<uint2*>(t) = packed;
+    } else {
+        t[0] = x.x;
+        t[1] = x.y;
+        t[2] = x.z;
+        t[3] = x.w;
     }
-
-    __device__ __forceinline__ void add_product(const bf16* A, int lda, const bf16* B, int ldb) {
-        namespace wmma = nvcuda::wmma;
-        using LayoutA = std::conditional_t<kTransA, wmma::col_major, wmma::row_major>;
-        using LayoutB = std::conditional_t<kTransB, wmma::col_major, wmma::row_major>;
-        const int warp = int(threadIdx.x) / 32;
-#pragma unroll
-        for (int q = 0; q < kPerWarp; q++) {
-            const int blk = warp + q * NW;
-            if (blk >= kBlocks) break;  // uniform across the warp
-            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
-#pragma unroll
-            for (int kk = 0; kk < K; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> a[BM];
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> b[BN];
-#pragma unroll
-                for (int i = 0; i < BM; i++) {
-                    const int tm = tm0 + i;
-                    wmma::load_matrix_sync(a[i], kTransA ? A + kk * lda + tm * 16 : A + tm * 16 * lda + kk,
-                                           unsigned(lda));
-                }
-#pragma unroll
-                for (int j = 0; j < BN; j++) {
-                    const int tn = tn0 + j;
-                    wmma::load_matrix_sync(b[j], kTransB ? B + tn * 16 * ldb + kk : B + kk * ldb + tn * 16,
-                                           unsigned(ldb));
-                }
-#pragma unroll
-                for (int i = 0; i < BM; i++)
-#pragma unroll
-                    for (int j = 0; j < BN; j++) wmma::mma_sync(acc[q][i][j], a[i], b[j], acc[q][i][j]);
-            }
-        }
-    }
-
-    // C (M x N, fp32, row stride ldc) = the accumulated tiles.
-    __device__ __forceinline__ void store(float* C, int ldc) {
-        const int warp = int(threadIdx.x) / 32;
-#pragma unroll
-        for (int q = 0; q < kPerWarp; q++) {
-            const int blk = warp + q * NW;
-            if (blk >= kBlocks) break;
-            const int tm0 = (blk / GN) * BM, tn0 = (blk % GN) * BN;
-#pragma unroll
-            for (int i = 0; i < BM; i++)
-#pragma unroll
-                for (int j = 0; j < BN; j++)
-                    nvcuda::wmma::store_matrix_sync(C + (tm0 + i) * 16 * ldc + (tn0 + j) * 16, acc[q][i][j],
-                                                    unsigned(ldc), nvcuda::wmma::mem_row_major);
-        }
-    }
-};
-struct NoAccumulator {};
+}
 
 // Rows [row0, row0 + R) of a (T, D) slice with row stride `stride` into a (R x Dp) shared tile,
 // zero-filled beyond T and beyond D. 16-byte loads when the slice allows them (D and the stride
-// multiples of 4 floats, a 16-byte aligned start), else one float per thread per step.
+// multiples of 4 floats, a 16-byte aligned start), issued kBatch at a time before their stores so
+// that several loads are in flight per thread; else one float per thread per step. Tin: float
+// (the kernels below) or bf16 (attention_mma.cuh), the values rounded on the way in.
 template <typename Tin, int R, int Dp, int NT>
 __device__ __forceinline__ void load_tile(Tin* tile, int ld, const float* src, size_t stride, int row0, int T,
                                           int D) {
     const bool vec = D % 4 == 0 && stride % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
     if (vec) {  // uniform across the block
-        constexpr int V = Dp / 4;
-        for (int e = int(threadIdx.x); e < R * V; e += NT) {
-            const int r = e / V, d = (e % V) * 4;
-            float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (row0 + r < T && d < D) x = *reinterpret_cast<const float4*>(src + size_t(row0 + r) * stride + d);
-            Tin* t = tile + r * ld + d;
-            t[0] = to_in<Tin>(x.x);
-            t[1] = to_in<Tin>(x.y);
-            t[2] = to_in<Tin>(x.z);
-            t[3] = to_in<Tin>(x.w);
+        constexpr int V = Dp / 4, kItems = R * V, kBatch = 4;
+        for (int e0 = 0; e0 < kItems; e0 += kBatch * NT) {
+            float4 x[kBatch];
+#pragma unroll
+            for (int u = 0; u < kBatch; u++) {
+                const int e = e0 + u * NT + int(threadIdx.x), r = e / V, d = (e % V) * 4;
+                x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (e < kItems && row0 + r < T && d < D)
+                    x[u] = *reinterpret_cast<const float4*>(src + size_t(row0 + r) * stride + d);
+            }
+#pragma unroll
+            for (int u = 0; u < kBatch; u++) {
+                const int e = e0 + u * NT + int(threadIdx.x), r = e / V, d = (e % V) * 4;
+                if (e < kItems) store4<Tin>(tile + r * ld + d, x[u]);
+            }
         }
     } else {
         for (int e = int(threadIdx.x); e < R * Dp; e += NT) {
@@ -340,18 +191,19 @@ __device__ __forceinline__ float group_max(float v) {
 
 // ------------------------------------------------------------------------------------------------
 // Forward. grid (ceil(T / Br), B H), block NT. kIsSoftmax must equal (a.score == kSoftmax).
-// The softmax rescales O row by row, so O lives in shared memory; the other variants never
-// rescale, and on the tensor-core path keep O in registers (RegisterAccumulator).
-template <typename Tin, int Dp, bool kIsSoftmax>
-__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(AttnArgs a) {
-    using K = Cfg<Tin, Dp>;
+// Q, K, V, the scores S, the weights P and the output accumulator O all live in shared memory
+// (fp32); a group of TPR threads per row applies the score function and, for the softmax, keeps
+// the running maximum and rescales the row of O.
+template <int Dp, bool kIsSoftmax>
+__global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs a) {
+    using K = Cfg<Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT, TPR = K::TPR;
     SINKLAB_DYNAMIC_SMEM(smem);
-    Tin* Qs = reinterpret_cast<Tin*>(smem);
-    Tin* Ks = reinterpret_cast<Tin*>(smem + K::kIn);
-    Tin* Vs = reinterpret_cast<Tin*>(smem + 2 * K::kIn);
+    float* Qs = reinterpret_cast<float*>(smem);
+    float* Ks = reinterpret_cast<float*>(smem + K::kIn);
+    float* Vs = reinterpret_cast<float*>(smem + 2 * K::kIn);
     float* S = reinterpret_cast<float*>(smem + 3 * K::kIn);
-    Tin* P = reinterpret_cast<Tin*>(smem + 3 * K::kIn + K::kS);
+    float* P = reinterpret_cast<float*>(smem + 3 * K::kIn + K::kS);
     float* O = reinterpret_cast<float*>(smem + 3 * K::kIn + K::kS + K::kP);
     float* rowinv = reinterpret_cast<float*>(smem + 3 * K::kIn + K::kS + K::kP + K::kO);
 
@@ -363,14 +215,8 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
     const float* k_src = q_src + C;
     const float* v_src = q_src + 2 * size_t(C);
 
-    load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
-    constexpr bool kRegisterO = K::kTensor && !kIsSoftmax;
-    using Acc = std::conditional_t<kRegisterO, RegisterAccumulator<Br, Dp, Bc, false, false, NT>, NoAccumulator>;
-    Acc acc_o;
-    if constexpr (kRegisterO)
-        acc_o.zero();
-    else
-        zero_acc<Dp, NT>(O, K::ldO, Br);
+    load_tile<float, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+    zero_acc<Dp, NT>(O, K::ldO, Br);
 
     const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
     const int qi = q0 + row;
@@ -378,13 +224,13 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
     const int k_end = min(q0 + Br, T);
     for (int k0 = 0; k0 < k_end; k0 += Bc) {
         __syncthreads();  // the previous tile's K, V and P are no longer read
-        load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, k_src, C3, k0, T, D);
-        load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, v_src, C3, k0, T, D);
+        load_tile<float, Bc, Dp, NT>(Ks, K::ldIn, k_src, C3, k0, T, D);
+        load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, v_src, C3, k0, T, D);
         __syncthreads();
-        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);  // S = Q K^T
+        tile_gemm<Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);  // S = Q K^T
         __syncthreads();
         float* srow = S + row * K::ldS;
-        Tin* prow = P + row * K::ldP;
+        float* prow = P + row * K::ldP;
         float sum = 0.0f;
         if constexpr (kIsSoftmax) {
             float tile_max = -INFINITY;
@@ -398,7 +244,7 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
             for (int j = part; j < Bc; j += TPR) {
                 const float s = srow[j];
                 const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
-                prow[j] = to_in<Tin>(p);
+                prow[j] = p;
                 sum += p;
             }
             sum = group_sum<TPR>(sum);
@@ -411,18 +257,14 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
             for (int j = part; j < Bc; j += TPR) {
                 const bool valid = qi < T && k0 + j <= qi;
                 const float g = valid ? sim(a.score, srow[j] * a.scale + a.bias) : 0.0f;
-                prow[j] = to_in<Tin>(g);
+                prow[j] = g;
                 sum += g;
             }
             l += group_sum<TPR>(sum);
         }
         __syncthreads();
-        if constexpr (kRegisterO)
-            acc_o.add_product(P, K::ldP, Vs, K::ldIn);  // O += P V
-        else
-            tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(O, K::ldO, P, K::ldP, Vs, K::ldIn);  // O += P V
+        tile_gemm<Br, Dp, Bc, false, false, true, NT>(O, K::ldO, P, K::ldP, Vs, K::ldIn);  // O += P V
     }
-    if constexpr (kRegisterO) acc_o.store(O, K::ldO);
     // Statistics for the backward, and 1 / Z for the output.
     if (part == 0) {
         float inv = 1.0f;
@@ -455,10 +297,10 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_forward_kernel(Att
 // Backward, shared part: S (scores q.k, unscaled) and dP (dO . v) of one (Br x Bc) tile -> the
 // weights W (optional) and the score gradients dS (scaled by `scale`, ready for dQ and dK).
 // stat: LSE_i (softmax) or Z_i (normalised); delta: Delta_i.
-template <typename Tin, int Dp, bool kWriteW>
-__device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, Tin* W, Tin* dS,
-                                                const float* stat, const float* delta, int q0, int k0) {
-    using K = Cfg<Tin, Dp>;
+template <int Dp, bool kWriteW>
+__device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, float* W,
+                                                float* dS, const float* stat, const float* delta, int q0, int k0) {
+    using K = Cfg<Dp>;
     for (int e = int(threadIdx.x); e < K::Br * K::Bc; e += K::NT) {
         const int i = e / K::Bc, j = e % K::Bc;
         const int qi = q0 + i, kj = k0 + j;
@@ -480,8 +322,8 @@ __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* 
                 }
             }
         }
-        if constexpr (kWriteW) W[i * K::ldP + j] = to_in<Tin>(w);
-        dS[i * K::ldP + j] = to_in<Tin>(ds * a.scale);
+        if constexpr (kWriteW) W[i * K::ldP + j] = w;
+        dS[i * K::ldP + j] = ds * a.scale;
     }
 }
 
@@ -501,26 +343,25 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
     }
 }
 
-// dK and dV. grid (ceil(T / Bc), B H), block NT.
-template <typename Tin, int Dp>
-__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT, Cfg<Tin, Dp>::kKVMinBlocks)
-    attention_backward_kv_kernel(AttnArgs a) {
-    using K = Cfg<Tin, Dp>;
+// dK and dV. grid (ceil(T / Bc), B H), block NT. The explicit minimum of 1 block per
+// multiprocessor matters: without it ptxas (CUDA 13, sm_90) caps this kernel at 80 registers (64,
+// with a spill, at Dp = 32) instead of the 106-112 it uses.
+template <int Dp>
+__global__ void __launch_bounds__(Cfg<Dp>::NT, 1) attention_backward_kv_kernel(AttnArgs a) {
+    using K = Cfg<Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
     SINKLAB_DYNAMIC_SMEM(smem);
     unsigned char* p = smem;
-    Tin* Qs = reinterpret_cast<Tin*>(p);  p += K::kIn;
-    Tin* dOs = reinterpret_cast<Tin*>(p); p += K::kIn;
-    Tin* Ks = reinterpret_cast<Tin*>(p);  p += K::kIn;
-    Tin* Vs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    float* Qs = reinterpret_cast<float*>(p);  p += K::kIn;
+    float* dOs = reinterpret_cast<float*>(p); p += K::kIn;
+    float* Ks = reinterpret_cast<float*>(p);  p += K::kIn;
+    float* Vs = reinterpret_cast<float*>(p);  p += K::kIn;
     float* S = reinterpret_cast<float*>(p);  p += K::kS;
     float* dP = reinterpret_cast<float*>(p); p += K::kS;
-    Tin* W = reinterpret_cast<Tin*>(p);   p += K::kP;
-    Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
-    float* dK = K::kTensor ? S : reinterpret_cast<float*>(p);  // S, dP adjacent; see Cfg
-    if constexpr (!K::kTensor) p += K::kO;
-    float* dV = K::kTensor ? reinterpret_cast<float*>(Qs) : reinterpret_cast<float*>(p);  // Q, dO adjacent
-    if constexpr (!K::kTensor) p += K::kO;
+    float* W = reinterpret_cast<float*>(p);   p += K::kP;
+    float* dS = reinterpret_cast<float*>(p);  p += K::kP;
+    float* dK = reinterpret_cast<float*>(p);  p += K::kO;
+    float* dV = reinterpret_cast<float*>(p);  p += K::kO;
     float* stat = reinterpret_cast<float*>(p); p += K::kRow;
     float* delta = reinterpret_cast<float*>(p);
 
@@ -531,41 +372,23 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT, Cfg<Tin, Dp>::kKVMinBlocks)
     const float* q_src = a.qkv + size_t(b) * T * C3 + size_t(h) * D;
     const float* do_src = a.dout + size_t(b) * T * C + size_t(h) * D;
 
-    load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
-    load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
-    // dK, dV: in registers (bf16) or in shared memory (fp32).
-    using Acc = std::conditional_t<K::kTensor, RegisterAccumulator<Bc, Dp, Br, true, false, NT>, NoAccumulator>;
-    Acc acc_dk, acc_dv;
-    if constexpr (K::kTensor) {
-        acc_dk.zero();
-        acc_dv.zero();
-    } else {
-        zero_acc<Dp, NT>(dK, K::ldO, Bc);
-        zero_acc<Dp, NT>(dV, K::ldO, Bc);
-    }
+    load_tile<float, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
+    load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
+    zero_acc<Dp, NT>(dK, K::ldO, Bc);
+    zero_acc<Dp, NT>(dV, K::ldO, Bc);
     for (int q0 = k0; q0 < T; q0 += Br) {  // Br == Bc: the first query tile that sees key k0
         __syncthreads();
-        load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
-        load_tile<Tin, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
+        load_tile<float, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+        load_tile<float, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
         load_row_stats<Br, NT>(a, stat, delta, bh, q0);
         __syncthreads();
-        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
-        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
+        tile_gemm<Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
+        tile_gemm<Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
         __syncthreads();
-        scores_to_grads<Tin, Dp, true>(a, S, dP, W, dS, stat, delta, q0, k0);
+        scores_to_grads<Dp, true>(a, S, dP, W, dS, stat, delta, q0, k0);
         __syncthreads();
-        if constexpr (K::kTensor) {
-            acc_dv.add_product(W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
-            acc_dk.add_product(dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
-        } else {
-            tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);
-            tile_gemm<Tin, Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);
-        }
-    }
-    if constexpr (K::kTensor) {
-        __syncthreads();  // every warp is done reading Q and dO before they are overwritten
-        acc_dv.store(dV, K::ldO);
-        acc_dk.store(dK, K::ldO);
+        tile_gemm<Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
+        tile_gemm<Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
     }
     __syncthreads();
     for (int e = int(threadIdx.x); e < Bc * Dp; e += NT) {
@@ -579,21 +402,20 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT, Cfg<Tin, Dp>::kKVMinBlocks)
 }
 
 // dQ. grid (ceil(T / Br), B H), block NT.
-template <typename Tin, int Dp>
-__global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(AttnArgs a) {
-    using K = Cfg<Tin, Dp>;
+template <int Dp>
+__global__ void __launch_bounds__(Cfg<Dp>::NT) attention_backward_q_kernel(AttnArgs a) {
+    using K = Cfg<Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT;
     SINKLAB_DYNAMIC_SMEM(smem);
     unsigned char* p = smem;
-    Tin* Qs = reinterpret_cast<Tin*>(p);  p += K::kIn;
-    Tin* dOs = reinterpret_cast<Tin*>(p); p += K::kIn;
-    Tin* Ks = reinterpret_cast<Tin*>(p);  p += K::kIn;
-    Tin* Vs = reinterpret_cast<Tin*>(p);  p += K::kIn;
+    float* Qs = reinterpret_cast<float*>(p);  p += K::kIn;
+    float* dOs = reinterpret_cast<float*>(p); p += K::kIn;
+    float* Ks = reinterpret_cast<float*>(p);  p += K::kIn;
+    float* Vs = reinterpret_cast<float*>(p);  p += K::kIn;
     float* S = reinterpret_cast<float*>(p);  p += K::kS;
     float* dP = reinterpret_cast<float*>(p); p += K::kS;
-    Tin* dS = reinterpret_cast<Tin*>(p);  p += K::kP;
-    float* dQ = K::kTensor ? S : reinterpret_cast<float*>(p);  // S, dP: adjacent, see Cfg
-    if constexpr (!K::kTensor) p += K::kO;
+    float* dS = reinterpret_cast<float*>(p);  p += K::kP;
+    float* dQ = reinterpret_cast<float*>(p);  p += K::kO;
     float* stat = reinterpret_cast<float*>(p); p += K::kRow;
     float* delta = reinterpret_cast<float*>(p);
 
@@ -604,33 +426,23 @@ __global__ void __launch_bounds__(Cfg<Tin, Dp>::NT) attention_backward_q_kernel(
     const float* q_src = a.qkv + size_t(b) * T * C3 + size_t(h) * D;
     const float* do_src = a.dout + size_t(b) * T * C + size_t(h) * D;
 
-    load_tile<Tin, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
-    load_tile<Tin, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
+    load_tile<float, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
+    load_tile<float, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
     load_row_stats<Br, NT>(a, stat, delta, bh, q0);
-    // dQ: in registers (bf16) or in shared memory (fp32).
-    using Acc = std::conditional_t<K::kTensor, RegisterAccumulator<Br, Dp, Bc, false, false, NT>, NoAccumulator>;
-    Acc acc_dq;
-    if constexpr (K::kTensor)
-        acc_dq.zero();
-    else
-        zero_acc<Dp, NT>(dQ, K::ldO, Br);
+    zero_acc<Dp, NT>(dQ, K::ldO, Br);
     const int k_end = min(q0 + Br, T);
     for (int k0 = 0; k0 < k_end; k0 += Bc) {
         __syncthreads();
-        load_tile<Tin, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
-        load_tile<Tin, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
+        load_tile<float, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
+        load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
         __syncthreads();
-        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
-        tile_gemm<Tin, Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
+        tile_gemm<Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
+        tile_gemm<Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
         __syncthreads();
-        scores_to_grads<Tin, Dp, false>(a, S, dP, nullptr, dS, stat, delta, q0, k0);
+        scores_to_grads<Dp, false>(a, S, dP, nullptr, dS, stat, delta, q0, k0);
         __syncthreads();
-        if constexpr (K::kTensor)
-            acc_dq.add_product(dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
-        else
-            tile_gemm<Tin, Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);
+        tile_gemm<Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
     }
-    if constexpr (K::kTensor) acc_dq.store(dQ, K::ldO);
     __syncthreads();
     for (int e = int(threadIdx.x); e < Br * Dp; e += NT) {
         const int r = e / Dp, d = e % Dp;

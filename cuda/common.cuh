@@ -25,7 +25,15 @@ inline unsigned blocks_for(size_t n, unsigned threads) { return unsigned((n + th
 
 // A growable device scratch buffer per slot, owned by the backend (never freed during a run).
 // Growing synchronises the device (cudaFree), so a buffer in use by queued work is never freed early.
-enum ScratchSlot { kScratchReduce = 0, kScratchAttention = 1, kScratchEmbedding = 2, kScratchCount = 3 };
+enum ScratchSlot {
+    kScratchReduce,
+    kScratchAttention,
+    kScratchEmbedding,
+    kScratchGemmInput,   // bf16 copies of a matmul's operands (matmul.cu, bf16 mode)
+    kScratchGemmWeight,
+    kScratchGemmDout,
+    kScratchCount
+};
 void* scratch(ScratchSlot slot, size_t bytes);
 
 }  // namespace sinklab::cuda

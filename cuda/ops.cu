@@ -73,23 +73,23 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
 
 void rope_forward(float* out, const float* qkv, const float* cos_t, const float* sin_t, size_t B, size_t Tn,
                   size_t C, size_t H) {
-    rope_forward_kernel<<<grid_for(B * Tn * 3 * C), kThreads>>>(out, qkv, cos_t, sin_t, B * Tn, Tn, C, C / H);
+    rope_forward_kernel<<<grid_for(B * Tn * 3 * C / 2), kThreads>>>(out, qkv, cos_t, sin_t, B * Tn, Tn, C, C / H);
     CUDA_CHECK_LAUNCH();
 }
 
 void rope_backward(float* dqkv, const float* dout, const float* cos_t, const float* sin_t, size_t B, size_t Tn,
                    size_t C, size_t H) {
-    rope_backward_kernel<<<grid_for(B * Tn * 3 * C), kThreads>>>(dqkv, dout, cos_t, sin_t, B * Tn, Tn, C, C / H);
+    rope_backward_kernel<<<grid_for(B * Tn * 3 * C / 2), kThreads>>>(dqkv, dout, cos_t, sin_t, B * Tn, Tn, C, C / H);
     CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_forward(float* out, const float* fc, size_t N, size_t F) {
-    swiglu_forward_kernel<<<grid_for(N * F), kThreads>>>(out, fc, N, F);
+    swiglu_forward_kernel<<<grid_for((N * F + 3) / 4), kThreads>>>(out, fc, N, F);
     CUDA_CHECK_LAUNCH();
 }
 
 void swiglu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F) {
-    swiglu_backward_kernel<<<grid_for(N * F), kThreads>>>(dfc, dout, fc, N, F);
+    swiglu_backward_kernel<<<grid_for((N * F + 3) / 4), kThreads>>>(dfc, dout, fc, N, F);
     CUDA_CHECK_LAUNCH();
 }
 

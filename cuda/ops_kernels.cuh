@@ -94,65 +94,110 @@ __global__ void column_sum_kernel(float* dw, const float* partial, size_t chunks
     dw[c] += sum;
 }
 
-// ---- RoPE: one thread per element of the (B, T, 3C) row ----
+// ---- RoPE: over the (B, T, 3C) rows, one thread per rotated pair (i, i + D/2) of a q or k head
+// (C pairs per row), then one per two v values copied (C/2 per row): both outputs of a pair from
+// one read of its inputs, and one 64-bit division per item.
 __global__ void rope_forward_kernel(float* out, const float* qkv, const float* cos_t, const float* sin_t, size_t BT,
                                     size_t Tn, size_t C, size_t D) {
-    const size_t C3 = 3 * C, half = D / 2;
-    GRID_STRIDE_LOOP(idx, BT * C3) {
-        const size_t bt = idx / C3, c = idx % C3;
-        if (c >= 2 * C) {
-            out[idx] = qkv[idx];
-            continue;
-        }
-        const size_t t = bt % Tn, d = c % D;
-        const float* x = qkv + bt * C3 + (c - d);  // this head's slice
-        if (d < half) {
-            out[idx] = x[d] * cos_t[t * half + d] - x[d + half] * sin_t[t * half + d];
+    const size_t C3 = 3 * C, per_row = C3 / 2, half = D / 2;
+    GRID_STRIDE_LOOP(idx, BT * per_row) {
+        const size_t bt = idx / per_row, j = idx - bt * per_row;
+        const size_t row = bt * C3;
+        if (j < C) {
+            const size_t slot = j / half, i = j - slot * half, t = bt % Tn;  // slot: q heads, then k heads
+            const float* x = qkv + row + slot * D;
+            float* y = out + row + slot * D;
+            const float c = cos_t[t * half + i], s = sin_t[t * half + i], x1 = x[i], x2 = x[i + half];
+            y[i] = x1 * c - x2 * s;
+            y[i + half] = x2 * c + x1 * s;
         } else {
-            const size_t i = d - half;
-            out[idx] = x[d] * cos_t[t * half + i] + x[i] * sin_t[t * half + i];
+            const size_t k = row + 2 * C + 2 * (j - C);
+            out[k] = qkv[k];
+            out[k + 1] = qkv[k + 1];
         }
     }
 }
 
 __global__ void rope_backward_kernel(float* dqkv, const float* dout, const float* cos_t, const float* sin_t,
                                      size_t BT, size_t Tn, size_t C, size_t D) {
-    const size_t C3 = 3 * C, half = D / 2;
-    GRID_STRIDE_LOOP(idx, BT * C3) {
-        const size_t bt = idx / C3, c = idx % C3;
-        if (c >= 2 * C) {
-            dqkv[idx] += dout[idx];
-            continue;
-        }
-        const size_t t = bt % Tn, d = c % D;
-        const float* dy = dout + bt * C3 + (c - d);
-        if (d < half) {
-            dqkv[idx] += dy[d] * cos_t[t * half + d] + dy[d + half] * sin_t[t * half + d];
+    const size_t C3 = 3 * C, per_row = C3 / 2, half = D / 2;
+    GRID_STRIDE_LOOP(idx, BT * per_row) {
+        const size_t bt = idx / per_row, j = idx - bt * per_row;
+        const size_t row = bt * C3;
+        if (j < C) {
+            const size_t slot = j / half, i = j - slot * half, t = bt % Tn;
+            const float* dy = dout + row + slot * D;
+            float* dx = dqkv + row + slot * D;
+            const float c = cos_t[t * half + i], s = sin_t[t * half + i], dy1 = dy[i], dy2 = dy[i + half];
+            dx[i] += dy1 * c + dy2 * s;
+            dx[i + half] += dy2 * c - dy1 * s;
         } else {
-            const size_t i = d - half;
-            dqkv[idx] += dy[d] * cos_t[t * half + i] - dy[i] * sin_t[t * half + i];
+            const size_t k = row + 2 * C + 2 * (j - C);
+            dqkv[k] += dout[k];
+            dqkv[k + 1] += dout[k + 1];
         }
     }
 }
 
-// ---- SwiGLU ----
+// ---- SwiGLU: fc rows (N, 2F) = [a | up]; out (N, F) = silu(a) * up ----
+// Four neighbouring columns per thread (16-byte loads, one 64-bit division per four elements)
+// when F is a multiple of 4 and the buffers are 16-byte aligned, else one column per thread.
+__device__ __forceinline__ bool swiglu_vectorizable(size_t F, const void* p, const void* q, const void* r) {
+    return F % 4 == 0 && (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(q) |
+                          reinterpret_cast<uintptr_t>(r)) % 16 == 0;
+}
+__device__ __forceinline__ float swiglu_value(float a, float up) {
+    const float sig = 1.0f / (1.0f + expf(-a));
+    return a * sig * up;
+}
+// d a and d up of one element, added to da and dup.
+__device__ __forceinline__ void swiglu_grad(float dy, float a, float up, float& da, float& dup) {
+    const float sig = 1.0f / (1.0f + expf(-a));
+    da += dy * up * sig * (1.0f + a * (1.0f - sig));
+    dup += dy * a * sig;
+}
+
 __global__ void swiglu_forward_kernel(float* out, const float* fc, size_t N, size_t F) {
+    if (swiglu_vectorizable(F, out, fc, fc)) {
+        const size_t F4 = F / 4;
+        GRID_STRIDE_LOOP(i4, N * F4) {
+            const size_t n = i4 / F4, f = (i4 - n * F4) * 4;
+            const float4 a = *reinterpret_cast<const float4*>(fc + n * 2 * F + f);
+            const float4 up = *reinterpret_cast<const float4*>(fc + n * 2 * F + F + f);
+            *reinterpret_cast<float4*>(out + n * F + f) = make_float4(
+                swiglu_value(a.x, up.x), swiglu_value(a.y, up.y), swiglu_value(a.z, up.z), swiglu_value(a.w, up.w));
+        }
+        return;
+    }
     GRID_STRIDE_LOOP(idx, N * F) {
         const size_t n = idx / F, f = idx % F;
-        const float a = fc[n * 2 * F + f], up = fc[n * 2 * F + F + f];
-        const float sig = 1.0f / (1.0f + expf(-a));
-        out[idx] = a * sig * up;
+        out[idx] = swiglu_value(fc[n * 2 * F + f], fc[n * 2 * F + F + f]);
     }
 }
 
 __global__ void swiglu_backward_kernel(float* dfc, const float* dout, const float* fc, size_t N, size_t F) {
+    if (swiglu_vectorizable(F, dfc, dout, fc)) {
+        const size_t F4 = F / 4;
+        GRID_STRIDE_LOOP(i4, N * F4) {
+            const size_t n = i4 / F4, f = (i4 - n * F4) * 4;
+            const float4 a = *reinterpret_cast<const float4*>(fc + n * 2 * F + f);
+            const float4 up = *reinterpret_cast<const float4*>(fc + n * 2 * F + F + f);
+            const float4 dy = *reinterpret_cast<const float4*>(dout + n * F + f);
+            float4* da = reinterpret_cast<float4*>(dfc + n * 2 * F + f);
+            float4* dup = reinterpret_cast<float4*>(dfc + n * 2 * F + F + f);
+            float4 ga = *da, gu = *dup;
+            swiglu_grad(dy.x, a.x, up.x, ga.x, gu.x);
+            swiglu_grad(dy.y, a.y, up.y, ga.y, gu.y);
+            swiglu_grad(dy.z, a.z, up.z, ga.z, gu.z);
+            swiglu_grad(dy.w, a.w, up.w, ga.w, gu.w);
+            *da = ga;
+            *dup = gu;
+        }
+        return;
+    }
     GRID_STRIDE_LOOP(idx, N * F) {
         const size_t n = idx / F, f = idx % F;
-        const float a = fc[n * 2 * F + f], up = fc[n * 2 * F + F + f];
-        const float sig = 1.0f / (1.0f + expf(-a));
-        const float dy = dout[idx];
-        dfc[n * 2 * F + f] += dy * up * sig * (1.0f + a * (1.0f - sig));
-        dfc[n * 2 * F + F + f] += dy * a * sig;
+        swiglu_grad(dout[idx], fc[n * 2 * F + f], fc[n * 2 * F + F + f], dfc[n * 2 * F + f], dfc[n * 2 * F + F + f]);
     }
 }
 

@@ -1,13 +1,12 @@
 // A small CPU emulation of the CUDA execution model, enough to run the attention kernels of
-// cuda/attention_kernels.cuh as plain C++ where no GPU is present (tests/test_cuda_emulated.cpp):
-// one std::thread per CUDA thread, a std::barrier per block (__syncthreads) and per warp
-// (shuffles, warp-synchronous wmma), dynamic shared memory poisoned with 0xFF bytes, and wmma
-// fragments that hold the whole 16x16 tile in every lane. It checks what wmma requires of its
-// pointers (32-byte alignment) and strides (multiples of 16 bytes). The warp-level mma.sync
+// cuda/attention_kernels.cuh (fp32) and cuda/attention_mma.cuh (bf16) and the kernels of
+// cuda/ops_kernels.cuh as plain C++ where no GPU is present (tests/test_cuda_emulated.cpp): one
+// std::thread per CUDA thread, a std::barrier per block (__syncthreads) and per warp (shuffles,
+// mma.sync, ldmatrix), and dynamic shared memory poisoned with 0xFF bytes. The warp-level mma.sync
 // m16n8k16 and ldmatrix of cuda/mma.cuh are emulated with the fragment layouts of the PTX ISA
 // (each lane holds its own registers; lanes exchange them through the block context), and
 // ldmatrix's 16-byte row alignment is checked. It is a test of indexing, tiling, masking,
-// synchronisation and the math, not of timing; the wmma fragments do not have the real layouts.
+// synchronisation and the math, not of timing.
 #pragma once
 #define SINKLAB_CUDA_EMU 1
 #include <cuda_bf16.h>
@@ -19,7 +18,6 @@
 #include <cstring>
 #include <memory>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #undef __global__
@@ -53,12 +51,11 @@ struct BlockContext {
 inline thread_local Dim tl_thread, tl_block;
 inline thread_local BlockContext* tl_context = nullptr;
 inline Dim g_grid, g_block_dim;
-inline std::atomic<int> g_violations{0};  // wmma alignment / stride violations seen
+inline std::atomic<int> g_violations{0};  // ldmatrix alignment violations seen
 
 inline unsigned char* dynamic_smem() { return tl_context->smem; }
 inline void syncthreads() { tl_context->block->arrive_and_wait(); }
 inline void syncwarp() { tl_context->warps[tl_thread.x / 32]->arrive_and_wait(); }
-inline unsigned lane() { return tl_thread.x % 32; }
 
 inline float shuffle_xor(float v, int offset) {
     const unsigned t = tl_thread.x;
@@ -97,10 +94,6 @@ void launch(Dim grid, unsigned threads, size_t smem_bytes, Kernel&& kernel) {
                 });
             for (auto& th : pool) th.join();
         }
-}
-
-inline void check_alignment(const void* p, unsigned ld, size_t elem) {
-    if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (ld * elem) % 16 != 0) g_violations++;
 }
 
 inline float bf16_bits_to_float(uint32_t bits16) {
@@ -177,57 +170,3 @@ inline void __syncthreads() { emu::syncthreads(); }
 inline float __shfl_xor_sync(unsigned, float v, int offset) { return emu::shuffle_xor(v, offset); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline size_t min(size_t a, size_t b) { return a < b ? a : b; }
-
-namespace nvcuda::wmma {
-struct row_major {};
-struct col_major {};
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-enum layout_t { mem_row_major, mem_col_major };
-
-template <class Use, int M, int N, int K, class T, class Layout = void>
-struct fragment {
-    static_assert(M == 16 && N == 16 && K == 16, "the emulation knows 16x16x16 only");
-    T x[256];
-};
-
-template <class Use, class T, class Layout>
-void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ld) {
-    emu::check_alignment(p, ld, sizeof(T));
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++)
-            f.x[r * 16 + c] = std::is_same_v<Layout, col_major> ? p[size_t(c) * ld + r] : p[size_t(r) * ld + c];
-    emu::syncwarp();
-}
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t) {
-    emu::check_alignment(p, ld, sizeof(float));
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = p[size_t(r) * ld + c];
-    emu::syncwarp();
-}
-inline void fill_fragment(fragment<accumulator, 16, 16, 16, float>& f, float v) {
-    for (float& x : f.x) x = v;
-}
-template <class T, class LA, class LB>
-void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, LA>& a,
-              const fragment<matrix_b, 16, 16, 16, T, LB>& b, const fragment<accumulator, 16, 16, 16, float>& c) {
-    float tmp[256];
-    for (int r = 0; r < 16; r++)
-        for (int n = 0; n < 16; n++) {
-            float s = c.x[r * 16 + n];
-            for (int k = 0; k < 16; k++) s += __bfloat162float(a.x[r * 16 + k]) * __bfloat162float(b.x[k * 16 + n]);
-            tmp[r * 16 + n] = s;
-        }
-    std::memcpy(d.x, tmp, sizeof(tmp));
-    emu::syncwarp();
-}
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t) {
-    emu::check_alignment(p, ld, sizeof(float));
-    emu::syncwarp();  // every lane has read what it needed before lane 0 writes
-    if (emu::lane() == 0)
-        for (int r = 0; r < 16; r++)
-            for (int c = 0; c < 16; c++) p[size_t(r) * ld + c] = f.x[r * 16 + c];
-    emu::syncwarp();
-}
-}  // namespace nvcuda::wmma

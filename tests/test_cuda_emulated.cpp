@@ -1,8 +1,9 @@
 // The fused attention kernels of cuda/attention_kernels.cuh compiled as plain C++ and run on the
 // CPU emulation of tests/cuda_emu.h, against the CPU reference (src/ops.h). Runs everywhere the
 // CUDA toolkit's headers are (built with the CUDA backend), GPU or not: it checks the tiling, the
-// causal masks, padding, the online statistics, the backward math and the barriers; the bf16 path
-// runs through emulated wmma fragments (whole tiles per lane; real fragment layouts untested).
+// causal masks, padding, the online statistics, the backward math and the barriers; the bf16
+// kernels of cuda/attention_mma.cuh run through the emulated mma.sync and ldmatrix (the fragment
+// layouts of the PTX ISA).
 // Tolerances as in test_gpu_ops.cpp: fp32 2e-5, bf16 3e-2 (relative L2).
 #include <doctest/doctest.h>
 
@@ -50,7 +51,7 @@ template <typename Tin, int Dp>
 void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,
               bool misalign = false) {
     constexpr bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
-    using K = std::conditional_t<bf16, attn::MmaCfg<Dp>, attn::Cfg<Tin, Dp>>;
+    using K = std::conditional_t<bf16, attn::MmaCfg<Dp>, attn::Cfg<Dp>>;
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
     AttentionSpec spec = parse_attention(variant);
@@ -95,9 +96,9 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
                 attn::attention_forward_mma_kernel<Dp, false>(a);
         } else {
             if (a.score == attn::kSoftmax)
-                attn::attention_forward_kernel<Tin, Dp, true>(a);
+                attn::attention_forward_kernel<Dp, true>(a);
             else
-                attn::attention_forward_kernel<Tin, Dp, false>(a);
+                attn::attention_forward_kernel<Dp, false>(a);
         }
     });
     const size_t rows = B * H * T;
@@ -109,8 +110,8 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_kv_mma_kernel<Dp>(a); });
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_q_mma_kernel<Dp>(a); });
     } else {
-        emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Tin, Dp>(a); });
-        emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Tin, Dp>(a); });
+        emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Dp>(a); });
+        emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Dp>(a); });
     }
     CHECK(emu::g_violations == 0);
 
@@ -227,8 +228,8 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         CHECK(rel_err(e_dx, dx) <= 1e-6);
     }
     // swiglu, residual
-    {
-        const size_t N = 9, F = 70;
+    for (const size_t F : {70, 72}) {  // one column per thread; four (16-byte loads)
+        const size_t N = 9;
         const auto fc = random_normal(N * 2 * F, 12, 2.0), dy = random_normal(N * F, 13);
         std::vector<float> out(N * F), e_out(N * F, nan);
         swiglu_forward(out.data(), fc.data(), N, F);
@@ -239,6 +240,8 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
         emu::launch({2, 1, 1}, NT, 0, [&] { kn::swiglu_backward_kernel(e_dfc.data(), dy.data(), fc.data(), N, F); });
         CHECK(rel_err(e_dfc, dfc) <= 1e-6);
+    }
+    {
         auto x = random_normal(1000, 15);
         auto e_x = x;
         const auto y = random_normal(1000, 16);

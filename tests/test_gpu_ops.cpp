@@ -125,20 +125,22 @@ TEST_CASE("rope forward and backward") {
 }
 
 TEST_CASE("swiglu forward and backward, residual add") {
-    const size_t N = 77, F = 150;
-    const auto fc = random_normal(N * 2 * F, 19, 2.0);
-    std::vector<float> out(N * F);
-    swiglu_forward(out.data(), fc.data(), N, F);
-    DeviceBuffer<float> d_fc(fc), d_out(filled(N * F, kNaN));
-    CudaBackend::swiglu_forward(d_out.ptr, d_fc.ptr, N, F);
-    CHECK(rel_err(d_out.host(), out) <= kTight);
+    for (const size_t F : {150, 152}) {  // one column per thread; four (16-byte loads)
+        const size_t N = 77;
+        const auto fc = random_normal(N * 2 * F, 19, 2.0);
+        std::vector<float> out(N * F);
+        swiglu_forward(out.data(), fc.data(), N, F);
+        DeviceBuffer<float> d_fc(fc), d_out(filled(N * F, kNaN));
+        CudaBackend::swiglu_forward(d_out.ptr, d_fc.ptr, N, F);
+        CHECK(rel_err(d_out.host(), out) <= kTight);
 
-    const auto dy = random_normal(N * F, 20);
-    auto dfc = random_normal(N * 2 * F, 21);
-    DeviceBuffer<float> d_dy(dy), d_dfc(dfc);
-    swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
-    CudaBackend::swiglu_backward(d_dfc.ptr, d_dy.ptr, d_fc.ptr, N, F);
-    CHECK(rel_err(d_dfc.host(), dfc) <= kTight);
+        const auto dy = random_normal(N * F, 20);
+        auto dfc = random_normal(N * 2 * F, 21);
+        DeviceBuffer<float> d_dy(dy), d_dfc(dfc);
+        swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
+        CudaBackend::swiglu_backward(d_dfc.ptr, d_dy.ptr, d_fc.ptr, N, F);
+        CHECK(rel_err(d_dfc.host(), dfc) <= kTight);
+    }
 
     auto x = random_normal(1001, 22);
     const auto y = random_normal(1001, 23);
