@@ -13,7 +13,7 @@
 //     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the
 //                          normalised variants keep a running sum Z = sum g + 1e-8, saved in att_z.
 //   Backward, without atomics (bitwise deterministic):
-//     Delta_i = dO_i . O_i (one warp per row; needs the forward's output, see kOutRegistry);
+//     Delta_i = dO_i . O_i (one warp per row, from the forward's output, which the backward receives);
 //     kernel dK/dV: one block (128 threads) per key tile walks the query tiles from the diagonal
 //                   down, dK and dV accumulated in shared memory;
 //     kernel dQ:    one block (128 threads) per query tile walks the key tiles up to the diagonal,

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend.h"
 #include "config.h"
 #include "cuda_api.h"
 #include "ops.h"  // AdamWHyper
@@ -17,7 +18,6 @@ namespace sinklab {
 struct CudaBackend {
     using Scalar = float;
     using T = float;
-    static constexpr const char* name = "cuda";
 
     // ---- memory: device allocations (zeroed), copies to and from the host ----
     template <typename U>
@@ -93,5 +93,7 @@ struct CudaBackend {
         cuda::adamw_update(params, grads, m, v, n, hp, step, grad_scale);
     }
 };
+
+static_assert(ModelBackend<CudaBackend>);
 
 }  // namespace sinklab

@@ -1,12 +1,13 @@
 // The CPU backend as the model sees it: memory management plus the operations of ops.h under the
-// same names. The CUDA backend (cuda/backend_cuda.h) has exactly these static members, so the
-// model in model.h is written once for both.
+// same names (the interface is the ModelBackend concept of backend.h). The CUDA backend
+// (cuda/backend_cuda.h) has the same static members, so the model in model.h is written once for both.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
+#include "backend.h"
 #include "ops.h"
 
 namespace sinklab {
@@ -14,7 +15,6 @@ namespace sinklab {
 template <typename T>
 struct CpuBackend {
     using Scalar = T;
-    static constexpr const char* name = "cpu";
 
     // ---- memory: host allocations, 64-byte aligned for the SIMD kernels ----
     template <typename U>
@@ -96,5 +96,7 @@ struct CpuBackend {
         sinklab::adamw_update(params, grads, m, v, n, hp, step, grad_scale);
     }
 };
+
+static_assert(ModelBackend<CpuBackend<float>> && ModelBackend<CpuBackend<double>>);
 
 }  // namespace sinklab

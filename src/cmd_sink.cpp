@@ -1,5 +1,5 @@
 // sinklab sink: load a checkpoint, run it over probe sequences and measure the attention sink
-// (SPEC.md section 1): Sink_k for k = 1..10, per layer, mean alpha, and the norm statistics.
+// (docs/sinks.md): Sink_k for k = 1..10, per layer, mean alpha, and the norm statistics.
 #include <cstdlib>
 #include <filesystem>
 
@@ -56,7 +56,7 @@ static int64_t resolve_first_token(const std::string& flag, const std::string& c
 }
 
 int cmd_sink(int argc, char** argv) {
-    ArgParser args("sink", "Measure attention sinks (Sink_k^eps, SPEC.md section 1) of a checkpoint on probe sequences.");
+    ArgParser args("sink", "Measure attention sinks (Sink_k^eps, docs/sinks.md) of a checkpoint on probe sequences.");
     args.option("checkpoint", "", "model.safetensors, a checkpoint directory, or a run directory (its latest checkpoint)",
                 "PATH");
     args.option("probe", "", "probe file (a shard whose header[3] is the sequence length); needed for natural probes",

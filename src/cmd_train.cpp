@@ -39,7 +39,7 @@ int cmd_train(int argc, char** argv) {
     args.option("preset", "small", "model size: tiny, small, tinyllama-60m, tinyllama-1b", "NAME");
     args.option("attention", "softmax", "softmax, sigmoid, sigmoid-norm, elu, elu-norm", "NAME");
     args.option("sigmoid-bias", "0", "b inside sigmoid(s + b) for the sigmoid variants", "B");
-    args.option("init", "paper", "initialisation: paper (SPEC.md) or torch (framework defaults)", "NAME");
+    args.option("init", "paper", "initialisation: paper (the paper's scheme, docs/model.md) or torch (framework defaults)", "NAME");
     args.option("layers", "", "override the preset's number of layers", "N");
     args.option("heads", "", "override the preset's number of heads", "N");
     args.option("width", "", "override the preset's model width", "N");

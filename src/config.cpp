@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "params.h"
 
 namespace sinklab {
 
@@ -66,18 +67,10 @@ void ModelConfig::validate() const {
         fail("invalid model configuration: sigmoid_bias must be finite");
 }
 
-size_t ModelConfig::n_nonembedding_params() const {
-    const size_t C = d_model, F = d_ffn;
-    const size_t per_layer = C                // attention RMSNorm gain
-                             + 3 * C * C      // fused q, k, v projection
-                             + C * C          // attention output projection
-                             + C              // FFN RMSNorm gain
-                             + 2 * F * C      // W1 (gate) and W2 (up), fused
-                             + C * F;         // W3 (down)
-    return n_layers * per_layer + C;          // + final RMSNorm gain
-}
+// Both counts come from the parameter declarations (params.h).
+size_t ModelConfig::n_nonembedding_params() const { return count_nonembedding_params(*this); }
 
-size_t ModelConfig::n_params() const { return n_nonembedding_params() + 2 * vocab_size * d_model; }
+size_t ModelConfig::n_params() const { return make_param_table(*this).total(); }
 
 double ModelConfig::train_flops_per_token(size_t seq_len) const {
     // Matmuls: 2 FLOPs per weight forward, 4 backward. Attention (causal, so half of T^2):
@@ -98,7 +91,7 @@ ModelConfig preset(const std::string& name) {
         c.n_layers = 2; c.n_heads = 2; c.d_model = 16; c.d_ffn = 32; c.vocab_size = 64; c.context = 32;
     } else if (name == "small") {  // laptop scale (the main job): ~15k tokens/s on 2 cores, see README
         c.n_layers = 4; c.n_heads = 4; c.d_model = 128; c.d_ffn = 384; c.vocab_size = 2048; c.context = 256;
-    } else if (name == "tinyllama-60m") {  // SPEC.md section 2
+    } else if (name == "tinyllama-60m") {  // the paper's 60M model (docs/model.md)
         c.n_layers = 10; c.n_heads = 8; c.d_model = 768; c.d_ffn = 1536; c.vocab_size = 50432; c.context = 2048;
     } else if (name == "tinyllama-1b") {
         c.n_layers = 22; c.n_heads = 16; c.d_model = 2048; c.d_ffn = 5632; c.vocab_size = 50432; c.context = 2048;

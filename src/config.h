@@ -6,10 +6,10 @@
 
 namespace sinklab {
 
-// The similarity function sim(i, j) of SPEC.md section 3, applied to s = scale * q_i.k_j (+ bias).
+// The similarity function sim(i, j) of docs/attention.md, applied to s = scale * q_i.k_j (+ bias).
 enum class ScoreFunction { softmax, sigmoid, elu };
 
-// One attention variant: score function x normalisation (SPEC.md section 3).
+// One attention variant: score function x normalisation (docs/attention.md).
 //   softmax       w_ij = exp(s_ij) / sum_j' exp(s_ij')                      (always normalised)
 //   sigmoid       w_ij = sigmoid(s_ij + bias)                               (Z = 1)
 //   sigmoid-norm  w_ij = sigmoid(s_ij + bias) / (sum_j' sigmoid(..) + 1e-8)
@@ -22,7 +22,7 @@ struct AttentionSpec {
 
     std::string name() const;   // "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"
     // True when the weights are not a probability distribution: the sink metric then uses
-    // proxy scores A~ = w / (sum_j w + 1e-8) (SPEC.md section 1).
+    // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
     bool needs_proxy() const { return !normalize; }
 };
 
@@ -30,7 +30,7 @@ struct AttentionSpec {
 AttentionSpec parse_attention(const std::string& name);
 const std::vector<std::string>& attention_names();
 
-// Initialisation (SPEC.md section 2).
+// Initialisation (docs/model.md).
 //   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for
 //           the FFN output projection; norm gains 1.
 //   torch:  PyTorch defaults: nn.Embedding N(0, 1), nn.Linear U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -54,7 +54,7 @@ struct ModelConfig {
     // Throws Error naming the offending field (e.g. "n_heads (5) must divide d_model (128)").
     void validate() const;
     size_t n_params() const;               // everything, embeddings and LM head included
-    size_t n_nonembedding_params() const;  // without embedding and LM head (SPEC.md's count)
+    size_t n_nonembedding_params() const;  // without embedding and LM head (the paper's count)
     // FLOPs of one training step per token: 6 x params (matmuls) + attention (fwd+bwd).
     double train_flops_per_token(size_t seq_len) const;
 };

@@ -1,11 +1,12 @@
 // Reads training batches from token shards, in order: each batch is B rows of T+1 consecutive
 // tokens (inputs = the first T, targets = the last T), rows following each other through a shard,
 // shards following each other, and back to the first shard (a new epoch) at the end. Sequences may
-// start mid-document, as SPEC.md's recipe says. The position (shard, offset, epoch) is all the
-// state there is, so a resumed run continues with exactly the batch it would have seen.
+// start mid-document, as in the paper's recipe (docs/data.md). The position (shard, offset, epoch)
+// is all the state there is, so a resumed run continues with exactly the batch it would have seen.
 //
-// With a fixed first token F (>= 0), every row starts with F (a BOS-like token; SPEC.md section 4:
-// a fixed token at a position creates a sink there) and the data fills the remaining T-1 inputs:
+// With a fixed first token F (>= 0), every row starts with F (a BOS-like token; Gu et al. 2025: a
+// fixed token at a position creates a sink there, docs/sinks.md) and the data fills the remaining
+// T-1 inputs:
 //   inputs[b] = [F, d_0 .. d_{T-2}],  targets[b] = [d_0 .. d_{T-1}]
 #pragma once
 #include <cstdint>

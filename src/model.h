@@ -9,55 +9,24 @@
 //     -> final RMSNorm -> LM head (untied)          logits (B, T, V)
 //     -> cross entropy against the next tokens      mean loss
 //
-// Parameters live in one allocation carved by a TensorTable; per-layer tensors are stacked with a
-// leading layer dimension (the names below are also the safetensors names):
-//   embed.weight            (V, C)
-//   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
-//   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
-//   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]
-//   blocks.ffn_out.weight   (L, C, F)       W3 (down)
-//   final_norm.weight       (C)             lm_head.weight (V, C)
-// Gradients and the two AdamW moments use the same table in allocations of their own.
+// Parameters live in one allocation laid out by the declarations of params.h (names, shapes,
+// initialisation: each tensor declared once there); gradients and the two AdamW moments use the
+// same layout in allocations of their own.
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "backend.h"
 #include "config.h"
 #include "error.h"
 #include "ops.h"
+#include "params.h"
 #include "rng.h"
 #include "tensor_table.h"
 
 namespace sinklab {
-
-inline TensorTable make_param_table(const ModelConfig& c) {
-    const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size;
-    TensorTable t;
-    t.add("embed.weight", {V, C});
-    t.add("blocks.attn_norm.weight", {L, C});
-    t.add("blocks.attn_qkv.weight", {L, 3 * C, C});
-    t.add("blocks.attn_out.weight", {L, C, C});
-    t.add("blocks.ffn_norm.weight", {L, C});
-    t.add("blocks.ffn_in.weight", {L, 2 * F, C});
-    t.add("blocks.ffn_out.weight", {L, C, F});
-    t.add("final_norm.weight", {C});
-    t.add("lm_head.weight", {V, C});
-    return t;
-}
-
-// Pointers into one parameter-shaped allocation (parameters, gradients or a moment).
-template <typename T>
-struct ParamTensors {
-    T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
-
-    static ParamTensors carve(T* base, const TensorTable& table) {
-        auto at = [&](const char* name) { return base + table.find(name).offset; };
-        return {at("embed.weight"),        at("blocks.attn_norm.weight"), at("blocks.attn_qkv.weight"),
-                at("blocks.attn_out.weight"), at("blocks.ffn_norm.weight"), at("blocks.ffn_in.weight"),
-                at("blocks.ffn_out.weight"), at("final_norm.weight"),      at("lm_head.weight")};
-    }
-};
 
 // Activations of one forward pass over B sequences of T tokens (N = B T), kept for backward,
 // stacked per layer. `att` holds what the backend's attention keeps for its backward: on the CPU
@@ -91,7 +60,7 @@ struct Activations {
     T* d_ffn_act;   // (B, T, F)
 };
 
-template <class Backend>
+template <ModelBackend Backend>
 class Model {
 public:
     using T = typename Backend::Scalar;
@@ -128,42 +97,37 @@ public:
     T* adam_m() { return adam_m_; }
     T* adam_v() { return adam_v_; }
     const Activations<T>& acts() const { return acts_; }
-    size_t act_batch() const { return act_B_; }
-    size_t act_seq() const { return act_T_; }
     size_t activation_bytes() const { return act_total_ * sizeof(T); }
 
-    // Initialisation (SPEC.md section 2), on the host with the project's own RNG, then uploaded.
-    // Each tensor draws from its own stream (seed, tensor index), so adding a tensor does not
-    // change the others.
-    //   paper: std sqrt(2 / (5 C)) for the embedding and every linear layer; std 1 / (sqrt(C) L) for
-    //          the FFN output projection W3 (the reference code's small_init / wang_init, fan_in = C)
-    //   torch: embedding N(0, 1); linear U(-1/sqrt(in), 1/sqrt(in))
-    //   norm gains: 1
+    // Initialisation, on the host with the project's own RNG, then uploaded: each tensor by the
+    // InitKind its declaration gives (params.h; the formulas are in docs/model.md). Each tensor
+    // draws from its own stream (seed, tensor index), so adding a tensor does not change the others.
     void init_weights(uint64_t seed) {
         std::vector<T> host(table_.total());
         const double C = double(config_.d_model), L = double(config_.n_layers);
-        for (size_t i = 0; i < table_.specs().size(); i++) {
-            const TensorSpec& s = table_.specs()[i];
-            Rng rng(seed * 1000003ull + i);
+        const bool paper = config_.init == InitScheme::paper;
+        size_t index = 0;
+        for_each_param<T>(config_, [&](const ParamDecl<T>& d) {
+            const TensorSpec& s = table_.specs()[index];
+            Rng rng(seed * 1000003ull + index);
+            index++;
             T* p = host.data() + s.offset;
-            const bool is_norm = s.name.find("norm") != std::string::npos;
-            const size_t fan_in = s.shape.back();
+            const double bound = 1.0 / std::sqrt(double(s.shape.back()));  // torch: U(-1/sqrt(fan_in), ..)
             for (size_t k = 0; k < s.numel; k++) {
                 double value;
-                if (is_norm) {
+                if (d.init == InitKind::norm_gain)
                     value = 1.0;
-                } else if (config_.init == InitScheme::paper) {
-                    const double std = s.name == "blocks.ffn_out.weight" ? 1.0 / (std::sqrt(C) * L) : std::sqrt(2.0 / (5.0 * C));
-                    value = std * rng.normal();
-                } else if (s.name == "embed.weight") {
+                else if (paper && d.init == InitKind::output_projection)
+                    value = 1.0 / (std::sqrt(C) * L) * rng.normal();
+                else if (paper)
+                    value = std::sqrt(2.0 / (5.0 * C)) * rng.normal();
+                else if (d.init == InitKind::embedding)
                     value = rng.normal();
-                } else {
-                    const double bound = 1.0 / std::sqrt(double(fan_in));
+                else
                     value = (2.0 * rng.uniform() - 1.0) * bound;
-                }
                 p[k] = T(value);
             }
-        }
+        });
         Backend::upload(params_, host.data(), host.size());
         Backend::zero(grads_, table_.total());
         Backend::zero(adam_m_, table_.total());
@@ -183,7 +147,7 @@ public:
         const size_t saved = Backend::attention_saved_size(B, H, Tn);
         Backend::upload(tokens_, inputs, N);
         if (targets) Backend::upload(tokens_ + N, targets, N);
-        const ParamTensors<T> p = ParamTensors<T>::carve(params_, table_);
+        const ParamTensors<T> p = carve_params(params_, config_);
         Activations<T>& a = acts_;
         const T eps = T(c.norm_eps);
 
@@ -243,8 +207,8 @@ public:
         const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, H = c.n_heads;
         const size_t B = act_B_, Tn = act_T_, N = B * Tn;
         const size_t saved = Backend::attention_saved_size(B, H, Tn);
-        const ParamTensors<T> p = ParamTensors<T>::carve(params_, table_);
-        const ParamTensors<T> g = ParamTensors<T>::carve(grads_, table_);
+        const ParamTensors<T> p = carve_params(params_, config_);
+        const ParamTensors<T> g = carve_params(grads_, config_);
         Activations<T>& a = acts_;
         const T dloss = counted_ ? T(scale / double(counted_)) : T(0);
 
@@ -292,7 +256,7 @@ public:
     // L2 norm of all gradients (in double, deterministic).
     double grad_norm() const { return std::sqrt(Backend::sum_squares(grads_, table_.total())); }
 
-    // One AdamW update of every parameter (weight decay on all, SPEC.md section 2) with the
+    // One AdamW update of every parameter (weight decay on all, docs/model.md) with the
     // gradients multiplied by grad_scale (the clipping factor). step is 1-based.
     void adamw_step(const AdamWHyper& hp, size_t step, double grad_scale) {
         Backend::adamw_update(params_, grads_, adam_m_, adam_v_, table_.total(), hp, step, T(grad_scale));
@@ -315,40 +279,41 @@ private:
         Backend::release(tokens_);
         const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
         const size_t H = config_.n_heads, N = B * Tn;
+        // Each buffer is added with the field that points at it (bound when added, not by position).
         TensorTable t;
-        t.add("resid", {L + 1, N, C});
-        t.add("resid_mid", {L, N, C});
-        t.add("attn_norm", {L, N, C});
-        t.add("attn_rstd", {L, N});
-        t.add("qkv", {L, N, 3 * C});
-        t.add("qkv_rope", {L, N, 3 * C});
-        t.add("att", {L, Backend::attention_saved_size(B, H, Tn)});
-        t.add("att_z", {L, B, H, Tn});
-        t.add("attn_y", {L, N, C});
-        t.add("ffn_norm", {L, N, C});
-        t.add("ffn_rstd", {L, N});
-        t.add("ffn_fc", {L, N, 2 * F});
-        t.add("ffn_act", {L, N, F});
-        t.add("final_norm", {N, C});
-        t.add("final_rstd", {N});
-        t.add("logits", {N, V});
-        t.add("losses", {N});
-        t.add("d_resid", {N, C});
-        t.add("d_norm", {N, C});
-        t.add("d_qkv_rope", {N, 3 * C});
-        t.add("d_qkv", {N, 3 * C});
-        t.add("d_attn_y", {N, C});
-        t.add("d_ffn_fc", {N, 2 * F});
-        t.add("d_ffn_act", {N, F});
+        std::vector<std::pair<T**, size_t>> bindings;  // (field, offset)
+        auto add = [&](T*& field, const char* name, std::vector<size_t> shape) {
+            bindings.push_back({&field, t.add(name, std::move(shape))});
+        };
+        Activations<T>& a = acts_;
+        add(a.resid, "resid", {L + 1, N, C});
+        add(a.resid_mid, "resid_mid", {L, N, C});
+        add(a.attn_norm, "attn_norm", {L, N, C});
+        add(a.attn_rstd, "attn_rstd", {L, N});
+        add(a.qkv, "qkv", {L, N, 3 * C});
+        add(a.qkv_rope, "qkv_rope", {L, N, 3 * C});
+        add(a.att, "att", {L, Backend::attention_saved_size(B, H, Tn)});
+        add(a.att_z, "att_z", {L, B, H, Tn});
+        add(a.attn_y, "attn_y", {L, N, C});
+        add(a.ffn_norm, "ffn_norm", {L, N, C});
+        add(a.ffn_rstd, "ffn_rstd", {L, N});
+        add(a.ffn_fc, "ffn_fc", {L, N, 2 * F});
+        add(a.ffn_act, "ffn_act", {L, N, F});
+        add(a.final_norm, "final_norm", {N, C});
+        add(a.final_rstd, "final_rstd", {N});
+        add(a.logits, "logits", {N, V});
+        add(a.losses, "losses", {N});
+        add(a.d_resid, "d_resid", {N, C});
+        add(a.d_norm, "d_norm", {N, C});
+        add(a.d_qkv_rope, "d_qkv_rope", {N, 3 * C});
+        add(a.d_qkv, "d_qkv", {N, 3 * C});
+        add(a.d_attn_y, "d_attn_y", {N, C});
+        add(a.d_ffn_fc, "d_ffn_fc", {N, 2 * F});
+        add(a.d_ffn_act, "d_ffn_act", {N, F});
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();
         tokens_ = Backend::template alloc<int32_t>(2 * N);
-        T** fields[] = {&acts_.resid,     &acts_.resid_mid,  &acts_.attn_norm, &acts_.attn_rstd, &acts_.qkv,
-                        &acts_.qkv_rope,  &acts_.att,        &acts_.att_z,     &acts_.attn_y,    &acts_.ffn_norm,
-                        &acts_.ffn_rstd,  &acts_.ffn_fc,     &acts_.ffn_act,   &acts_.final_norm, &acts_.final_rstd,
-                        &acts_.logits,    &acts_.losses,     &acts_.d_resid,   &acts_.d_norm,    &acts_.d_qkv_rope,
-                        &acts_.d_qkv,     &acts_.d_attn_y,   &acts_.d_ffn_fc,  &acts_.d_ffn_act};
-        for (size_t i = 0; i < t.specs().size(); i++) *fields[i] = act_memory_ + t.specs()[i].offset;
+        for (const auto& [field, offset] : bindings) *field = act_memory_ + offset;
         act_B_ = B;
         act_T_ = Tn;
         has_targets_ = false;

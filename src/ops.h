@@ -213,7 +213,7 @@ inline T attention_sim_grad(ScoreFunction f, T g) {
     return g;
 }
 
-// The epsilon added to Z for normalised non-softmax variants (SPEC.md section 3).
+// The epsilon added to Z for normalised non-softmax variants (docs/attention.md).
 constexpr double kAttentionNormEps = 1e-8;
 
 // Causal multi-head attention, forward, for every variant of AttentionSpec.

@@ -1,4 +1,4 @@
-// The attention-sink measurement of SPEC.md section 1, as pure functions over the arrays a forward
+// The attention-sink measurement of docs/sinks.md, as pure functions over the arrays a forward
 // pass leaves behind; nothing here knows the model class.
 //
 // Inputs, for S probe sequences of T tokens through L layers of H heads, width C, head dim D = C/H
@@ -54,10 +54,11 @@ struct Probe {
     const int32_t* sequence(size_t s) const { return tokens.data() + s * info.length; }
 };
 
-// Reads a probe file (a shard whose header[3] is the sequence length; SPEC.md: the first T tokens
-// of held-out documents). length = 0 keeps the file's length, a smaller one keeps the first `length`
-// tokens of every sequence; count = 0 keeps every sequence, else the first `count`. A shard without
-// a sequence length (header[3] = 0) is cut into consecutive pieces of `length` tokens (then required).
+// Reads a probe file (a shard whose header[3] is the sequence length; sinklab prepare writes the
+// first T tokens of held-out documents, docs/data.md). length = 0 keeps the file's length, a
+// smaller one keeps the first `length` tokens of every sequence; count = 0 keeps every sequence,
+// else the first `count`. A shard without a sequence length (header[3] = 0) is cut into
+// consecutive pieces of `length` tokens (then required).
 // Throws Error naming the file for anything that does not fit.
 Probe read_probe_file(const std::string& path, size_t count = 0, size_t length = 0);
 

@@ -19,7 +19,7 @@ struct TrainOptions {
     // model
     std::string preset = "small";
     ModelConfig model;
-    // optimisation (SPEC.md section 2 defaults)
+    // optimisation (the defaults against the paper's recipe: docs/model.md)
     size_t steps = 1000;
     size_t batch = 16;          // sequences per micro-batch
     size_t seq = 256;           // tokens per sequence

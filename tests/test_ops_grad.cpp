@@ -80,7 +80,7 @@ const std::vector<Variant>& all_variants() {
     return v;
 }
 
-// An independent, straightforward evaluation of SPEC.md section 3 for one (b, h, i) row, in long
+// An independent, straightforward evaluation of docs/attention.md for one (b, h, i) row, in long
 // double: returns the unnormalised similarities g_ij (j <= i).
 std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size_t i, size_t Tq, size_t Cq,
                                         size_t Hq, const AttentionSpec& spec) {
@@ -355,7 +355,7 @@ TEST_CASE("gradcheck: residual_add (gradient flows unchanged to both inputs)") {
 // Forward known answers
 // ================================================================================================
 
-TEST_CASE("attention forward: matches an independent evaluation of SPEC.md section 3, every variant") {
+TEST_CASE("attention forward: matches an independent evaluation of docs/attention.md, every variant") {
     for (const Variant& var : all_variants()) {
         CAPTURE(var.label());
         const AttentionSpec spec = var.spec();

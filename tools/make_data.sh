@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the default corpus: the Linux kernel documentation from Debian's linux-doc package
 # (reStructuredText sources under /usr/share/doc/linux-doc-*/html/_sources), English only (the
-# translations/ tree is left out), leading boilerplate stripped (SPEC.md section 6), into
+# translations/ tree is left out), leading boilerplate stripped (docs/data.md), into
 # data/cache/linux-doc: tokenizer.bin (BPE, 8192 ids), train_000.bin, val_000.bin (200 held-out
 # documents), probe.bin (100 x 64 tokens), prepare.json.
 #
