@@ -143,8 +143,7 @@ public:
         check_ids(inputs, B * Tn, "input");
         if (targets) check_ids(targets, B * Tn, "target");
         ensure_activations(B, Tn);
-        const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, H = c.n_heads, N = B * Tn;
-        const size_t saved = Backend::attention_saved_size(B, H, Tn);
+        const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size, N = B * Tn;
         Backend::upload(tokens_, inputs, N);
         if (targets) Backend::upload(tokens_ + N, targets, N);
         const ParamTensors<T> p = carve_params(params_, config_);
@@ -153,30 +152,10 @@ public:
 
         Backend::embedding_forward(a.resid, tokens_, p.embed, N, C);
         for (size_t l = 0; l < L; l++) {
-            T* x = a.resid + l * N * C;
-            T* x_mid = a.resid_mid + l * N * C;
-            T* x_next = a.resid + (l + 1) * N * C;
-            // attention sub-block
-            T* attn_norm = a.attn_norm + l * N * C;
-            T* qkv = a.qkv + l * N * 3 * C;
-            T* qkv_rope = a.qkv_rope + l * N * 3 * C;
-            T* attn_y = a.attn_y + l * N * C;
-            Backend::rmsnorm_forward(attn_norm, a.attn_rstd + l * N, x, p.attn_norm + l * C, N, C, eps);
-            Backend::matmul_forward(qkv, attn_norm, p.attn_qkv + l * 3 * C * C, N, C, 3 * C);
-            Backend::rope_forward(qkv_rope, qkv, rope_cos_, rope_sin_, B, Tn, C, H);
-            Backend::attention_forward(attn_y, a.att + l * saved, a.att_z + l * B * H * Tn, qkv_rope, B, Tn, C, H,
-                                       c.attention);
-            Backend::matmul_forward(x_mid, attn_y, p.attn_out + l * C * C, N, C, C);
-            Backend::residual_add(x_mid, x, N * C);
-            // feed-forward sub-block
-            T* ffn_norm = a.ffn_norm + l * N * C;
-            T* ffn_fc = a.ffn_fc + l * N * 2 * F;
-            T* ffn_act = a.ffn_act + l * N * F;
-            Backend::rmsnorm_forward(ffn_norm, a.ffn_rstd + l * N, x_mid, p.ffn_norm + l * C, N, C, eps);
-            Backend::matmul_forward(ffn_fc, ffn_norm, p.ffn_in + l * 2 * F * C, N, C, 2 * F);
-            Backend::swiglu_forward(ffn_act, ffn_fc, N, F);
-            Backend::matmul_forward(x_next, ffn_act, p.ffn_out + l * C * F, N, F, C);
-            Backend::residual_add(x_next, x_mid, N * C);
+            const ParamTensors<T> pl = layer_view(p, c, l);
+            const Activations<T> al = layer_acts(l);
+            attention_block_forward(pl, al, B, Tn);
+            ffn_block_forward(pl, al, N);
         }
         Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
         Backend::matmul_forward(a.logits, a.final_norm, p.lm_head, N, C, V);
@@ -204,9 +183,8 @@ public:
         if (!has_targets_) fail("backward() needs a forward() with targets first");
         has_targets_ = false;  // the logits are about to be overwritten by their gradient
         const ModelConfig& c = config_;
-        const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, H = c.n_heads;
+        const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size;
         const size_t B = act_B_, Tn = act_T_, N = B * Tn;
-        const size_t saved = Backend::attention_saved_size(B, H, Tn);
         const ParamTensors<T> p = carve_params(params_, config_);
         const ParamTensors<T> g = carve_params(grads_, config_);
         Activations<T>& a = acts_;
@@ -221,34 +199,10 @@ public:
                                   a.final_rstd, N, C);
         // Blocks, last to first. d_resid holds dLoss/dx_{l+1} on entry and dLoss/dx_l on exit.
         for (size_t l = L; l-- > 0;) {
-            const T* x = a.resid + l * N * C;
-            const T* x_mid = a.resid_mid + l * N * C;
-            // feed-forward: x_next = x_mid + W3 . act  (the residual passes d_resid through unchanged)
-            Backend::zero(a.d_ffn_act, N * F);
-            Backend::matmul_backward(a.d_ffn_act, g.ffn_out + l * C * F, a.d_resid, a.ffn_act + l * N * F,
-                                     p.ffn_out + l * C * F, N, F, C);
-            Backend::zero(a.d_ffn_fc, N * 2 * F);
-            Backend::swiglu_backward(a.d_ffn_fc, a.d_ffn_act, a.ffn_fc + l * N * 2 * F, N, F);
-            Backend::zero(a.d_norm, N * C);
-            Backend::matmul_backward(a.d_norm, g.ffn_in + l * 2 * F * C, a.d_ffn_fc, a.ffn_norm + l * N * C,
-                                     p.ffn_in + l * 2 * F * C, N, C, 2 * F);
-            Backend::rmsnorm_backward(a.d_resid, g.ffn_norm + l * C, a.d_norm, x_mid, p.ffn_norm + l * C,
-                                      a.ffn_rstd + l * N, N, C);
-            // attention: x_mid = x + Wo . y
-            Backend::zero(a.d_attn_y, N * C);
-            Backend::matmul_backward(a.d_attn_y, g.attn_out + l * C * C, a.d_resid, a.attn_y + l * N * C,
-                                     p.attn_out + l * C * C, N, C, C);
-            Backend::zero(a.d_qkv_rope, N * 3 * C);
-            Backend::attention_backward(a.d_qkv_rope, a.d_attn_y, a.attn_y + l * N * C, a.qkv_rope + l * N * 3 * C,
-                                        a.att + l * saved,
-                                        a.att_z + l * B * H * Tn, B, Tn, C, H, c.attention);
-            Backend::zero(a.d_qkv, N * 3 * C);
-            Backend::rope_backward(a.d_qkv, a.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
-            Backend::zero(a.d_norm, N * C);
-            Backend::matmul_backward(a.d_norm, g.attn_qkv + l * 3 * C * C, a.d_qkv, a.attn_norm + l * N * C,
-                                     p.attn_qkv + l * 3 * C * C, N, C, 3 * C);
-            Backend::rmsnorm_backward(a.d_resid, g.attn_norm + l * C, a.d_norm, x, p.attn_norm + l * C,
-                                      a.attn_rstd + l * N, N, C);
+            const ParamTensors<T> pl = layer_view(p, c, l), gl = layer_view(g, c, l);
+            const Activations<T> al = layer_acts(l);
+            ffn_block_backward(pl, gl, al, N);
+            attention_block_backward(pl, gl, al, B, Tn);
         }
         Backend::embedding_backward(g.embed, a.d_resid, tokens_, N, C);
     }
@@ -263,6 +217,70 @@ public:
     }
 
 private:
+    // ---- the two sub-blocks of a layer, forward and backward, over layer l's views: pl, gl the
+    // parameters and gradients of block l (layer_view), al the activations of layer l (layer_acts),
+    // with al.resid = x_l (N, C), al.resid_mid = x_mid, al.resid + N C = x_{l+1}. ----
+
+    // Attention sub-block, forward:  x_mid = x + Wo . Attention(RoPE(Wqkv . RMSNorm(x)))
+    //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) -> attn_y (N, C) -> resid_mid (N, C)
+    void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
+        const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
+        Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
+        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.qkv_rope, B, Tn, C, H, config_.attention);
+        Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
+        Backend::residual_add(al.resid_mid, al.resid, N * C);
+    }
+
+    // Feed-forward sub-block, forward:  x_{l+1} = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
+    //   ffn_norm (N, C) -> ffn_fc (N, 2F) [gate | up] -> ffn_act (N, F) -> x_{l+1} (N, C)
+    void ffn_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
+        const size_t C = config_.d_model, F = config_.d_ffn;
+        T* x_next = al.resid + N * C;
+        Backend::rmsnorm_forward(al.ffn_norm, al.ffn_rstd, al.resid_mid, pl.ffn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
+        Backend::swiglu_forward(al.ffn_act, al.ffn_fc, N, F);
+        Backend::matmul_forward(x_next, al.ffn_act, pl.ffn_out, N, F, C);
+        Backend::residual_add(x_next, al.resid_mid, N * C);
+    }
+
+    // Feed-forward sub-block, backward. d_resid: dLoss/dx_{l+1} on entry (the residual passes it to
+    // x_mid unchanged), dLoss/dx_mid on exit (the branch's gradient added).
+    void ffn_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al, size_t N) {
+        const size_t C = config_.d_model, F = config_.d_ffn;
+        Backend::zero(al.d_ffn_act, N * F);
+        Backend::matmul_backward(al.d_ffn_act, gl.ffn_out, al.d_resid, al.ffn_act, pl.ffn_out, N, F, C);
+        Backend::zero(al.d_ffn_fc, N * 2 * F);
+        Backend::swiglu_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N, F);
+        Backend::zero(al.d_norm, N * C);
+        Backend::matmul_backward(al.d_norm, gl.ffn_in, al.d_ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
+        Backend::rmsnorm_backward(al.d_resid, gl.ffn_norm, al.d_norm, al.resid_mid, pl.ffn_norm, al.ffn_rstd, N, C);
+    }
+
+    // Attention sub-block, backward. d_resid: dLoss/dx_mid on entry, dLoss/dx_l on exit.
+    void attention_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
+                                  size_t B, size_t Tn) {
+        const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
+        Backend::zero(al.d_attn_y, N * C);
+        Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
+        Backend::zero(al.d_qkv_rope, N * 3 * C);
+        Backend::attention_backward(al.d_qkv_rope, al.d_attn_y, al.attn_y, al.qkv_rope, al.att, al.att_z, B, Tn, C, H,
+                                    config_.attention);
+        Backend::zero(al.d_qkv, N * 3 * C);
+        Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+        Backend::zero(al.d_norm, N * C);
+        Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        Backend::rmsnorm_backward(al.d_resid, gl.attn_norm, al.d_norm, al.resid, pl.attn_norm, al.attn_rstd, N, C);
+    }
+
+    // The activations with every per-layer buffer moved to layer l's slice (the others unchanged).
+    Activations<T> layer_acts(size_t l) const {
+        Activations<T> view = acts_;
+        for (const auto& [field, layer_numel] : act_layer_numel_) view.*field += l * layer_numel;
+        return view;
+    }
+
     void check_ids(const int32_t* ids, size_t n, const char* what) const {
         for (size_t i = 0; i < n; i++) {
             const bool ignored_target = what[0] == 't' && ids[i] == -1;
@@ -279,41 +297,50 @@ private:
         Backend::release(tokens_);
         const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
         const size_t H = config_.n_heads, N = B * Tn;
-        // Each buffer is added with the field that points at it (bound when added, not by position).
+        // Each buffer is added with the field that points at it (bound when added, not by position);
+        // a per-layer buffer is stacked over the layers, given one layer's shape.
         TensorTable t;
-        std::vector<std::pair<T**, size_t>> bindings;  // (field, offset)
-        auto add = [&](T*& field, const char* name, std::vector<size_t> shape) {
-            bindings.push_back({&field, t.add(name, std::move(shape))});
+        std::vector<std::pair<T* Activations<T>::*, size_t>> bindings;  // (field, offset)
+        act_layer_numel_.clear();
+        using A = Activations<T>;
+        auto once = [&](T* A::*field, const char* name, std::vector<size_t> shape) {
+            bindings.push_back({field, t.add(name, std::move(shape))});
         };
-        Activations<T>& a = acts_;
-        add(a.resid, "resid", {L + 1, N, C});
-        add(a.resid_mid, "resid_mid", {L, N, C});
-        add(a.attn_norm, "attn_norm", {L, N, C});
-        add(a.attn_rstd, "attn_rstd", {L, N});
-        add(a.qkv, "qkv", {L, N, 3 * C});
-        add(a.qkv_rope, "qkv_rope", {L, N, 3 * C});
-        add(a.att, "att", {L, Backend::attention_saved_size(B, H, Tn)});
-        add(a.att_z, "att_z", {L, B, H, Tn});
-        add(a.attn_y, "attn_y", {L, N, C});
-        add(a.ffn_norm, "ffn_norm", {L, N, C});
-        add(a.ffn_rstd, "ffn_rstd", {L, N});
-        add(a.ffn_fc, "ffn_fc", {L, N, 2 * F});
-        add(a.ffn_act, "ffn_act", {L, N, F});
-        add(a.final_norm, "final_norm", {N, C});
-        add(a.final_rstd, "final_rstd", {N});
-        add(a.logits, "logits", {N, V});
-        add(a.losses, "losses", {N});
-        add(a.d_resid, "d_resid", {N, C});
-        add(a.d_norm, "d_norm", {N, C});
-        add(a.d_qkv_rope, "d_qkv_rope", {N, 3 * C});
-        add(a.d_qkv, "d_qkv", {N, 3 * C});
-        add(a.d_attn_y, "d_attn_y", {N, C});
-        add(a.d_ffn_fc, "d_ffn_fc", {N, 2 * F});
-        add(a.d_ffn_act, "d_ffn_act", {N, F});
+        auto per_layer = [&](T* A::*field, const char* name, size_t layers, std::vector<size_t> layer_shape) {
+            size_t layer_numel = 1;
+            for (size_t s : layer_shape) layer_numel *= s;
+            act_layer_numel_.push_back({field, layer_numel});
+            layer_shape.insert(layer_shape.begin(), layers);
+            once(field, name, std::move(layer_shape));
+        };
+        per_layer(&A::resid, "resid", L + 1, {N, C});
+        per_layer(&A::resid_mid, "resid_mid", L, {N, C});
+        per_layer(&A::attn_norm, "attn_norm", L, {N, C});
+        per_layer(&A::attn_rstd, "attn_rstd", L, {N});
+        per_layer(&A::qkv, "qkv", L, {N, 3 * C});
+        per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
+        per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
+        per_layer(&A::att_z, "att_z", L, {B, H, Tn});
+        per_layer(&A::attn_y, "attn_y", L, {N, C});
+        per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
+        per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
+        per_layer(&A::ffn_fc, "ffn_fc", L, {N, 2 * F});
+        per_layer(&A::ffn_act, "ffn_act", L, {N, F});
+        once(&A::final_norm, "final_norm", {N, C});
+        once(&A::final_rstd, "final_rstd", {N});
+        once(&A::logits, "logits", {N, V});
+        once(&A::losses, "losses", {N});
+        once(&A::d_resid, "d_resid", {N, C});
+        once(&A::d_norm, "d_norm", {N, C});
+        once(&A::d_qkv_rope, "d_qkv_rope", {N, 3 * C});
+        once(&A::d_qkv, "d_qkv", {N, 3 * C});
+        once(&A::d_attn_y, "d_attn_y", {N, C});
+        once(&A::d_ffn_fc, "d_ffn_fc", {N, 2 * F});
+        once(&A::d_ffn_act, "d_ffn_act", {N, F});
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();
         tokens_ = Backend::template alloc<int32_t>(2 * N);
-        for (const auto& [field, offset] : bindings) *field = act_memory_ + offset;
+        for (const auto& [field, offset] : bindings) acts_.*field = act_memory_ + offset;
         act_B_ = B;
         act_T_ = Tn;
         has_targets_ = false;
@@ -331,6 +358,7 @@ private:
     size_t act_total_ = 0;
     int32_t* tokens_ = nullptr;  // (2, N): inputs then targets, on the backend
     Activations<T> acts_{};
+    std::vector<std::pair<T* Activations<T>::*, size_t>> act_layer_numel_;  // per-layer buffers, one layer's size
     size_t act_B_ = 0, act_T_ = 0;
     size_t counted_ = 0;  // positions with a target in the last forward
     bool has_targets_ = false;

@@ -37,7 +37,8 @@ enum class InitKind { norm_gain, embedding, projection, output_projection };
 // non-embedding parameter count leaves out.
 enum class Counted { in_blocks, vocabulary };
 
-// One parameter tensor, as for_each_param declares it.
+// One parameter tensor, as for_each_param declares it. A per-layer tensor is stacked over the
+// layers (shape (L, ...)); layer_numel is the size of one layer's slice (0 for the others).
 template <typename T>
 struct ParamDecl {
     T* ParamTensors<T>::*field;
@@ -45,6 +46,7 @@ struct ParamDecl {
     std::vector<size_t> shape;
     InitKind init;
     Counted counted;
+    size_t layer_numel;
 };
 
 // Calls visit(ParamDecl<T>) for every parameter tensor of the model `c`, in storage order.
@@ -52,16 +54,25 @@ template <typename T, class Visit>
 void for_each_param(const ModelConfig& c, Visit&& visit) {
     using P = ParamTensors<T>;
     const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size;
-    const Counted blocks = Counted::in_blocks;
-    visit(ParamDecl<T>{&P::embed, "embed.weight", {V, C}, InitKind::embedding, Counted::vocabulary});
-    visit(ParamDecl<T>{&P::attn_norm, "blocks.attn_norm.weight", {L, C}, InitKind::norm_gain, blocks});
-    visit(ParamDecl<T>{&P::attn_qkv, "blocks.attn_qkv.weight", {L, 3 * C, C}, InitKind::projection, blocks});
-    visit(ParamDecl<T>{&P::attn_out, "blocks.attn_out.weight", {L, C, C}, InitKind::projection, blocks});
-    visit(ParamDecl<T>{&P::ffn_norm, "blocks.ffn_norm.weight", {L, C}, InitKind::norm_gain, blocks});
-    visit(ParamDecl<T>{&P::ffn_in, "blocks.ffn_in.weight", {L, 2 * F, C}, InitKind::projection, blocks});
-    visit(ParamDecl<T>{&P::ffn_out, "blocks.ffn_out.weight", {L, C, F}, InitKind::output_projection, blocks});
-    visit(ParamDecl<T>{&P::final_norm, "final_norm.weight", {C}, InitKind::norm_gain, blocks});
-    visit(ParamDecl<T>{&P::lm_head, "lm_head.weight", {V, C}, InitKind::projection, Counted::vocabulary});
+    // A tensor of the whole model, and one stacked over the layers (given one layer's shape).
+    auto once = [&](T* P::*field, const char* name, std::vector<size_t> shape, InitKind init, Counted counted) {
+        visit(ParamDecl<T>{field, name, std::move(shape), init, counted, 0});
+    };
+    auto per_layer = [&](T* P::*field, const char* name, std::vector<size_t> layer_shape, InitKind init) {
+        size_t layer_numel = 1;
+        for (size_t s : layer_shape) layer_numel *= s;
+        layer_shape.insert(layer_shape.begin(), L);
+        visit(ParamDecl<T>{field, name, std::move(layer_shape), init, Counted::in_blocks, layer_numel});
+    };
+    once(&P::embed, "embed.weight", {V, C}, InitKind::embedding, Counted::vocabulary);
+    per_layer(&P::attn_norm, "blocks.attn_norm.weight", {C}, InitKind::norm_gain);
+    per_layer(&P::attn_qkv, "blocks.attn_qkv.weight", {3 * C, C}, InitKind::projection);
+    per_layer(&P::attn_out, "blocks.attn_out.weight", {C, C}, InitKind::projection);
+    per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);
+    per_layer(&P::ffn_in, "blocks.ffn_in.weight", {2 * F, C}, InitKind::projection);
+    per_layer(&P::ffn_out, "blocks.ffn_out.weight", {C, F}, InitKind::output_projection);
+    once(&P::final_norm, "final_norm.weight", {C}, InitKind::norm_gain, Counted::in_blocks);
+    once(&P::lm_head, "lm_head.weight", {V, C}, InitKind::projection, Counted::vocabulary);
 }
 
 // The storage table of the parameters (names, shapes, offsets), in for_each_param's order.
@@ -78,6 +89,17 @@ ParamTensors<T> carve_params(T* base, const ModelConfig& c) {
     TensorTable t;
     for_each_param<T>(c, [&](const ParamDecl<T>& d) { p.*d.field = base + t.add(d.name, d.shape); });
     return p;
+}
+
+// The same pointers with every per-layer tensor moved to layer l's slice: the parameters of
+// block l under the names of the whole model (the others unchanged).
+template <typename T>
+ParamTensors<T> layer_view(const ParamTensors<T>& all, const ModelConfig& c, size_t l) {
+    ParamTensors<T> view = all;
+    for_each_param<T>(c, [&](const ParamDecl<T>& d) {
+        if (d.layer_numel) view.*d.field = all.*d.field + l * d.layer_numel;
+    });
+    return view;
 }
 
 // Parameters in the transformer blocks and the final norm: all but the embedding and the LM head.
