@@ -2,6 +2,7 @@
 // logs metrics.jsonl, checkpoints and resumes (see cmd_train.cpp for the flags).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,24 @@ struct TrainOptions {
     void validate() const;
     size_t tokens_per_step() const { return batch * seq * grad_accum; }
 };
+
+class ArgParser;
+
+// One option of `sinklab train`, declared once in train_options.cpp (train_options() lists them in
+// the order cmd_train applies them: the preset before what overrides it).
+struct TrainOption {
+    const char* flag;          // --flag, and the key in --config files
+    const char* default_text;  // "" = not set unless given
+    const char* metavar;
+    const char* help;
+    const char* json_key;      // its key in config.json's "train" object; nullptr: a model option, kept in "model"
+    bool resumable;            // may be given again with --resume
+    const char* json_missing;  // its value for a config.json written before it existed (nullptr: required)
+    std::function<void(TrainOptions&, const ArgParser&)> read_flag;  // from the parsed flag (it has a value)
+    std::function<Json(const TrainOptions&)> write_json;             // (json_key only)
+    std::function<void(TrainOptions&, const Json&)> read_json;       // (json_key only)
+};
+const std::vector<TrainOption>& train_options();
 
 // Learning rate at 0-based step `step`: linear warmup over `warmup` steps to the peak, then
 // constant, or cosine from the peak down to min_lr at the last step.

@@ -4,7 +4,9 @@
 
 #include <signal.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -273,4 +275,27 @@ TEST_CASE("a NaN or infinite loss stops training with a message and leaves the l
     const LoadedWeights w = load_safetensors(latest + "/model.safetensors");
     CHECK(load_run_state(latest + "/state.bin", w.params.size()).step >= 1);
     CHECK(text.find(latest) != std::string::npos);  // the message names the checkpoint
+}
+
+// The README's `sinklab train` table is written by hand; it must name every option the command has
+// (train_options(), plus the command-level --config, --threads, --resume).
+TEST_CASE("the README's train table names every flag of sinklab train") {
+    const char* source_dir = std::getenv("SINKLAB_SOURCE_DIR");
+    REQUIRE(source_dir != nullptr);
+    const std::string readme = read_file(std::string(source_dir) + "/README.md");
+    const size_t begin = readme.find("### `sinklab train`");
+    REQUIRE(begin != std::string::npos);
+    const std::string section = readme.substr(begin, readme.find("\n### ", begin + 1) - begin);
+    // "--name" as a whole flag: not the prefix of a longer one ("--val" in "--val-batches").
+    auto names = [&](const std::string& flag) {
+        const std::string needle = "--" + flag;
+        for (size_t at = section.find(needle); at != std::string::npos; at = section.find(needle, at + 1)) {
+            const char next = at + needle.size() < section.size() ? section[at + needle.size()] : ' ';
+            if (!(std::isalnum(static_cast<unsigned char>(next)) || next == '-')) return true;
+        }
+        return false;
+    };
+    std::vector<std::string> flags = {"config", "threads", "resume"};
+    for (const TrainOption& opt : train_options()) flags.push_back(opt.flag);
+    for (const std::string& flag : flags) CHECK_MESSAGE(names(flag), "README.md's train table lacks --" << flag);
 }
