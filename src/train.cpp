@@ -84,195 +84,266 @@ void truncate_metrics(const std::string& path, size_t step) {
     write_file_atomic(path, kept);
 }
 
+// One training run on a backend, as short named steps; run() reads top to bottom.
 template <class Backend>
-double evaluate(Model<Backend>& model, DataLoader& val, size_t batches, std::vector<int32_t>& inputs,
-                std::vector<int32_t>& targets, size_t B, size_t T) {
-    val.reset();
-    double sum = 0.0;
-    for (size_t i = 0; i < batches; i++) {
-        val.next_batch(inputs.data(), targets.data());
-        sum += model.forward(inputs.data(), targets.data(), B, T);
-    }
-    return sum / double(batches);
-}
-
-template <class Backend>
-int train_with(TrainOptions o, bool resume) {
+class Trainer {
+public:
     using T = typename Backend::Scalar;
-    const std::string config_path = o.out + "/config.json";
-    const std::string metrics_path = o.out + "/metrics.jsonl";
-    Model<Backend> model(o.model);
-    const int32_t first_token = int32_t(o.first_token);
-    DataLoader train_data(expand_shard_paths(o.data), o.batch, o.seq, o.model.vocab_size, first_token);
-    std::unique_ptr<DataLoader> val_data;
-    if (!o.val.empty())
-        val_data = std::make_unique<DataLoader>(expand_shard_paths(o.val), o.batch, o.seq, o.model.vocab_size, first_token);
-    if (val_data && o.val_batches > val_data->batches_per_epoch()) {
-        fmt::print(stderr, "warning: --val-batches {} exceeds the {} batches the validation data holds; using {}\n",
-                   o.val_batches, val_data->batches_per_epoch(), val_data->batches_per_epoch());
-        o.val_batches = val_data->batches_per_epoch();
+
+    Trainer(TrainOptions options, bool resume)
+        : o_(std::move(options)),
+          resume_(resume),
+          config_path_(o_.out + "/config.json"),
+          metrics_path_(o_.out + "/metrics.jsonl"),
+          model_(o_.model),
+          train_data_(expand_shard_paths(o_.data), o_.batch, o_.seq, o_.model.vocab_size, int32_t(o_.first_token)),
+          inputs_(o_.batch * o_.seq),
+          targets_(o_.batch * o_.seq) {}
+
+    // Returns the process exit code: 0 done (or nothing to do), 4 diverged.
+    int run() {
+        open_validation_data();
+        if (!restore_or_initialise()) return 0;
+        write_config();
+        print_summary();
+        prepare_sink_probe();
+        open_metrics();
+        run_start_ = std::chrono::steady_clock::now();
+        for (size_t step = start_step_; step < o_.steps; step++) {
+            const StepResult r = train_step(step);
+            if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) return report_divergence(step + 1, r);
+            const size_t done = step + 1;
+            Json m = step_metrics(done, r);
+            const bool last = done == o_.steps;
+            if (val_data_ && o_.eval_every > 0 && (done % o_.eval_every == 0 || last)) m["val_loss"] = evaluate();
+            if (o_.sink_every > 0 && (done % o_.sink_every == 0 || last)) add_sink_metrics(m, measure_sinks());
+            metrics_ << m.dump() << "\n";
+            metrics_.flush();
+            print_progress(done, r, m);
+            if ((o_.checkpoint_every > 0 && done % o_.checkpoint_every == 0) || last) save_checkpoint_at(done);
+        }
+        fmt::print("done: {} steps, checkpoint {}\n", o_.steps, last_checkpoint_);
+        return 0;
     }
 
-    size_t start_step = 0;
-    if (resume) {
-        const std::string ckpt = latest_checkpoint(o.out);
-        if (ckpt.empty()) fail("--resume: no checkpoint in {}/checkpoints", o.out);
+private:
+    struct StepResult {
+        double loss, grad_norm, lr, seconds;
+    };
+
+    // The validation loader, and --val-batches capped at what the validation data holds.
+    void open_validation_data() {
+        if (o_.val.empty()) return;
+        val_data_ = std::make_unique<DataLoader>(expand_shard_paths(o_.val), o_.batch, o_.seq, o_.model.vocab_size,
+                                                 int32_t(o_.first_token));
+        if (o_.val_batches > val_data_->batches_per_epoch()) {
+            fmt::print(stderr, "warning: --val-batches {} exceeds the {} batches the validation data holds; using {}\n",
+                       o_.val_batches, val_data_->batches_per_epoch(), val_data_->batches_per_epoch());
+            o_.val_batches = val_data_->batches_per_epoch();
+        }
+    }
+
+    // --resume: weights, AdamW moments and the loader's position from the latest checkpoint, and the
+    // metrics cut back to its step; else a fresh initialisation and an empty metrics file. Returns
+    // false when the run already has --steps steps.
+    bool restore_or_initialise() {
+        if (!resume_) {
+            model_.init_weights(o_.seed);
+            make_dirs(o_.out);
+            if (file_exists(metrics_path_)) std::filesystem::remove(metrics_path_);
+            return true;
+        }
+        const std::string ckpt = latest_checkpoint(o_.out);
+        if (ckpt.empty()) fail("--resume: no checkpoint in {}/checkpoints", o_.out);
         const LoadedWeights w = load_safetensors(ckpt + "/model.safetensors");
-        if (model_config_to_json(w.config).dump() != model_config_to_json(o.model).dump())
-            fail("--resume: {} holds a different model configuration than {}", ckpt, config_path);
-        RunState st = load_run_state(ckpt + "/state.bin", model.n_params());
-        Backend::upload(model.params(), w.params.data(), w.params.size());
-        Backend::upload(model.adam_m(), st.adam_m.data(), st.adam_m.size());
-        Backend::upload(model.adam_v(), st.adam_v.data(), st.adam_v.size());
-        train_data.set_position(st.loader_shard, st.loader_offset, st.loader_epoch);
-        start_step = st.step;
-        truncate_metrics(metrics_path, start_step);
-        fmt::print("resuming {} from {} (step {})\n", o.out, ckpt, start_step);
-        if (start_step >= o.steps) {
-            fmt::print("nothing to do: the run already has {} steps (--steps {})\n", start_step, o.steps);
-            return 0;
+        if (model_config_to_json(w.config).dump() != model_config_to_json(o_.model).dump())
+            fail("--resume: {} holds a different model configuration than {}", ckpt, config_path_);
+        RunState st = load_run_state(ckpt + "/state.bin", model_.n_params());
+        Backend::upload(model_.params(), w.params.data(), w.params.size());
+        Backend::upload(model_.adam_m(), st.adam_m.data(), st.adam_m.size());
+        Backend::upload(model_.adam_v(), st.adam_v.data(), st.adam_v.size());
+        train_data_.set_position(st.loader_shard, st.loader_offset, st.loader_epoch);
+        start_step_ = st.step;
+        last_checkpoint_ = ckpt;
+        truncate_metrics(metrics_path_, start_step_);
+        fmt::print("resuming {} from {} (step {})\n", o_.out, ckpt, start_step_);
+        if (start_step_ >= o_.steps) {
+            fmt::print("nothing to do: the run already has {} steps (--steps {})\n", start_step_, o_.steps);
+            return false;
         }
-    } else {
-        model.init_weights(o.seed);
-        make_dirs(o.out);
-        if (file_exists(metrics_path)) std::filesystem::remove(metrics_path);
+        return true;
     }
-    Json config = Json::object();
-    config["model"] = model_config_to_json(o.model);
-    config["train"] = o.to_json();
-    config["n_params"] = model.n_params();
-    config["n_nonembedding_params"] = o.model.n_nonembedding_params();
-    write_file_atomic(config_path, config.dump(2) + "\n");
 
-    const size_t tokens_per_step = o.tokens_per_step();
-    fmt::print("model: {} layers, {} heads, width {}, ffn {}, vocab {}, attention {} | {:.2f}M parameters "
-               "({:.2f}M non-embedding)\n",
-               o.model.n_layers, o.model.n_heads, o.model.d_model, o.model.d_ffn, o.model.vocab_size,
-               o.model.attention.name(), double(model.n_params()) / 1e6, double(o.model.n_nonembedding_params()) / 1e6);
-    fmt::print("data: {} tokens in training shards, {} tokens per step ({} x {} x {}), {} steps\n",
-               train_data.total_tokens(), tokens_per_step, o.batch, o.seq, o.grad_accum, o.steps);
-
-    // Probe sequences for the sink measurement during training (looking like the training rows).
-    Probe probe;
-    if (o.sink_every > 0) {
-        probe = read_probe_file(o.probe);
-        if (first_token >= 0) prepend_first_token(probe, first_token);
-        check_token_range(probe.tokens, o.model.vocab_size, o.probe);
-        if (probe.info.length > o.model.context)
-            fail("--probe: sequences of {} tokens exceed the model's context {}", probe.info.length, o.model.context);
+    // config.json: the model, the options, the parameter counts.
+    void write_config() {
+        Json config = Json::object();
+        config["model"] = model_config_to_json(o_.model);
+        config["train"] = o_.to_json();
+        config["n_params"] = model_.n_params();
+        config["n_nonembedding_params"] = o_.model.n_nonembedding_params();
+        write_file_atomic(config_path_, config.dump(2) + "\n");
     }
-    const SinkOptions sink_options = sink_options_for(o.model);
-    // The measurement runs on a CPU copy of the weights: it needs the full attention maps, which a
-    // fused GPU kernel never writes, and it leaves the training model's buffers alone.
-    std::unique_ptr<Model<CpuBackend<float>>> probe_model;
-    if (o.sink_every > 0) probe_model = std::make_unique<Model<CpuBackend<float>>>(o.model);
-    auto measure_sinks = [&]() {
-        if constexpr (std::is_same_v<T, float>) Backend::download(probe_model->params(), model.params(), model.n_params());
-        SinkOptions options = sink_options;
-        options.keep_maps = false;
-        return measure_model_sinks(*probe_model, probe, options);
-    };
 
-    std::ofstream metrics(metrics_path, std::ios::app);
-    if (!metrics) fail("{}: cannot open for writing", metrics_path);
-    std::vector<int32_t> inputs(o.batch * o.seq), targets(o.batch * o.seq);
-    std::string last_checkpoint = resume ? latest_checkpoint(o.out) : "";
+    void print_summary() const {
+        fmt::print("model: {} layers, {} heads, width {}, ffn {}, vocab {}, attention {} | {:.2f}M parameters "
+                   "({:.2f}M non-embedding)\n",
+                   o_.model.n_layers, o_.model.n_heads, o_.model.d_model, o_.model.d_ffn, o_.model.vocab_size,
+                   o_.model.attention.name(), double(model_.n_params()) / 1e6,
+                   double(o_.model.n_nonembedding_params()) / 1e6);
+        fmt::print("data: {} tokens in training shards, {} tokens per step ({} x {} x {}), {} steps\n",
+                   train_data_.total_tokens(), o_.tokens_per_step(), o_.batch, o_.seq, o_.grad_accum, o_.steps);
+    }
 
-    auto save = [&](size_t step_done) {
-        RunState st;
-        st.step = step_done;
-        st.loader_shard = train_data.shard();
-        st.loader_offset = train_data.offset();
-        st.loader_epoch = train_data.epoch();
-        st.options = o.to_json();
-        std::vector<float> host(model.n_params());
-        st.adam_m.resize(model.n_params());
-        st.adam_v.resize(model.n_params());
-        if constexpr (std::is_same_v<T, float>) {
-            Backend::download(host.data(), model.params(), host.size());
-            Backend::download(st.adam_m.data(), model.adam_m(), host.size());
-            Backend::download(st.adam_v.data(), model.adam_v(), host.size());
-        }
-        last_checkpoint = save_checkpoint(o.out, o.model, model.param_table(), host.data(), st);
-    };
+    // --sink-every: the probe sequences (looking like the training rows) and a CPU model to measure
+    // on: the measurement needs the full attention maps, which a fused GPU kernel never writes, and
+    // it leaves the training model's buffers alone.
+    void prepare_sink_probe() {
+        if (o_.sink_every == 0) return;
+        probe_ = read_probe_file(o_.probe);
+        if (o_.first_token >= 0) prepend_first_token(probe_, int32_t(o_.first_token));
+        check_token_range(probe_.tokens, o_.model.vocab_size, o_.probe);
+        if (probe_.info.length > o_.model.context)
+            fail("--probe: sequences of {} tokens exceed the model's context {}", probe_.info.length, o_.model.context);
+        probe_model_ = std::make_unique<Model<CpuBackend<float>>>(o_.model);
+    }
 
-    const auto run_start = std::chrono::steady_clock::now();
-    double window_seconds = 0.0;
-    size_t window_tokens = 0;
-    for (size_t step = start_step; step < o.steps; step++) {
+    void open_metrics() {
+        metrics_.open(metrics_path_, std::ios::app);
+        if (!metrics_) fail("{}: cannot open for writing", metrics_path_);
+    }
+
+    // One optimizer step: grad_accum micro-batches forward and backward, the gradient norm, and
+    // (when both are finite) the clipped AdamW update at the scheduled learning rate.
+    StepResult train_step(size_t step) {
         const auto t0 = std::chrono::steady_clock::now();
-        const double lr = learning_rate(o, step);
-        model.zero_grad();
-        double loss = 0.0;
-        for (size_t micro = 0; micro < o.grad_accum; micro++) {
-            train_data.next_batch(inputs.data(), targets.data());
-            loss += model.forward(inputs.data(), targets.data(), o.batch, o.seq) / double(o.grad_accum);
-            model.backward(1.0 / double(o.grad_accum));
+        StepResult r{0.0, 0.0, learning_rate(o_, step), 0.0};
+        model_.zero_grad();
+        for (size_t micro = 0; micro < o_.grad_accum; micro++) {
+            train_data_.next_batch(inputs_.data(), targets_.data());
+            r.loss += model_.forward(inputs_.data(), targets_.data(), o_.batch, o_.seq) / double(o_.grad_accum);
+            model_.backward(1.0 / double(o_.grad_accum));
         }
-        const double grad_norm = model.grad_norm();
-        if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
-            Json m = Json::object();
-            m["step"] = step + 1;
-            m["loss"] = std::isfinite(loss) ? Json(loss) : Json(fmt::format("{}", loss));
-            m["grad_norm"] = std::isfinite(grad_norm) ? Json(grad_norm) : Json(fmt::format("{}", grad_norm));
-            m["diverged"] = true;
-            metrics << m.dump() << "\n";
-            metrics.flush();
-            fmt::print(stderr,
-                       "error: training diverged at step {}: loss {} grad norm {} ({} attention). Stopped without "
-                       "saving; the last good checkpoint {} is untouched.\n",
-                       step + 1, loss, grad_norm, o.model.attention.name(),
-                       last_checkpoint.empty() ? std::string("(none)") : last_checkpoint);
-            return 4;
-        }
-        const double clip_scale = (o.clip > 0 && grad_norm > o.clip) ? o.clip / grad_norm : 1.0;
-        AdamWHyper hp = o.adam;
-        hp.lr = lr;
-        model.adamw_step(hp, step + 1, clip_scale);
+        r.grad_norm = model_.grad_norm();
+        if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) return r;
+        const double clip_scale = (o_.clip > 0 && r.grad_norm > o_.clip) ? o_.clip / r.grad_norm : 1.0;
+        AdamWHyper hp = o_.adam;
+        hp.lr = r.lr;
+        model_.adamw_step(hp, step + 1, clip_scale);
         Backend::synchronize();
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        window_seconds += seconds;
-        window_tokens += tokens_per_step;
-        const size_t done = step + 1;
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return r;
+    }
 
+    // A NaN or infinite loss or gradient: one metrics line saying so, a message, exit code 4; no
+    // checkpoint is written, so the last good one stays the latest.
+    int report_divergence(size_t done, const StepResult& r) {
+        const auto number = [](double x) { return std::isfinite(x) ? Json(x) : Json(fmt::format("{}", x)); };
         Json m = Json::object();
         m["step"] = done;
-        m["loss"] = loss;
-        m["lr"] = lr;
-        m["grad_norm"] = grad_norm;
-        m["tokens_per_s"] = double(tokens_per_step) / seconds;
-        m["tokens"] = double(done * tokens_per_step);
-        const bool last = done == o.steps;
-        if (val_data && (done % o.eval_every == 0 || last) && o.eval_every > 0) {
-            const double val_loss = evaluate(model, *val_data, o.val_batches, inputs, targets, o.batch, o.seq);
-            m["val_loss"] = val_loss;
-        }
-        if (o.sink_every > 0 && (done % o.sink_every == 0 || last)) {
-            add_sink_metrics(m, measure_sinks());
-        }
-        metrics << m.dump() << "\n";
-        metrics.flush();
-
-        if (done % o.log_every == 0 || last || done == start_step + 1 || m.contains("val_loss") || m.contains("sink_k")) {
-            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-            const double eta = elapsed / double(done - start_step) * double(o.steps - done);
-            std::string extra;
-            if (m.contains("val_loss")) extra += fmt::format(" | val {:.4f}", m.at("val_loss").as_number());
-            if (m.contains("sink_k")) extra += fmt::format(" | Sink_1 {:.1f}%", m.at("sink_k").as_array()[0].as_number());
-            fmt::print("step {:>{}}/{} | loss {:.4f}{} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.0f}% | "
-                       "elapsed {} | ETA {}\n",
-                       done, std::to_string(o.steps).size(), o.steps, loss, extra, lr,
-                       grad_norm, double(window_tokens) / window_seconds, 100.0 * double(done) / double(o.steps),
-                       format_duration(elapsed), format_duration(eta));
-            std::fflush(stdout);
-            window_seconds = 0.0;
-            window_tokens = 0;
-        }
-        if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || last) save(done);
+        m["loss"] = number(r.loss);
+        m["grad_norm"] = number(r.grad_norm);
+        m["diverged"] = true;
+        metrics_ << m.dump() << "\n";
+        metrics_.flush();
+        fmt::print(stderr,
+                   "error: training diverged at step {}: loss {} grad norm {} ({} attention). Stopped without "
+                   "saving; the last good checkpoint {} is untouched.\n",
+                   done, r.loss, r.grad_norm, o_.model.attention.name(),
+                   last_checkpoint_.empty() ? std::string("(none)") : last_checkpoint_);
+        return 4;
     }
-    fmt::print("done: {} steps, checkpoint {}\n", o.steps, last_checkpoint);
-    return 0;
-}
+
+    // The metrics line of a finished step (validation and sink figures are added when due).
+    Json step_metrics(size_t done, const StepResult& r) {
+        const size_t tokens_per_step = o_.tokens_per_step();
+        window_seconds_ += r.seconds;
+        window_tokens_ += tokens_per_step;
+        Json m = Json::object();
+        m["step"] = done;
+        m["loss"] = r.loss;
+        m["lr"] = r.lr;
+        m["grad_norm"] = r.grad_norm;
+        m["tokens_per_s"] = double(tokens_per_step) / r.seconds;
+        m["tokens"] = double(done * tokens_per_step);
+        return m;
+    }
+
+    // Mean validation loss over --val-batches batches from the start of the validation data.
+    double evaluate() {
+        val_data_->reset();
+        double sum = 0.0;
+        for (size_t i = 0; i < o_.val_batches; i++) {
+            val_data_->next_batch(inputs_.data(), targets_.data());
+            sum += model_.forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+        }
+        return sum / double(o_.val_batches);
+    }
+
+    // Sink_k of the current weights on the probe (on the CPU copy).
+    SinkReport measure_sinks() {
+        if constexpr (std::is_same_v<T, float>)
+            Backend::download(probe_model_->params(), model_.params(), model_.n_params());
+        SinkOptions options = sink_options_for(o_.model);
+        options.keep_maps = false;
+        return measure_model_sinks(*probe_model_, probe_, options);
+    }
+
+    // The step line, every --log-every steps, on the first and last step, and whenever the line
+    // has a validation loss or a sink figure; tokens/s over the steps since the previous line.
+    void print_progress(size_t done, const StepResult& r, const Json& m) {
+        const bool due = done % o_.log_every == 0 || done == o_.steps || done == start_step_ + 1 ||
+                         m.contains("val_loss") || m.contains("sink_k");
+        if (!due) return;
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start_).count();
+        const double eta = elapsed / double(done - start_step_) * double(o_.steps - done);
+        std::string extra;
+        if (m.contains("val_loss")) extra += fmt::format(" | val {:.4f}", m.at("val_loss").as_number());
+        if (m.contains("sink_k")) extra += fmt::format(" | Sink_1 {:.1f}%", m.at("sink_k").as_array()[0].as_number());
+        fmt::print("step {:>{}}/{} | loss {:.4f}{} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.0f}% | "
+                   "elapsed {} | ETA {}\n",
+                   done, std::to_string(o_.steps).size(), o_.steps, r.loss, extra, r.lr, r.grad_norm,
+                   double(window_tokens_) / window_seconds_, 100.0 * double(done) / double(o_.steps),
+                   format_duration(elapsed), format_duration(eta));
+        std::fflush(stdout);
+        window_seconds_ = 0.0;
+        window_tokens_ = 0;
+    }
+
+    // checkpoints/step_N: the weights (safetensors), AdamW moments, loader position and options.
+    void save_checkpoint_at(size_t done) {
+        RunState st;
+        st.step = done;
+        st.loader_shard = train_data_.shard();
+        st.loader_offset = train_data_.offset();
+        st.loader_epoch = train_data_.epoch();
+        st.options = o_.to_json();
+        std::vector<float> host(model_.n_params());
+        st.adam_m.resize(model_.n_params());
+        st.adam_v.resize(model_.n_params());
+        if constexpr (std::is_same_v<T, float>) {
+            Backend::download(host.data(), model_.params(), host.size());
+            Backend::download(st.adam_m.data(), model_.adam_m(), host.size());
+            Backend::download(st.adam_v.data(), model_.adam_v(), host.size());
+        }
+        last_checkpoint_ = save_checkpoint(o_.out, o_.model, model_.param_table(), host.data(), st);
+    }
+
+    TrainOptions o_;
+    const bool resume_;
+    const std::string config_path_, metrics_path_;
+    Model<Backend> model_;
+    DataLoader train_data_;
+    std::unique_ptr<DataLoader> val_data_;
+    std::vector<int32_t> inputs_, targets_;
+    size_t start_step_ = 0;
+    std::string last_checkpoint_;
+    Probe probe_;
+    std::unique_ptr<Model<CpuBackend<float>>> probe_model_;
+    std::ofstream metrics_;
+    std::chrono::steady_clock::time_point run_start_;
+    double window_seconds_ = 0.0;  // since the last printed step line
+    size_t window_tokens_ = 0;
+};
 
 }  // namespace
 
@@ -289,12 +360,12 @@ int run_training(TrainOptions o, bool resume) {
         cuda::require_device();
         cuda::set_precision(cuda::parse_precision(o.dtype));
         fmt::print("device: {} ({})\n", query_gpu().name, o.dtype);
-        return train_with<CudaBackend>(o, resume);
+        return Trainer<CudaBackend>(o, resume).run();
 #else
         fail("--device cuda: this build has no CUDA backend (nvcc was not found when it was configured)");
 #endif
     }
-    return train_with<CpuBackend<float>>(o, resume);
+    return Trainer<CpuBackend<float>>(o, resume).run();
 }
 
 }  // namespace sinklab
