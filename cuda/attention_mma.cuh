@@ -100,6 +100,28 @@ __device__ __forceinline__ void accumulate_pv(float (&out)[MmaCfg<Dp>::ND][4], c
     }
 }
 
+// dst(row) += this thread's part of a warp's 16 x Dp register tile, for its two rows (first_row + g,
+// first_row + g + 8) below T and its columns below D; dst(row) points at the row's first column.
+template <int Dp, class RowPointer>
+__device__ __forceinline__ void add_tile_to_rows(const float (&acc)[MmaCfg<Dp>::ND][4], int first_row, int T, int D,
+                                                 int lane, RowPointer dst) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = first_row + g + 8 * r;
+        if (row >= T) continue;
+        float* out = dst(row);
+#pragma unroll
+        for (int nd = 0; nd < MmaCfg<Dp>::ND; nd++) {
+            const int d = 8 * nd + 2 * t;  // D is even: d < D means d + 1 < D too
+            if (d < D) {
+                out[d] += acc[nd][2 * r];
+                out[d + 1] += acc[nd][2 * r + 1];
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forward. grid (ceil(T / 64), B H), block 128. kIsSoftmax must equal (a.score == kSoftmax).
 template <int Dp, bool kIsSoftmax>
@@ -298,21 +320,9 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_kv_mma_kern
         accumulate_pv<Dp>(dv, st, dOs, lane);   // dV += W^T dO
         accumulate_pv<Dp>(dk, dpt, Qs, lane);   // dK += dS^T Q
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (keys[r] >= T) continue;
-        float* dst = a.dqkv + (size_t(b) * T + keys[r]) * C3 + size_t(h) * D;
-#pragma unroll
-        for (int nd = 0; nd < K::ND; nd++) {
-            const int d = 8 * nd + 2 * t;
-            if (d < D) {
-                dst[C + d] += dk[nd][2 * r];
-                dst[C + d + 1] += dk[nd][2 * r + 1];
-                dst[2 * size_t(C) + d] += dv[nd][2 * r];
-                dst[2 * size_t(C) + d + 1] += dv[nd][2 * r + 1];
-            }
-        }
-    }
+    const auto key_row = [&](int key) { return a.dqkv + (size_t(b) * T + key) * C3 + size_t(h) * D; };
+    add_tile_to_rows<Dp>(dk, w0, T, D, lane, [&](int key) { return key_row(key) + C; });
+    add_tile_to_rows<Dp>(dv, w0, T, D, lane, [&](int key) { return key_row(key) + 2 * size_t(C); });
 }
 
 // dQ. grid (ceil(T / 64), B H), block 128.
@@ -368,19 +378,7 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_q_mma_kerne
             }
         accumulate_pv<Dp>(dq, s, Ks, lane);  // dQ += dS K
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (rows[r] >= T) continue;
-        float* dst = a.dqkv + (size_t(b) * T + rows[r]) * C3 + size_t(h) * D;
-#pragma unroll
-        for (int nd = 0; nd < K::ND; nd++) {
-            const int d = 8 * nd + 2 * t;
-            if (d < D) {
-                dst[d] += dq[nd][2 * r];
-                dst[d + 1] += dq[nd][2 * r + 1];
-            }
-        }
-    }
+    add_tile_to_rows<Dp>(dq, w0, T, D, lane, [&](int row) { return a.dqkv + (size_t(b) * T + row) * C3 + size_t(h) * D; });
 }
 
 }  // namespace sinklab::cuda::attn
