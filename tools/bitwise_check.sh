@@ -14,6 +14,9 @@
 # (data/cache/linux-doc-2048, prepared by tools/make_data.sh when missing).
 # Work folder: build-bitwise/ (the two builds, the runs); the summary goes to build-bitwise/report.txt.
 # Exit code 0 when every file matches, 1 otherwise.
+# SPEED=N (default 0): afterwards, N alternating pairs of timed runs (base, new) of the `small`
+# training step at batch 16 x 256 (60 steps, all cores) and the median tokens/s of each binary
+# (steps 11-60 of each run), to see that a refactoring cost no speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -100,4 +103,30 @@ done
   echo "$same files identical, $differ differ"
 } | tee -a "$report"
 grep DIFFERS "$report" || true
+
+if [ "${SPEED:-0}" -gt 0 ]; then
+  say "speed: $SPEED alternating pairs of 60-step small runs at 16 x 256"
+  speed_run() {  # speed_run BINARY -> median tokens/s of steps 11..60
+    rm -rf "$WORK/speed-run"
+    "$1" train --data "$ROOT/$DATA/train_000.bin" --preset small --steps 60 --batch 16 --seq 256 --log-every 1000 \
+      --eval-every 0 --device cpu --out "$WORK/speed-run" >/dev/null
+    python3 -c 'import json, sys
+v = sorted(json.loads(l)["tokens_per_s"] for l in open(sys.argv[1]) if json.loads(l)["step"] > 10)
+print(v[len(v) // 2])' "$WORK/speed-run/metrics.jsonl"
+  }
+  base_tps=() new_tps=()
+  for i in $(seq "$SPEED"); do
+    base_tps+=("$(speed_run "$WORK/base-build/sinklab")")
+    new_tps+=("$(speed_run "$WORK/new-build/sinklab")")
+  done
+  python3 - "${base_tps[@]}" "${new_tps[@]}" <<'PY' | tee -a "$report"
+import sys
+values = [float(x) for x in sys.argv[1:]]
+n = len(values) // 2
+base, new = sorted(values[:n]), sorted(values[n:])
+runs = lambda v: " ".join("%.0f" % x for x in v)
+print("tokens/s, small 16 x 256: base %.0f (runs %s), new %.0f (runs %s), new / base %.3f"
+      % (base[n // 2], runs(base), new[n // 2], runs(new), new[n // 2] / base[n // 2]))
+PY
+fi
 [ "$differ" -eq 0 ]
