@@ -73,6 +73,13 @@ public:
         grads_ = Backend::template alloc<T>(n);
         adam_m_ = Backend::template alloc<T>(n);
         adam_v_ = Backend::template alloc<T>(n);
+        // The pointers never move: carved once, for the whole model and for each block.
+        p_ = carve_params(params_, config_);
+        g_ = carve_params(grads_, config_);
+        for (size_t l = 0; l < config_.n_layers; l++) {
+            p_layers_.push_back(layer_view(p_, config_, l));
+            g_layers_.push_back(layer_view(g_, config_, l));
+        }
         // RoPE tables (context, D/2), computed once on the host.
         const size_t half = config_.head_dim() / 2;
         std::vector<T> cos_host(config_.context * half), sin_host(config_.context * half);
@@ -146,16 +153,15 @@ public:
         const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size, N = B * Tn;
         Backend::upload(tokens_, inputs, N);
         if (targets) Backend::upload(tokens_ + N, targets, N);
-        const ParamTensors<T> p = carve_params(params_, config_);
+        const ParamTensors<T>& p = p_;
         Activations<T>& a = acts_;
         const T eps = T(c.norm_eps);
 
         Backend::embedding_forward(a.resid, tokens_, p.embed, N, C);
         for (size_t l = 0; l < L; l++) {
-            const ParamTensors<T> pl = layer_view(p, c, l);
             const Activations<T> al = layer_acts(l);
-            attention_block_forward(pl, al, B, Tn);
-            ffn_block_forward(pl, al, N);
+            attention_block_forward(p_layers_[l], al, B, Tn);
+            ffn_block_forward(p_layers_[l], al, N);
         }
         Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
         Backend::matmul_forward(a.logits, a.final_norm, p.lm_head, N, C, V);
@@ -185,8 +191,8 @@ public:
         const ModelConfig& c = config_;
         const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size;
         const size_t B = act_B_, Tn = act_T_, N = B * Tn;
-        const ParamTensors<T> p = carve_params(params_, config_);
-        const ParamTensors<T> g = carve_params(grads_, config_);
+        const ParamTensors<T>& p = p_;
+        const ParamTensors<T>& g = g_;
         Activations<T>& a = acts_;
         const T dloss = counted_ ? T(scale / double(counted_)) : T(0);
 
@@ -199,10 +205,9 @@ public:
                                   a.final_rstd, N, C);
         // Blocks, last to first. d_resid holds dLoss/dx_{l+1} on entry and dLoss/dx_l on exit.
         for (size_t l = L; l-- > 0;) {
-            const ParamTensors<T> pl = layer_view(p, c, l), gl = layer_view(g, c, l);
             const Activations<T> al = layer_acts(l);
-            ffn_block_backward(pl, gl, al, N);
-            attention_block_backward(pl, gl, al, B, Tn);
+            ffn_block_backward(p_layers_[l], g_layers_[l], al, N);
+            attention_block_backward(p_layers_[l], g_layers_[l], al, B, Tn);
         }
         Backend::embedding_backward(g.embed, a.d_resid, tokens_, N, C);
     }
@@ -352,6 +357,8 @@ private:
     T* grads_ = nullptr;
     T* adam_m_ = nullptr;
     T* adam_v_ = nullptr;
+    ParamTensors<T> p_{}, g_{};                        // parameters and gradients, by tensor
+    std::vector<ParamTensors<T>> p_layers_, g_layers_;  // the same for block l (layer_view)
     T* rope_cos_ = nullptr;
     T* rope_sin_ = nullptr;
     T* act_memory_ = nullptr;
