@@ -1,27 +1,27 @@
-// Fused causal attention on the GPU, forward and backward, for every variant of AttentionSpec
-// (softmax, sigmoid, sigmoid-norm, elu, elu-norm; a bias inside the sigmoid). The twin of
-// attention_forward / attention_backward in src/ops.h (same math; see the comment there).
+// Fused attention on the GPU, forward and backward, for every variant of AttentionSpec. The twin of
+// attention_forward / attention_backward in src/ops.h; the variant's math (mask, score bias, score
+// function, normaliser, score gradient) is the same header for both, src/attention_variant.h.
 //
 // Tiling of the fp32 kernels (attention_kernels.cuh; FlashAttention-style, no T x T matrix ever
 // reaches device memory; the bf16 kernels are described under Precision below):
 //   One block of 128 threads per (tile of Br = 32 query rows, batch, head) in the forward. It keeps
-//   its Q tile in shared memory and walks the key tiles of Bc = 32 keys up to the diagonal:
+//   its Q tile in shared memory and walks the key tiles of Bc = 32 keys that its rows see
+//   (keys_seen; causal: up to the diagonal):
 //   S = Q K^T into a shared fp32 tile, the score function applied in place row by row (a group of
 //   4 threads per row), then O += P V into a shared fp32 accumulator.
 //     softmax:             running maximum m and running sum l (O and l rescaled by exp(m_old - m_new));
 //                          keeps LSE = m + log l per row for the backward.
-//     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the
-//                          normalised variants keep a running sum Z = sum g + 1e-8, saved in att_z.
+//     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the running
+//                          sum gives the normaliser Z (row_normaliser), saved in att_z.
 //   Backward, without atomics (bitwise deterministic):
 //     Delta_i = dO_i . O_i (one warp per row, from the forward's output, which the backward receives);
-//     kernel dK/dV: one block (128 threads) per key tile walks the query tiles from the diagonal
-//                   down, dK and dV accumulated in shared memory;
-//     kernel dQ:    one block (128 threads) per query tile walks the key tiles up to the diagonal,
+//     kernel dK/dV: one block (128 threads) per key tile walks the query tiles that see its keys
+//                   (queries_seeing; causal: from the diagonal down), dK and dV in shared memory;
+//     kernel dQ:    one block (128 threads) per query tile walks the key tiles its rows see,
 //                   dQ accumulated in shared memory.
 //     Both recompute S = Q K^T and dP = dO V^T, then per element (s = scale q.k + bias):
-//       softmax:      w = exp(s - LSE_i),  ds = w (dP - Delta_i)
-//       normalised:   g = sim(s), w = g / Z_i,  ds = (dP - Delta_i) / Z_i * sim'(g)
-//       unnormalised: g = sim(s), w = g,        ds = dP sim'(g)
+//       softmax:      w = exp(s - LSE_i);      otherwise g = sim(s), w = g / Z_i;
+//       ds = score_grad(dP, w, g, 1 / Z_i, Delta_i) (attention_variant.h).
 //     dV_j += sum_i w_ij dO_i,  dK_j += scale sum_i ds_ij q_i,  dQ_i += scale sum_j ds_ij k_j.
 //   Each output element is owned by one block and summed in a fixed order.
 //
@@ -67,17 +67,7 @@ AttnArgs make_args(const float* qkv, size_t B, size_t Tn, size_t C, size_t H, co
         throw Error(fmt::format("CUDA attention: head dimension {} is not supported (even, at most 128)", D));
     if (Tn > size_t(1) << 24 || C > size_t(1) << 20 || B * H > 65535)
         throw Error(fmt::format("CUDA attention: shape B={} T={} C={} H={} is out of range", B, Tn, C, H));
-    AttnArgs a{};
-    a.qkv = qkv;
-    a.T = int(Tn);
-    a.C = int(C);
-    a.H = int(H);
-    a.D = int(D);
-    a.scale = float(1.0 / std::sqrt(double(D)));
-    a.bias = spec.score == ScoreFunction::sigmoid ? float(spec.sigmoid_bias) : 0.0f;
-    a.score = spec.score == ScoreFunction::softmax ? kSoftmax : spec.score == ScoreFunction::sigmoid ? kSigmoid : kElu;
-    a.normalize = spec.normalize;
-    return a;
+    return attention_args(qkv, Tn, C, H, spec);
 }
 
 template <typename Kernel>
@@ -101,7 +91,7 @@ template <int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    if (a.score == kSoftmax)
+    if (a.spec.is_softmax())
         launch(attention_forward_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
     else
         launch(attention_forward_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);
@@ -120,7 +110,7 @@ template <int Dp>
 void forward_mma(const AttnArgs& a, size_t B) {
     using K = MmaCfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    if (a.score == kSoftmax)
+    if (a.spec.is_softmax())
         launch(attention_forward_mma_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
     else
         launch(attention_forward_mma_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);
@@ -181,7 +171,7 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
     a.dout = dout;
     a.dqkv = dqkv;
     a.delta = nullptr;
-    if (spec.score == ScoreFunction::softmax || spec.normalize) {
+    if (spec.needs_delta()) {
         float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
         const size_t rows = B * H * Tn;
         attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),
@@ -201,7 +191,7 @@ void attention_weights(float* att, float* att_z, const float* qkv, size_t B, siz
     if (B == 0 || Tn == 0) return;
     const AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
     attention_weights_kernel<<<dim3(unsigned(Tn), unsigned(B * H)), 128>>>(att, att_z, qkv, a.T, a.C, a.H, a.D,
-                                                                           a.scale, a.bias, a.score, a.normalize);
+                                                                           a.scale, spec);
     CUDA_CHECK_LAUNCH();
 }
 

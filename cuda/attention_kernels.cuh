@@ -15,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "attention_variant.h"
 #include "device_utils.cuh"
 
 #ifdef SINKLAB_CUDA_EMU
@@ -27,9 +28,8 @@ namespace sinklab::cuda::attn {
 
 using bf16 = __nv_bfloat16;
 
-constexpr int kSoftmax = 0, kSigmoid = 1, kElu = 2;
-constexpr float kNormEps = 1e-8f;  // kAttentionNormEps of ops.h
-
+// The attention variant's math (score bias, score function, normaliser, mask) comes from
+// attention_variant.h, shared with the CPU reference; the kernels only decide where it applies.
 struct AttnArgs {
     const float* qkv;    // (B, T, 3C)
     float* out;          // (B, T, C)        forward
@@ -39,22 +39,29 @@ struct AttnArgs {
     const float* delta;  // (B, H, T)        backward
     float* dqkv;         // (B, T, 3C)       backward (+=)
     int T, C, H, D;
-    float scale, bias;
-    int score;
-    bool normalize;
+    float scale;         // 1 / sqrt(D)
+    AttentionSpec spec;
 };
 
-__device__ __forceinline__ float sim(int f, float s) {
-    if (f == kSigmoid) return 1.0f / (1.0f + expf(-s));
-    if (f == kElu) return s > 0.0f ? s + 1.0f : expf(s);
-    return expf(s);
+// The arguments every attention kernel shares, for qkv of shape (B, T, 3C) with H heads. The caller
+// sets the buffers of its pass (out, lse, z; or dout, delta, dqkv) and has checked the shape.
+inline AttnArgs attention_args(const float* qkv, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+    AttnArgs a{};
+    a.qkv = qkv;
+    a.T = int(Tn);
+    a.C = int(C);
+    a.H = int(H);
+    a.D = int(C / H);
+    a.scale = float(1.0 / std::sqrt(double(C / H)));
+    a.spec = spec;
+    return a;
 }
-// Derivative written in terms of g = sim(s) (ops.h: attention_sim_grad).
-__device__ __forceinline__ float sim_grad(int f, float g) {
-    if (f == kSigmoid) return g * (1.0f - g);
-    if (f == kElu) return g < 1.0f ? g : 1.0f;
-    return g;
-}
+
+// exp and the reciprocal for attention_variant.h in the fp32 kernels.
+struct DeviceMath {
+    static __device__ __forceinline__ float exp(float x) { return expf(x); }
+    static __device__ __forceinline__ float rcp(float x) { return 1.0f / x; }
+};
 
 // fp32 -> the element type of a shared tile (float here, bf16 in attention_mma.cuh).
 template <typename Tin>
@@ -190,7 +197,7 @@ __device__ __forceinline__ float group_max(float v) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T / Br), B H), block NT. kIsSoftmax must equal (a.score == kSoftmax).
+// Forward. grid (ceil(T / Br), B H), block NT. kIsSoftmax must equal a.spec.is_softmax().
 // Q, K, V, the scores S, the weights P and the output accumulator O all live in shared memory
 // (fp32); a group of TPR threads per row applies the score function and, for the softmax, keeps
 // the running maximum and rescales the row of O.
@@ -221,8 +228,10 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
     const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
     const int qi = q0 + row;
     float m = -INFINITY, l = 0.0f;  // running maximum (softmax only) and running sum, per row
-    const int k_end = min(q0 + Br, T);
-    for (int k0 = 0; k0 < k_end; k0 += Bc) {
+    // The key tiles that some row of this tile sees (attention_variant.h: the ranges are monotone).
+    const int k_begin = keys_seen(a.spec, q0).begin / Bc * Bc;
+    const int k_end = min(keys_seen(a.spec, min(q0 + Br, T) - 1).end, T);
+    for (int k0 = k_begin; k0 < k_end; k0 += Bc) {
         __syncthreads();  // the previous tile's K, V and P are no longer read
         load_tile<float, Bc, Dp, NT>(Ks, K::ldIn, k_src, C3, k0, T, D);
         load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, v_src, C3, k0, T, D);
@@ -235,8 +244,8 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
         if constexpr (kIsSoftmax) {
             float tile_max = -INFINITY;
             for (int j = part; j < Bc; j += TPR) {
-                const bool valid = qi < T && k0 + j <= qi;
-                const float s = valid ? srow[j] * a.scale : -INFINITY;
+                const bool valid = qi < T && key_visible(a.spec, qi, k0 + j);
+                const float s = valid ? srow[j] * a.scale + score_bias<float>(a.spec, h, qi, k0 + j) : -INFINITY;
                 srow[j] = s;
                 tile_max = fmaxf(tile_max, s);
             }
@@ -255,8 +264,9 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
                 for (int d = part; d < Dp; d += TPR) O[row * K::ldO + d] *= alpha;
         } else {
             for (int j = part; j < Bc; j += TPR) {
-                const bool valid = qi < T && k0 + j <= qi;
-                const float g = valid ? sim(a.score, srow[j] * a.scale + a.bias) : 0.0f;
+                const bool valid = qi < T && key_visible(a.spec, qi, k0 + j);
+                const float s = srow[j] * a.scale + score_bias<float>(a.spec, h, qi, k0 + j);
+                const float g = valid ? sim<DeviceMath>(a.spec.score, s) : 0.0f;
                 prow[j] = g;
                 sum += g;
             }
@@ -274,14 +284,11 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
                 a.lse[r] = m + logf(l);
                 a.z[r] = 1.0f;
                 inv = l > 0.0f ? 1.0f / l : 0.0f;
-            } else if (a.normalize) {
-                const float zi = l + kNormEps;
+            } else {
+                const float zi = row_normaliser(a.spec, l);
                 a.lse[r] = 0.0f;
                 a.z[r] = zi;
                 inv = 1.0f / zi;
-            } else {
-                a.lse[r] = 0.0f;
-                a.z[r] = 1.0f;
             }
         }
         rowinv[row] = inv;
@@ -299,31 +306,24 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
 // stat: LSE_i (softmax) or Z_i (normalised); delta: Delta_i.
 template <int Dp, bool kWriteW>
 __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, float* W,
-                                                float* dS, const float* stat, const float* delta, int q0, int k0) {
+                                                float* dS, const float* stat, const float* delta, int h, int q0,
+                                                int k0) {
     using K = Cfg<Dp>;
     for (int e = int(threadIdx.x); e < K::Br * K::Bc; e += K::NT) {
         const int i = e / K::Bc, j = e % K::Bc;
         const int qi = q0 + i, kj = k0 + j;
         float w = 0.0f, ds = 0.0f;
-        if (qi < a.T && kj <= qi) {
-            const float s = S[i * K::ldS + j] * a.scale + a.bias;
+        if (qi < a.T && key_visible(a.spec, qi, kj)) {
+            const float s = S[i * K::ldS + j] * a.scale + score_bias<float>(a.spec, h, qi, kj);
             const float dp = dP[i * K::ldS + j];
-            if (a.score == kSoftmax) {
-                w = expf(s - stat[i]);
-                ds = w * (dp - delta[i]);
-            } else {
-                const float g = sim(a.score, s);
-                if (a.normalize) {
-                    w = g / stat[i];
-                    ds = (dp - delta[i]) / stat[i] * sim_grad(a.score, g);
-                } else {
-                    w = g;
-                    ds = dp * sim_grad(a.score, g);
-                }
-            }
+            // softmax: w = exp(s - LSE_i); else g = sim(s), w = g / Z_i
+            const float g = a.spec.is_softmax() ? expf(s - stat[i]) : sim<DeviceMath>(a.spec.score, s);
+            const float inv_z = a.spec.is_softmax() ? 1.0f : 1.0f / stat[i];
+            w = g * inv_z;
+            ds = score_grad(a.spec, a.scale, dp, w, g, inv_z, delta[i]);
         }
         if constexpr (kWriteW) W[i * K::ldP + j] = w;
-        dS[i * K::ldP + j] = ds * a.scale;
+        dS[i * K::ldP + j] = ds;
     }
 }
 
@@ -335,7 +335,7 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
         float st = 1.0f, dl = 0.0f;
         if (qi < a.T) {
             const size_t idx = size_t(bh) * a.T + qi;
-            st = a.score == kSoftmax ? a.lse[idx] : a.z[idx];
+            st = a.spec.is_softmax() ? a.lse[idx] : a.z[idx];
             if (a.delta) dl = a.delta[idx];
         }
         stat[r] = st;
@@ -376,7 +376,10 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT, 1) attention_backward_kv_kernel(A
     load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
     zero_acc<Dp, NT>(dK, K::ldO, Bc);
     zero_acc<Dp, NT>(dV, K::ldO, Bc);
-    for (int q0 = k0; q0 < T; q0 += Br) {  // Br == Bc: the first query tile that sees key k0
+    // The query tiles in which some row sees a key of this tile (the ranges are monotone).
+    const int q_begin = queries_seeing(a.spec, k0, T).begin / Br * Br;
+    const int q_end = min(queries_seeing(a.spec, min(k0 + Bc, T) - 1, T).end, T);
+    for (int q0 = q_begin; q0 < q_end; q0 += Br) {
         __syncthreads();
         load_tile<float, Br, Dp, NT>(Qs, K::ldIn, q_src, C3, q0, T, D);
         load_tile<float, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
@@ -385,7 +388,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT, 1) attention_backward_kv_kernel(A
         tile_gemm<Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
         tile_gemm<Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
         __syncthreads();
-        scores_to_grads<Dp, true>(a, S, dP, W, dS, stat, delta, q0, k0);
+        scores_to_grads<Dp, true>(a, S, dP, W, dS, stat, delta, h, q0, k0);
         __syncthreads();
         tile_gemm<Bc, Dp, Br, true, false, true, NT>(dV, K::ldO, W, K::ldP, dOs, K::ldIn);  // dV += W^T dO
         tile_gemm<Bc, Dp, Br, true, false, true, NT>(dK, K::ldO, dS, K::ldP, Qs, K::ldIn);  // dK += dS^T Q
@@ -430,8 +433,9 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_backward_q_kernel(AttnA
     load_tile<float, Br, Dp, NT>(dOs, K::ldIn, do_src, size_t(C), q0, T, D);
     load_row_stats<Br, NT>(a, stat, delta, bh, q0);
     zero_acc<Dp, NT>(dQ, K::ldO, Br);
-    const int k_end = min(q0 + Br, T);
-    for (int k0 = 0; k0 < k_end; k0 += Bc) {
+    const int k_begin = keys_seen(a.spec, q0).begin / Bc * Bc;
+    const int k_end = min(keys_seen(a.spec, min(q0 + Br, T) - 1).end, T);
+    for (int k0 = k_begin; k0 < k_end; k0 += Bc) {
         __syncthreads();
         load_tile<float, Bc, Dp, NT>(Ks, K::ldIn, q_src + C, C3, k0, T, D);
         load_tile<float, Bc, Dp, NT>(Vs, K::ldIn, q_src + 2 * size_t(C), C3, k0, T, D);
@@ -439,7 +443,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_backward_q_kernel(AttnA
         tile_gemm<Br, Bc, Dp, false, true, false, NT>(S, K::ldS, Qs, K::ldIn, Ks, K::ldIn);    // S = Q K^T
         tile_gemm<Br, Bc, Dp, false, true, false, NT>(dP, K::ldS, dOs, K::ldIn, Vs, K::ldIn);  // dP = dO V^T
         __syncthreads();
-        scores_to_grads<Dp, false>(a, S, dP, nullptr, dS, stat, delta, q0, k0);
+        scores_to_grads<Dp, false>(a, S, dP, nullptr, dS, stat, delta, h, q0, k0);
         __syncthreads();
         tile_gemm<Br, Dp, Bc, false, false, true, NT>(dQ, K::ldO, dS, K::ldP, Ks, K::ldIn);  // dQ += dS K
     }
@@ -467,21 +471,23 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
     if (lane == 0) delta[(b * H + h) * T + t] = s;
 }
 
-// The materialising path for the sink analysis: one block per (row i, b h).
+// The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets
+// the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax).
 __global__ void attention_weights_kernel(float* att, float* att_z, const float* qkv, int T, int C, int H, int D,
-                                         float scale, float bias, int score, bool normalize) {
+                                         float scale, AttentionSpec spec) {
     __shared__ float red[32];
     const int i = int(blockIdx.x), bh = int(blockIdx.y), b = bh / H, h = bh % H;
     const size_t C3 = size_t(3) * C;
     float* w = att + (size_t(bh) * T + i) * T;
     const float* q = qkv + (size_t(b) * T + i) * C3 + size_t(h) * D;
+    const IndexRange seen = keys_seen(spec, i);
     float mx = -INFINITY;
     for (int j = int(threadIdx.x); j < T; j += int(blockDim.x)) {
-        if (j <= i) {
+        if (j >= seen.begin && j < seen.end) {
             const float* k = qkv + (size_t(b) * T + j) * C3 + C + size_t(h) * D;
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += q[d] * k[d];
-            const float s = dot * scale + bias;
+            const float s = dot * scale + score_bias<float>(spec, h, i, j);
             w[j] = s;
             mx = fmaxf(mx, s);
         } else {
@@ -490,16 +496,16 @@ __global__ void attention_weights_kernel(float* att, float* att_z, const float* 
     }
     mx = block_max(mx, red);
     float sum = 0.0f;
-    for (int j = int(threadIdx.x); j <= i; j += int(blockDim.x)) {
-        const float g = score == kSoftmax ? expf(w[j] - mx) : sim(score, w[j]);
+    for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) {
+        const float g = spec.is_softmax() ? expf(w[j] - mx) : sim<DeviceMath>(spec.score, w[j]);
         w[j] = g;
         sum += g;
     }
     sum = block_sum(sum, red);
-    const float z = score == kSoftmax ? sum : (normalize ? sum + kNormEps : 1.0f);
-    if (score == kSoftmax || normalize)
-        for (int j = int(threadIdx.x); j <= i; j += int(blockDim.x)) w[j] /= z;
-    if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = score == kSoftmax ? 1.0f : z;
+    const float z = row_normaliser(spec, sum);
+    if (spec.needs_delta())
+        for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= z;
+    if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = spec.is_softmax() ? 1.0f : z;
 }
 
 }  // namespace sinklab::cuda::attn

@@ -40,12 +40,12 @@ struct MmaCfg {
     static_assert(Dp % 16 == 0 && ND % 2 == 0 && NC % 2 == 0, "tile shape");
 };
 
-// The element-wise score function of the tensor-core path: g = sim(x) with the fast exp.
-__device__ __forceinline__ float sim_fast(int f, float x) {
-    if (f == kSigmoid) return mma::fast_rcp(1.0f + mma::fast_exp2(-x * kLog2e));
-    if (f == kElu) return x > 0.0f ? x + 1.0f : mma::fast_exp2(x * kLog2e);
-    return mma::fast_exp2(x * kLog2e);
-}
+// exp and the reciprocal for attention_variant.h in the tensor-core kernels: the fast exp2-based
+// approximations (ex2.approx, rcp.approx).
+struct FastMath {
+    static __device__ __forceinline__ float exp(float x) { return mma::fast_exp2(x * kLog2e); }
+    static __device__ __forceinline__ float rcp(float x) { return mma::fast_rcp(x); }
+};
 
 // Sum / max over the 4 lanes of a row group (lanes 4g .. 4g+3 hold the same rows).
 __device__ __forceinline__ float quad_sum(float v) {
@@ -123,7 +123,7 @@ __device__ __forceinline__ void add_tile_to_rows(const float (&acc)[MmaCfg<Dp>::
 }
 
 // ------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T / 64), B H), block 128. kIsSoftmax must equal (a.score == kSoftmax).
+// Forward. grid (ceil(T / 64), B H), block 128. kIsSoftmax must equal a.spec.is_softmax().
 template <int Dp, bool kIsSoftmax>
 __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(AttnArgs a) {
     using K = MmaCfg<Dp>;
@@ -150,16 +150,18 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
     // Per row: running maximum (softmax, in log2 units) and this thread's part of the running sum.
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     const float scale_log2 = a.scale * kLog2e;
-    const int k_end = min(q0 + K::Br, T);
-    for (int k0 = 0; k0 < k_end; k0 += K::Bc) {
+    // The key tiles that some row of this block sees (attention_variant.h: the ranges are monotone).
+    const int k_begin = keys_seen(a.spec, q0).begin / K::Bc * K::Bc;
+    const int k_end = min(keys_seen(a.spec, min(q0 + K::Br, T) - 1).end, T);
+    for (int k0 = k_begin; k0 < k_end; k0 += K::Bc) {
         __syncthreads();  // the previous K and V tiles are no longer read
         load_tile<bf16, K::Bc, Dp, K::NT>(Ks, K::ld, k_src, C3, k0, T, D);
         load_tile<bf16, K::Bc, Dp, K::NT>(Vs, K::ld, v_src, C3, k0, T, D);
         __syncthreads();
         float s[K::NC][4];
         scores_tile<Dp>(s, Qs + 16 * warp * K::ld, Ks, lane);  // S = Q K^T
-        // Masked when a key of the tile lies beyond the warp's first row, or a row beyond T.
-        const bool masked = k0 + K::Bc - 1 > w0 || w0 + 15 >= T;
+        // Masked when some (row, key) of the warp's 16 x Bc tile is not seen, or a row lies beyond T.
+        const bool masked = !block_fully_visible(a.spec, w0, w0 + 15, k0, k0 + K::Bc - 1) || w0 + 15 >= T;
         if constexpr (kIsSoftmax) {
             float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -167,8 +169,8 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e / 2, key = k0 + 8 * j + 2 * t + e % 2;
-                    float x = s[j][e] * scale_log2;
-                    if (masked && (key > rows[r] || rows[r] >= T)) x = -INFINITY;
+                    float x = fmaf(s[j][e], scale_log2, score_bias<float>(a.spec, h, rows[r], key) * kLog2e);
+                    if (masked && (rows[r] >= T || !key_visible(a.spec, rows[r], key))) x = -INFINITY;
                     s[j][e] = x;
                     tile_max[r] = fmaxf(tile_max[r], x);
                 }
@@ -200,8 +202,8 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e / 2, key = k0 + 8 * j + 2 * t + e % 2;
-                    float gv = sim_fast(a.score, s[j][e] * a.scale + a.bias);
-                    if (masked && (key > rows[r] || rows[r] >= T)) gv = 0.0f;
+                    float gv = sim<FastMath>(a.spec.score, s[j][e] * a.scale + score_bias<float>(a.spec, h, rows[r], key));
+                    if (masked && (rows[r] >= T || !key_visible(a.spec, rows[r], key))) gv = 0.0f;
                     s[j][e] = gv;
                     l[r] += gv;
                 }
@@ -216,8 +218,8 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
         if constexpr (kIsSoftmax) {
             inv = sum > 0.0f ? 1.0f / sum : 0.0f;
             lse = m[r] * kLn2 + logf(sum);
-        } else if (a.normalize) {
-            z = sum + kNormEps;
+        } else {
+            z = row_normaliser(a.spec, sum);
             inv = 1.0f / z;
         }
         const int qi = rows[r];
@@ -239,28 +241,26 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
 }
 
 // ------------------------------------------------------------------------------------------------
-// Backward, per element: the score x (= s * scale, unscaled q.k in s), its weight w and its
-// gradient ds (already multiplied by scale, ready for dQ and dK), for the row statistics
-// stat (softmax: LSE in log2 units; normalised: Z) and delta (Delta_i).
+// Backward, per element: from the unscaled score q.k of query i and key j, dP = dO_i . v_j and the
+// row statistics stat (softmax: LSE_i in log2 units; else 1 / Z_i) and delta (Delta_i), the weight w and
+// the score gradient ds (already multiplied by scale, ready for dQ and dK).
 struct ScoreGrad {
     float w, ds;
 };
-__device__ __forceinline__ ScoreGrad score_grad(const AttnArgs& a, float s, float dp, float stat, float delta) {
-    if (a.score == kSoftmax) {
-        const float w = mma::fast_exp2(s * (a.scale * kLog2e) - stat);
-        return {w, w * (dp - delta) * a.scale};
-    }
-    const float gv = sim_fast(a.score, s * a.scale + a.bias);
-    if (a.normalize) {
-        const float inv = 1.0f / stat;
-        return {gv * inv, (dp - delta) * inv * sim_grad(a.score, gv) * a.scale};
-    }
-    return {gv, dp * sim_grad(a.score, gv) * a.scale};
+__device__ __forceinline__ ScoreGrad score_and_grad(const AttnArgs& a, float qk, float dp, float stat, float delta,
+                                                    int h, int i, int j) {
+    const float bias = score_bias<float>(a.spec, h, i, j);
+    // softmax: w = exp(s - LSE_i), computed as 2^(s log2 e - stat); else g = sim(s), w = g (1 / Z_i)
+    const float g = a.spec.is_softmax() ? mma::fast_exp2(fmaf(qk, a.scale * kLog2e, bias * kLog2e) - stat)
+                                        : sim<FastMath>(a.spec.score, qk * a.scale + bias);
+    const float inv_z = a.spec.is_softmax() ? 1.0f : stat;
+    const float w = g * inv_z;
+    return {w, score_grad(a.spec, a.scale, dp, w, g, inv_z, delta)};
 }
 
-// Row statistics for the backward: LSE * log2(e) for softmax (so that w = 2^(x log2 e - stat)), else Z.
+// Row statistics for the backward: LSE * log2(e) for softmax (so that w = 2^(x log2 e - stat)), else 1 / Z.
 __device__ __forceinline__ float backward_stat(const AttnArgs& a, size_t idx) {
-    return a.score == kSoftmax ? a.lse[idx] * kLog2e : a.z[idx];
+    return a.spec.is_softmax() ? a.lse[idx] * kLog2e : 1.0f / a.z[idx];
 }
 
 // dK and dV. grid (ceil(T / 64), B H), block 128.
@@ -292,7 +292,10 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_kv_mma_kern
     for (int nd = 0; nd < K::ND; nd++)
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[nd][e] = dv[nd][e] = 0.0f;
-    for (int q0 = k0 / K::Bc * K::Bc; q0 < T; q0 += K::Bc) {  // the first query tile that sees key k0
+    // The query tiles in which some row sees a key of this block (the ranges are monotone).
+    const int q_begin = queries_seeing(a.spec, k0, T).begin / K::Bc * K::Bc;
+    const int q_end = min(queries_seeing(a.spec, min(k0 + K::Br, T) - 1, T).end, T);
+    for (int q0 = q_begin; q0 < q_end; q0 += K::Bc) {
         __syncthreads();  // the previous Q, dO tiles and statistics are no longer read
         load_tile<bf16, K::Bc, Dp, K::NT>(Qs, K::ld, q_src, C3, q0, T, D);
         load_tile<bf16, K::Bc, Dp, K::NT>(dOs, K::ld, do_src, size_t(C), q0, T, D);
@@ -306,14 +309,14 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_kv_mma_kern
         float st[K::NC][4], dpt[K::NC][4];
         scores_tile<Dp>(st, Ks + 16 * warp * K::ld, Qs, lane);    // S^T = K Q^T
         scores_tile<Dp>(dpt, Vs + 16 * warp * K::ld, dOs, lane);  // dP^T = V dO^T
-        const bool masked = q0 < w0 + 15 || q0 + K::Bc > T;
+        const bool masked = !block_fully_visible(a.spec, q0, q0 + K::Bc - 1, w0, w0 + 15) || q0 + K::Bc > T;
 #pragma unroll
         for (int j = 0; j < K::NC; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int col = 8 * j + 2 * t + e % 2, qi = q0 + col;
-                ScoreGrad sg = score_grad(a, st[j][e], dpt[j][e], stat[col], delta[col]);
-                if (masked && (keys[e / 2] > qi || qi >= T)) sg = {0.0f, 0.0f};
+                ScoreGrad sg = score_and_grad(a, st[j][e], dpt[j][e], stat[col], delta[col], h, qi, keys[e / 2]);
+                if (masked && (qi >= T || !key_visible(a.spec, qi, keys[e / 2]))) sg = {0.0f, 0.0f};
                 st[j][e] = sg.w;
                 dpt[j][e] = sg.ds;
             }
@@ -357,8 +360,9 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_q_mma_kerne
     float dq[K::ND][4];
 #pragma unroll
     for (int nd = 0; nd < K::ND; nd++) dq[nd][0] = dq[nd][1] = dq[nd][2] = dq[nd][3] = 0.0f;
-    const int k_end = min(q0 + K::Br, T);
-    for (int k0 = 0; k0 < k_end; k0 += K::Bc) {
+    const int k_begin = keys_seen(a.spec, q0).begin / K::Bc * K::Bc;
+    const int k_end = min(keys_seen(a.spec, min(q0 + K::Br, T) - 1).end, T);
+    for (int k0 = k_begin; k0 < k_end; k0 += K::Bc) {
         __syncthreads();
         load_tile<bf16, K::Bc, Dp, K::NT>(Ks, K::ld, q_src + C, C3, k0, T, D);
         load_tile<bf16, K::Bc, Dp, K::NT>(Vs, K::ld, q_src + 2 * size_t(C), C3, k0, T, D);
@@ -366,14 +370,14 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_backward_q_mma_kerne
         float s[K::NC][4], dp[K::NC][4];
         scores_tile<Dp>(s, Qs + 16 * warp * K::ld, Ks, lane);    // S = Q K^T
         scores_tile<Dp>(dp, dOs + 16 * warp * K::ld, Vs, lane);  // dP = dO V^T
-        const bool masked = k0 + K::Bc - 1 > w0 || w0 + 15 >= T;
+        const bool masked = !block_fully_visible(a.spec, w0, w0 + 15, k0, k0 + K::Bc - 1) || w0 + 15 >= T;
 #pragma unroll
         for (int j = 0; j < K::NC; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = e / 2, key = k0 + 8 * j + 2 * t + e % 2;
-                float ds = score_grad(a, s[j][e], dp[j][e], stat[r], delta[r]).ds;
-                if (masked && (key > rows[r] || rows[r] >= T)) ds = 0.0f;
+                float ds = score_and_grad(a, s[j][e], dp[j][e], stat[r], delta[r], h, rows[r], key).ds;
+                if (masked && (rows[r] >= T || !key_visible(a.spec, rows[r], key))) ds = 0.0f;
                 s[j][e] = ds;
             }
         accumulate_pv<Dp>(dq, s, Ks, lane);  // dQ += dS K

@@ -8,10 +8,11 @@
 namespace sinklab {
 
 std::string AttentionSpec::name() const {
+    const bool normalised = normalizer == Normalizer::sum;
     switch (score) {
-        case ScoreFunction::softmax: return "softmax";
-        case ScoreFunction::sigmoid: return normalize ? "sigmoid-norm" : "sigmoid";
-        case ScoreFunction::elu: return normalize ? "elu-norm" : "elu";
+        case ScoreFunction::exp: return "softmax";
+        case ScoreFunction::sigmoid: return normalised ? "sigmoid-norm" : "sigmoid";
+        case ScoreFunction::elu: return normalised ? "elu-norm" : "elu";
     }
     return "?";
 }
@@ -21,17 +22,18 @@ const std::vector<std::string>& attention_names() {
     return names;
 }
 
+// Each name as data: its score function and its normaliser.
 AttentionSpec parse_attention(const std::string& name) {
     AttentionSpec spec;
     if (name == "softmax") {
-        spec.score = ScoreFunction::softmax;
-        spec.normalize = true;
+        spec.score = ScoreFunction::exp;
+        spec.normalizer = Normalizer::softmax;
     } else if (name == "sigmoid" || name == "sigmoid-norm") {
         spec.score = ScoreFunction::sigmoid;
-        spec.normalize = name == "sigmoid-norm";
+        spec.normalizer = name == "sigmoid-norm" ? Normalizer::sum : Normalizer::none;
     } else if (name == "elu" || name == "elu-norm") {
         spec.score = ScoreFunction::elu;
-        spec.normalize = name == "elu-norm";
+        spec.normalizer = name == "elu-norm" ? Normalizer::sum : Normalizer::none;
     } else {
         fail("--attention: unknown attention '{}' (valid: softmax, sigmoid, sigmoid-norm, elu, elu-norm)", name);
     }
@@ -63,8 +65,12 @@ void ModelConfig::validate() const {
     if (!(norm_eps > 0.0)) fail("invalid model configuration: norm_eps must be positive (got {})", norm_eps);
     if (!(rope_base > 1.0)) fail("invalid model configuration: rope_base must be > 1 (got {})", rope_base);
     if (vocab_size > (size_t(1) << 31)) fail("invalid model configuration: vocab_size {} too large", vocab_size);
-    if (!std::isfinite(attention.sigmoid_bias))
+    if (!std::isfinite(attention.score_bias))
         fail("invalid model configuration: sigmoid_bias must be finite");
+    if (attention.score_bias != 0.0 && attention.score != ScoreFunction::sigmoid)
+        fail("invalid model configuration: --sigmoid-bias ({}) applies only to --attention sigmoid or sigmoid-norm "
+             "(got --attention {})",
+             attention.score_bias, attention.name());
 }
 
 // Both counts come from the parameter declarations (params.h).
@@ -116,7 +122,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["norm_eps"] = c.norm_eps;
     j["rope_base"] = c.rope_base;
     j["attention"] = c.attention.name();
-    j["sigmoid_bias"] = c.attention.sigmoid_bias;
+    j["sigmoid_bias"] = c.attention.score_bias;
     j["init"] = init_name(c.init);
     j["architecture"] = "llama-prenorm-rope-swiglu";
     return j;
@@ -139,7 +145,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.norm_eps = j.at("norm_eps").as_number();
         c.rope_base = j.at("rope_base").as_number();
         c.attention = parse_attention(j.at("attention").as_string());
-        c.attention.sigmoid_bias = j.contains("sigmoid_bias") ? j.at("sigmoid_bias").as_number() : 0.0;
+        c.attention.score_bias = j.contains("sigmoid_bias") ? j.at("sigmoid_bias").as_number() : 0.0;
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
         c.validate();
     } catch (const Error& e) {

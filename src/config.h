@@ -4,27 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "attention_variant.h"
+
 namespace sinklab {
-
-// The similarity function sim(i, j) of docs/attention.md, applied to s = scale * q_i.k_j (+ bias).
-enum class ScoreFunction { softmax, sigmoid, elu };
-
-// One attention variant: score function x normalisation (docs/attention.md).
-//   softmax       w_ij = exp(s_ij) / sum_j' exp(s_ij')                      (always normalised)
-//   sigmoid       w_ij = sigmoid(s_ij + bias)                               (Z = 1)
-//   sigmoid-norm  w_ij = sigmoid(s_ij + bias) / (sum_j' sigmoid(..) + 1e-8)
-//   elu           w_ij = elu(s_ij) + 1                                      (Z = 1)
-//   elu-norm      w_ij = (elu(s_ij) + 1) / (sum_j' (elu(..) + 1) + 1e-8)
-struct AttentionSpec {
-    ScoreFunction score = ScoreFunction::softmax;
-    bool normalize = true;      // divide by Z_i = sum_j sim(i, j) (+ 1e-8 for non-softmax)
-    double sigmoid_bias = 0.0;  // b in sigmoid(s + b); 0 in the paper
-
-    std::string name() const;   // "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"
-    // True when the weights are not a probability distribution: the sink metric then uses
-    // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
-    bool needs_proxy() const { return !normalize; }
-};
 
 // Parses an attention name as above; throws Error naming the flag and the valid names.
 AttentionSpec parse_attention(const std::string& name);

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "attention_variant.h"
 #include "config.h"
 #include "exp.h"
 #include "matmul.h"
@@ -168,72 +169,52 @@ void rope_backward(T* dqkv, const T* dout, const T* cos_table, const T* sin_tabl
 }
 
 // ----------------------------------------------------------------------------------------------
-// Attention score functions g(s) and their derivatives written in terms of g (what backward has).
-//   sigmoid: g = 1 / (1 + exp(-s)),   g' = g (1 - g)
-//   elu+1:   g = s + 1 (s > 0), exp(s) (s <= 0),   g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  g' = min(g, 1)
-// attention_sim_row applies g in place to w[0, n) and returns their sum. The switch sits outside
-// the loops so that each loop is vectorized (`omp simd`; the sum is then taken lane-wise, in an
-// order fixed by the build).
+// Attention. The variant's math (score bias, score function, normaliser, mask, and the gradient
+// through them) is in attention_variant.h; the functions here are the loops around it.
+
+// The exp and reciprocal that attention_variant.h's functions use on the CPU.
+struct HostMath {
+    template <typename T>
+    static T exp(T x) { return exp_of(x); }
+    template <typename T>
+    static T rcp(T x) { return T(1) / x; }
+};
+
+// Applies the score function in place to w[0, n) and returns the sum of the results. The score
+// function is a compile-time constant inside the loop, so that the loop is vectorized (`omp simd`;
+// the sum is then taken lane-wise, in an order fixed by the build).
 template <typename T>
 inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
-    T sum = 0;
-    switch (f) {
-        case ScoreFunction::sigmoid:
+    return with_score_function(f, [&](auto F) {
+        T sum = 0;
 #pragma omp simd reduction(+ : sum)
-            for (size_t j = 0; j < n; j++) {
-                w[j] = T(1) / (T(1) + exp_of(-w[j]));
-                sum += w[j];
-            }
-            break;
-        case ScoreFunction::elu:
-#pragma omp simd reduction(+ : sum)
-            for (size_t j = 0; j < n; j++) {
-                w[j] = w[j] > T(0) ? w[j] + T(1) : exp_of(w[j]);
-                sum += w[j];
-            }
-            break;
-        case ScoreFunction::softmax:  // callers subtract the row maximum first
-#pragma omp simd reduction(+ : sum)
-            for (size_t j = 0; j < n; j++) {
-                w[j] = exp_of(w[j]);
-                sum += w[j];
-            }
-            break;
-    }
-    return sum;
+        for (size_t j = 0; j < n; j++) {
+            w[j] = sim<decltype(F)::value, HostMath>(w[j]);
+            sum += w[j];
+        }
+        return sum;
+    });
 }
 
-template <typename T>
-inline T attention_sim_grad(ScoreFunction f, T g) {
-    switch (f) {
-        case ScoreFunction::sigmoid: return g * (T(1) - g);
-        case ScoreFunction::elu: return g < T(1) ? g : T(1);
-        case ScoreFunction::softmax: break;
-    }
-    return g;
-}
-
-// The epsilon added to Z for normalised non-softmax variants (docs/attention.md).
-constexpr double kAttentionNormEps = 1e-8;
-
-// Causal multi-head attention, forward, for every variant of AttentionSpec.
+// Multi-head attention, forward, for every variant of AttentionSpec.
 //   qkv: (B, T, 3C) after RoPE  ->  out: (B, T, C),
-//   att: (B, H, T, T) the weights w[i, j] actually used (0 above the diagonal),
-//   att_z: (B, H, T) the normaliser Z_i (1 for variants without normalisation).
-//   s_ij = q_i.k_j / sqrt(D) (+ bias for sigmoid);  w_ij = sim(s_ij) / Z_i  for j <= i;
-//   out_i = sum_{j<=i} w_ij v_j.
-//   softmax: w = exp(s - max) / sum exp(s - max);  Z_i is stored as 1 (w alone is enough for backward).
+//   att: (B, H, T, T) the weights w[i, j] actually used (exactly 0 for the keys i does not see),
+//   att_z: (B, H, T) the normaliser Z_i (1 for softmax, whose w alone is enough for backward).
+//   s_ij = scale q_i.k_j + bias(h, i, j);  w_ij = sim(s_ij) / Z_i  for the keys j that i sees;
+//   out_i = sum_j w_ij v_j.
+//   softmax: w = exp(s - max) / sum exp(s - max).
 // The two products over d and j run as matrix products (gemm, the blocked kernel for float) on
-// blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) sees the keys j < i0 + rows,
-// so the blocks skip most of the masked half. One thread owns one (b, h).
+// blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) only computes the
+// scores of the keys below keys_seen(last row).end, so the blocks skip most of the masked half.
+// One thread owns one (b, h).
 constexpr size_t kAttentionQueryBlock = 64;
 
 template <typename T>
 void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C, size_t H,
-                       const AttentionSpec& spec) {
+                       const AttentionSpec& spec_ref) {
+    const AttentionSpec spec = spec_ref;  // a local copy: loop-invariant for the vectorizer
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
-    const T bias = spec.score == ScoreFunction::sigmoid ? T(spec.sigmoid_bias) : T(0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++) {
@@ -244,35 +225,39 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
             T* w_bh = att + (b * H + h) * Tn * Tn;
             T* o = out + b * Tn * C + h * D;
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
-                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0), keys = i0 + rows;
+                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0);
+                const size_t keys = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
                 // dots q_i.k_j for the block's queries and keys j < keys:  w (rows, keys) = Q_blk . K^T
                 gemm<T>(rows, keys, D, q + i0 * C3, C3, 1, k, 1, C3, w_bh + i0 * Tn, Tn, false);
                 for (size_t i = i0; i < i0 + rows; i++) {
                     T* w = w_bh + i * Tn;
-                    // scores s_ij for j <= i
+                    const IndexRange seen = keys_seen(spec, int(i));
+                    const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
+                    // scores s_ij for the keys i sees
                     T max_s = -INFINITY;
 #pragma omp simd reduction(max : max_s)
-                    for (size_t j = 0; j <= i; j++) {
-                        w[j] = w[j] * scale + bias;
+                    for (size_t j = j0; j < j1; j++) {
+                        w[j] = w[j] * scale + score_bias<T>(spec, int(h), int(i), int(j));
                         max_s = std::max(max_s, w[j]);
                     }
-                    // sim and normaliser
+                    // score function and normaliser
                     T z = 1;
-                    if (spec.score == ScoreFunction::softmax) {
+                    if (spec.is_softmax()) {
 #pragma omp simd
-                        for (size_t j = 0; j <= i; j++) w[j] -= max_s;
-                        const T inv_sum = T(1) / attention_sim_row(spec.score, w, i + 1);
+                        for (size_t j = j0; j < j1; j++) w[j] -= max_s;
+                        const T inv_sum = T(1) / attention_sim_row(spec.score, w + j0, j1 - j0);
 #pragma omp simd
-                        for (size_t j = 0; j <= i; j++) w[j] *= inv_sum;
+                        for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
                     } else {
-                        const T sum = attention_sim_row(spec.score, w, i + 1);
-                        if (spec.normalize) {
-                            z = sum + T(kAttentionNormEps);
+                        z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
+                        if (spec.needs_delta()) {
 #pragma omp simd
-                            for (size_t j = 0; j <= i; j++) w[j] /= z;
+                            for (size_t j = j0; j < j1; j++) w[j] /= z;
                         }
                     }
-                    for (size_t j = i + 1; j < Tn; j++) w[j] = 0;  // the causal mask: exactly zero
+                    // the mask: exactly zero outside [j0, j1)
+                    for (size_t j = 0; j < j0; j++) w[j] = 0;
+                    for (size_t j = j1; j < Tn; j++) w[j] = 0;
                     att_z[(b * H + h) * Tn + i] = z;
                 }
                 // weighted sum of values (the masked weights are zero):  out_blk (rows, D) = w . V
@@ -281,18 +266,17 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
         }
 }
 
-// Causal multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C).
+// Multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C).
 //   dw_ij = dout_i . v_j,   dv_j += w_ij dout_i
-//   normalised (w = g / Z):  dg_ij = (dw_ij - sum_j' w_ij' dw_ij') / Z_i
-//   not normalised (w = g):  dg_ij = dw_ij
-//   ds_ij = dg_ij g'(s_ij)   (softmax: g' = g, so ds_ij = w_ij (dw_ij - sum_j' w_ij' dw_ij'))
+//   ds_ij = score_grad(...) (attention_variant.h: through the normaliser and the score function)
 //   dq_i += scale sum_j ds_ij k_j,   dk_j += scale ds_ij q_i
 // Blocked over queries as in the forward pass; each sum is a matrix product (gemm) over the block.
 // One thread owns one (b, h), and the blocks are visited in order, so the sums over i into dk_j and
 // dv_j are in a fixed order.
 template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t B, size_t Tn,
-                        size_t C, size_t H, const AttentionSpec& spec) {
+                        size_t C, size_t H, const AttentionSpec& spec_ref) {
+    const AttentionSpec spec = spec_ref;
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -308,7 +292,8 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
             const T* dout_bh = dout + b * Tn * C + h * D;
             std::vector<T> ds(kAttentionQueryBlock * Tn);  // (rows, keys) of the block, row stride Tn
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
-                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0), keys = i0 + rows;
+                const size_t rows = std::min(kAttentionQueryBlock, Tn - i0);
+                const size_t keys = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
                 const T* w_blk = w_bh + i0 * Tn;
                 const T* dout_blk = dout_bh + i0 * C;
                 // dw_ij = dout_i . v_j:  ds (rows, keys) = dOut_blk . V^T
@@ -320,24 +305,19 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
                     const size_t i = i0 + r;
                     const T* w = w_blk + r * Tn;
                     T* dsi = ds.data() + r * Tn;
-                    T weighted = 0;  // sum_j w_ij dw_ij
-#pragma omp simd reduction(+ : weighted)
-                    for (size_t j = 0; j <= i; j++) weighted += w[j] * dsi[j];
-                    if (spec.score == ScoreFunction::softmax) {
-#pragma omp simd
-                        for (size_t j = 0; j <= i; j++) dsi[j] = scale * w[j] * (dsi[j] - weighted);
-                    } else {
-                        const T z = att_z[(b * H + h) * Tn + i];
-                        const T shift = spec.normalize ? weighted : T(0), inv_z = T(1) / z;
-                        const ScoreFunction f = spec.score;
-#pragma omp simd
-                        for (size_t j = 0; j <= i; j++) {
-                            const T g = w[j] * z;
-                            const T dg = (dsi[j] - shift) * inv_z;  // z = 1 when not normalised
-                            dsi[j] = scale * dg * attention_sim_grad(f, g);
-                        }
+                    const IndexRange seen = keys_seen(spec, int(i));
+                    const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
+                    T delta = 0;  // Delta_i = sum_j w_ij dw_ij (0 where the variant has no normaliser)
+                    if (spec.needs_delta()) {
+#pragma omp simd reduction(+ : delta)
+                        for (size_t j = j0; j < j1; j++) delta += w[j] * dsi[j];
                     }
-                    for (size_t j = i + 1; j < keys; j++) dsi[j] = 0;  // masked: no gradient
+                    const T z = att_z[(b * H + h) * Tn + i], inv_z = T(1) / z;
+#pragma omp simd
+                    for (size_t j = j0; j < j1; j++) dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * z, inv_z, delta);
+                    // the keys i does not see: no gradient
+                    for (size_t j = 0; j < j0; j++) dsi[j] = 0;
+                    for (size_t j = j1; j < keys; j++) dsi[j] = 0;
                 }
                 // dq_i += scale sum_j ds_ij k_j:  dQ_blk (rows, D) += ds . K
                 gemm<T>(rows, D, keys, ds.data(), Tn, 1, k, C3, 1, dq + i0 * C3, C3, true);

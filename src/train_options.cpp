@@ -73,7 +73,7 @@ std::vector<TrainOption> make_train_options() {
         model_option("attention", "softmax", "NAME", "softmax, sigmoid, sigmoid-norm, elu, elu-norm",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention = parse_attention(a.get(f)); }),
         model_option("sigmoid-bias", "0", "B", "b inside sigmoid(s + b) for the sigmoid variants",
-                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.sigmoid_bias = a.get_double(f); }),
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.score_bias = a.get_double(f); }),
         model_option("init", "paper", "NAME", "initialisation: paper (the paper's scheme, docs/model.md) or torch (framework defaults)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.init = parse_init(a.get(f)); }),
         model_option("layers", "", "N", "override the preset's number of layers",

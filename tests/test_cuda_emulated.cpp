@@ -55,7 +55,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
     AttentionSpec spec = parse_attention(variant);
-    spec.sigmoid_bias = bias;
+    spec.score_bias = bias;
     const auto qkv_storage = random_normal(B * T * 3 * C + 1, 7 + D + T, 1.5);
     const std::vector<float> qkv(qkv_storage.begin() + (misalign ? 1 : 0),
                                  qkv_storage.begin() + (misalign ? 1 : 0) + B * T * 3 * C);
@@ -69,33 +69,22 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> e_out(out.size(), nan), e_lse(B * H * T, nan), e_z(B * H * T, nan), e_delta(B * H * T, nan);
     std::vector<float> e_dqkv(dqkv.size(), 0.0f);
-    attn::AttnArgs a{};
-    a.qkv = qkv_ptr;
+    attn::AttnArgs a = attn::attention_args(qkv_ptr, T, C, H, spec);
     a.out = e_out.data();
     a.lse = e_lse.data();
     a.z = e_z.data();
     a.dout = dout.data();
     a.dqkv = e_dqkv.data();
-    a.T = int(T);
-    a.C = int(C);
-    a.H = int(H);
-    a.D = int(D);
-    a.scale = float(1.0 / std::sqrt(double(D)));
-    a.bias = spec.score == ScoreFunction::sigmoid ? float(bias) : 0.0f;
-    a.score = spec.score == ScoreFunction::softmax ? attn::kSoftmax
-              : spec.score == ScoreFunction::sigmoid ? attn::kSigmoid
-                                                     : attn::kElu;
-    a.normalize = spec.normalize;
     const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
     emu::g_violations = 0;
     emu::launch(grid, K::NT, K::kForwardBytes, [&] {
         if constexpr (bf16) {
-            if (a.score == attn::kSoftmax)
+            if (spec.is_softmax())
                 attn::attention_forward_mma_kernel<Dp, true>(a);
             else
                 attn::attention_forward_mma_kernel<Dp, false>(a);
         } else {
-            if (a.score == attn::kSoftmax)
+            if (spec.is_softmax())
                 attn::attention_forward_kernel<Dp, true>(a);
             else
                 attn::attention_forward_kernel<Dp, false>(a);
@@ -105,7 +94,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
         attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
     });
-    a.delta = (spec.score == ScoreFunction::softmax || spec.normalize) ? e_delta.data() : nullptr;
+    a.delta = spec.needs_delta() ? e_delta.data() : nullptr;
     if constexpr (bf16) {
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_kv_mma_kernel<Dp>(a); });
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_q_mma_kernel<Dp>(a); });
@@ -127,7 +116,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
         std::vector<float> w(att.size(), nan), wz(z.size(), nan);
         emu::launch({unsigned(T), unsigned(B * H), 1}, 128, 0, [&] {
             attn::attention_weights_kernel(w.data(), wz.data(), qkv_ptr, int(T), int(C), int(H), int(D), a.scale,
-                                           a.bias, a.score, a.normalize);
+                                           spec);
         });
         CHECK(rel_err(w, att) <= 2e-5);
         CHECK(rel_err(wz, z) <= 2e-5);

@@ -38,7 +38,7 @@ TEST_CASE("whole model: backward matches central finite differences for every at
         for (double bias : {0.0, -1.0}) {
             if (bias != 0.0 && name != "sigmoid") continue;
             ModelConfig c = tiny_config(name);
-            c.attention.sigmoid_bias = bias;
+            c.attention.score_bias = bias;
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
             // Larger weights than the init so that every nonlinearity is exercised.

@@ -68,7 +68,7 @@ struct Variant {
     std::string label() const { return bias == 0.0 ? name : name + " (bias " + std::to_string(bias) + ")"; }
     AttentionSpec spec() const {
         AttentionSpec s = parse_attention(name);
-        s.sigmoid_bias = bias;
+        s.score_bias = bias;
         return s;
     }
 };
@@ -96,11 +96,11 @@ std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size
     std::vector<long double> g(i + 1);
     for (size_t j = 0; j <= i; j++) {
         switch (spec.score) {
-            case ScoreFunction::softmax:
+            case ScoreFunction::exp:
                 g[j] = std::exp(s[j]);
                 break;
             case ScoreFunction::sigmoid:
-                g[j] = 1.0L / (1.0L + std::exp(-(s[j] + (long double)spec.sigmoid_bias)));
+                g[j] = 1.0L / (1.0L + std::exp(-(s[j] + (long double)spec.score_bias)));
                 break;
             case ScoreFunction::elu:
                 g[j] = s[j] > 0 ? s[j] + 1.0L : std::exp(s[j]);
@@ -372,10 +372,10 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                     for (auto e : g) sum += e;
                     // att_z as documented: the normaliser for normalised non-softmax variants, else 1.
                     long double z = 1;
-                    if (spec.score == ScoreFunction::softmax) {
+                    if (spec.score == ScoreFunction::exp) {
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                         z = sum;
-                    } else if (spec.normalize) {
+                    } else if (spec.normalizer == Normalizer::sum) {
                         z = sum + 1e-8L;
                         max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - z) / z));
                     } else {
@@ -449,7 +449,7 @@ TEST_CASE("attention forward: sigmoid without normalisation and q = 0 gives sigm
         for (size_t n = 0; n < N; n++)
             for (size_t c = 0; c < C; c++) qkv[n * 3 * C + c] = 0.0;  // q = 0
         AttentionSpec spec = parse_attention("sigmoid");
-        spec.sigmoid_bias = bias;
+        spec.score_bias = bias;
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
         attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         const double want = 1.0 / (1.0 + std::exp(-bias));
@@ -491,10 +491,10 @@ TEST_CASE("attention forward: att_z semantics") {
                 const double z = att_z[bh * Tn + i];
                 double row = 0;
                 for (size_t j = 0; j <= i; j++) row += att[(bh * Tn + i) * Tn + j];
-                if (spec.score == ScoreFunction::softmax) {
+                if (spec.score == ScoreFunction::exp) {
                     CHECK(z == 1.0);
                     CHECK(row == doctest::Approx(1.0).epsilon(1e-14));
-                } else if (!spec.normalize) {
+                } else if (spec.normalizer == Normalizer::none) {
                     CHECK(z == 1.0);
                 } else {
                     CHECK(z > 1e-8);
