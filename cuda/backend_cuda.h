@@ -39,58 +39,27 @@ struct CudaBackend {
     static size_t attention_saved_size(size_t B, size_t H, size_t Tn) { return B * H * Tn; }
 
     // ---- operations (ops_cuda.h; the math is in the comments of src/ops.h) ----
-    static void embedding_forward(T* out, const int32_t* tokens, const T* wte, size_t N, size_t C) {
-        cuda::embedding_forward(out, tokens, wte, N, C);
-    }
-    static void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, size_t N, size_t C) {
-        cuda::embedding_backward(dwte, dout, tokens, N, C);
-    }
-    static void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, size_t N, size_t C, T eps) {
-        cuda::rmsnorm_forward(out, rstd, x, w, N, C, eps);
-    }
-    static void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, size_t N,
-                                 size_t C) {
-        cuda::rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
-    }
-    static void matmul_forward(T* out, const T* inp, const T* weight, size_t N, size_t IC, size_t OC) {
-        cuda::matmul_forward(out, inp, weight, N, IC, OC);
-    }
-    static void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, size_t N,
-                                size_t IC, size_t OC) {
-        cuda::matmul_backward(dinp, dweight, dout, inp, weight, N, IC, OC);
-    }
-    static void rope_forward(T* out, const T* qkv, const T* cos_t, const T* sin_t, size_t B, size_t Tn, size_t C,
-                             size_t H) {
-        cuda::rope_forward(out, qkv, cos_t, sin_t, B, Tn, C, H);
-    }
-    static void rope_backward(T* dqkv, const T* dout, const T* cos_t, const T* sin_t, size_t B, size_t Tn,
-                              size_t C, size_t H) {
-        cuda::rope_backward(dqkv, dout, cos_t, sin_t, B, Tn, C, H);
-    }
-    static void attention_forward(T* out, T* saved, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C,
-                                  size_t H, const AttentionSpec& spec) {
-        cuda::attention_forward(out, saved, att_z, qkv, B, Tn, C, H, spec);
-    }
+    // Each forwards to the function of the same name; the signatures (and the math) are written
+    // there once, and the ModelBackend concept (backend.h) checks the calls.
+    template <class... A> static auto embedding_forward(A... a) { return cuda::embedding_forward(a...); }
+    template <class... A> static auto embedding_backward(A... a) { return cuda::embedding_backward(a...); }
+    template <class... A> static auto rmsnorm_forward(A... a) { return cuda::rmsnorm_forward(a...); }
+    template <class... A> static auto rmsnorm_backward(A... a) { return cuda::rmsnorm_backward(a...); }
+    template <class... A> static auto matmul_forward(A... a) { return cuda::matmul_forward(a...); }
+    template <class... A> static auto matmul_backward(A... a) { return cuda::matmul_backward(a...); }
+    template <class... A> static auto rope_forward(A... a) { return cuda::rope_forward(a...); }
+    template <class... A> static auto rope_backward(A... a) { return cuda::rope_backward(a...); }
+    template <class... A> static auto attention_forward(A... a) { return cuda::attention_forward(a...); }
+    template <class... A> static auto swiglu_forward(A... a) { return cuda::swiglu_forward(a...); }
+    template <class... A> static auto swiglu_backward(A... a) { return cuda::swiglu_backward(a...); }
+    template <class... A> static auto residual_add(A... a) { return cuda::residual_add(a...); }
+    template <class... A> static auto crossentropy_forward(A... a) { return cuda::crossentropy_forward(a...); }
+    template <class... A> static auto crossentropy_backward(A... a) { return cuda::crossentropy_backward(a...); }
+    template <class... A> static auto sum_squares(A... a) { return cuda::sum_squares(a...); }
+    template <class... A> static auto adamw_update(A... a) { return cuda::adamw_update(a...); }
     static void attention_backward(T* dqkv, const T* dout, const T* out, const T* qkv, const T* saved,
                                    const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
         cuda::attention_backward(dqkv, dout, out, qkv, saved, att_z, B, Tn, C, H, spec);
-    }
-    static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) { cuda::swiglu_forward(out, fc, N, F); }
-    static void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {
-        cuda::swiglu_backward(dfc, dout, fc, N, F);
-    }
-    static void residual_add(T* x, const T* y, size_t n) { cuda::residual_add(x, y, n); }
-    static void crossentropy_forward(T* losses, const T* logits, const int32_t* targets, size_t N, size_t V) {
-        cuda::crossentropy_forward(losses, logits, targets, N, V);
-    }
-    static void crossentropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, size_t N,
-                                      size_t V) {
-        cuda::crossentropy_backward(dlogits, logits, targets, dloss, N, V);
-    }
-    static double sum_squares(const T* x, size_t n) { return cuda::sum_squares(x, n); }
-    static void adamw_update(T* params, const T* grads, T* m, T* v, size_t n, const AdamWHyper& hp, size_t step,
-                             T grad_scale) {
-        cuda::adamw_update(params, grads, m, v, n, hp, step, grad_scale);
     }
 };
 
