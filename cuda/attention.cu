@@ -171,7 +171,7 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
     a.dout = dout;
     a.dqkv = dqkv;
     a.delta = nullptr;
-    if (spec.needs_delta()) {
+    if (spec.is_normalised()) {
         float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
         const size_t rows = B * H * Tn;
         attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),

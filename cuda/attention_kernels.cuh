@@ -303,7 +303,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
 // ------------------------------------------------------------------------------------------------
 // Backward, shared part: S (scores q.k, unscaled) and dP (dO . v) of one (Br x Bc) tile -> the
 // weights W (optional) and the score gradients dS (scaled by `scale`, ready for dQ and dK).
-// stat: LSE_i (softmax) or Z_i (normalised); delta: Delta_i.
+// stat: LSE_i (softmax) or 1 / Z_i (the other variants); delta: Delta_i.
 template <int Dp, bool kWriteW>
 __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, float* W,
                                                 float* dS, const float* stat, const float* delta, int h, int q0,
@@ -316,9 +316,9 @@ __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* 
         if (qi < a.T && key_visible(a.spec, qi, kj)) {
             const float s = S[i * K::ldS + j] * a.scale + score_bias<float>(a.spec, h, qi, kj);
             const float dp = dP[i * K::ldS + j];
-            // softmax: w = exp(s - LSE_i); else g = sim(s), w = g / Z_i
+            // softmax: w = exp(s - LSE_i); else g = sim(s), w = g (1 / Z_i)
             const float g = a.spec.is_softmax() ? expf(s - stat[i]) : sim<DeviceMath>(a.spec.score, s);
-            const float inv_z = a.spec.is_softmax() ? 1.0f : 1.0f / stat[i];
+            const float inv_z = a.spec.is_softmax() ? 1.0f : stat[i];
             w = g * inv_z;
             ds = score_grad(a.spec, a.scale, dp, w, g, inv_z, delta[i]);
         }
@@ -335,7 +335,7 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
         float st = 1.0f, dl = 0.0f;
         if (qi < a.T) {
             const size_t idx = size_t(bh) * a.T + qi;
-            st = a.spec.is_softmax() ? a.lse[idx] : a.z[idx];
+            st = a.spec.is_softmax() ? a.lse[idx] : 1.0f / a.z[idx];
             if (a.delta) dl = a.delta[idx];
         }
         stat[r] = st;
@@ -503,7 +503,7 @@ __global__ void attention_weights_kernel(float* att, float* att_z, const float* 
     }
     sum = block_sum(sum, red);
     const float z = row_normaliser(spec, sum);
-    if (spec.needs_delta())
+    if (spec.is_normalised())
         for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= z;
     if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = spec.is_softmax() ? 1.0f : z;
 }

@@ -68,11 +68,12 @@ struct AttentionSpec {
     std::string name() const;
     // True when the weights are not a probability distribution: the sink metric then uses
     // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
-    SINKLAB_HD bool needs_proxy() const { return normalizer == Normalizer::none; }
+    SINKLAB_HD bool needs_proxy() const { return !is_normalised(); }
     // The softmax normaliser: a running maximum, and LSE_i saved for the backward.
     SINKLAB_HD bool is_softmax() const { return normalizer == Normalizer::softmax; }
-    // The backward needs Delta_i = sum_j w_ij dL/dw_ij (every normalised variant).
-    SINKLAB_HD bool needs_delta() const { return normalizer != Normalizer::none; }
+    // Any normaliser: the weights are divided by Z_i, and the backward needs
+    // Delta_i = sum_j w_ij dL/dw_ij.
+    SINKLAB_HD bool is_normalised() const { return normalizer != Normalizer::none; }
 };
 
 // ------------------------------------------------------------------------------------------------

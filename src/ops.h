@@ -250,7 +250,7 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                         for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
                     } else {
                         z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
-                        if (spec.needs_delta()) {
+                        if (spec.is_normalised()) {
 #pragma omp simd
                             for (size_t j = j0; j < j1; j++) w[j] /= z;
                         }
@@ -308,7 +308,7 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
                     const IndexRange seen = keys_seen(spec, int(i));
                     const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
                     T delta = 0;  // Delta_i = sum_j w_ij dw_ij (0 where the variant has no normaliser)
-                    if (spec.needs_delta()) {
+                    if (spec.is_normalised()) {
 #pragma omp simd reduction(+ : delta)
                         for (size_t j = j0; j < j1; j++) delta += w[j] * dsi[j];
                     }

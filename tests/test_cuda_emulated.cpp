@@ -94,7 +94,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
         attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
     });
-    a.delta = spec.needs_delta() ? e_delta.data() : nullptr;
+    a.delta = spec.is_normalised() ? e_delta.data() : nullptr;
     if constexpr (bf16) {
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_kv_mma_kernel<Dp>(a); });
         emu::launch(grid, K::NT, K::kBackwardBytes, [&] { attn::attention_backward_q_mma_kernel<Dp>(a); });

@@ -206,7 +206,7 @@ void check_attention(const AttentionCase& c, Precision p) {
     const size_t B = 2, H = 2, D = c.D, T = c.T, C = H * D;
     AttentionSpec spec = parse_attention(c.variant);
     spec.score_bias = c.bias;
-    const uint64_t seed = 1000 + D * 7 + T * 13 + uint64_t(spec.score) * 3 + (spec.needs_delta() ? 1 : 0);
+    const uint64_t seed = 1000 + D * 7 + T * 13 + uint64_t(spec.score) * 3 + (spec.is_normalised() ? 1 : 0);
     const auto qkv = random_normal(B * T * 3 * C, seed, 1.5);
     const auto dout = random_normal(B * T * C, seed + 1);
 
