@@ -1,8 +1,8 @@
 // Fused attention on the GPU, forward and backward, for every variant of AttentionSpec. The twin of
-// attention_forward / attention_backward in src/ops.h; the variant's math (mask, score bias, score
-// function, normaliser, score gradient) is the same header for both, src/attention_variant.h.
+// attention_forward / attention_backward in src/ops/attention.h; the variant's math (mask, score bias, score
+// function, normaliser, score gradient) is the same header for both, src/model/attention_variant.h.
 //
-// Tiling of the fp32 kernels (attention_kernels.cuh; FlashAttention-style, no T x T matrix ever
+// Tiling of the fp32 kernels (kernels/attention.cuh; FlashAttention-style, no T x T matrix ever
 // reaches device memory; the bf16 kernels are described under Precision below):
 //   One block of 128 threads per (tile of Br = 32 query rows, batch, head) in the forward. It keeps
 //   its Q tile in shared memory and walks the key tiles of Bc = 32 keys that its rows see
@@ -27,8 +27,8 @@
 //
 // Precision (cuda_api.h):
 //   fp32: tiles stay fp32 in shared memory and the tile products run on CUDA cores (Br = Bc = 32);
-//         the kernels of attention_kernels.cuh, described above.
-//   bf16: the kernels of attention_mma.cuh: tiles rounded to bf16 in shared memory, tile products
+//         the kernels of kernels/attention.cuh, described above.
+//   bf16: the kernels of kernels/attention_mma.cuh: tiles rounded to bf16 in shared memory, tile products
 //         on the tensor cores (mma.sync m16n8k16, fp32 accumulation), and each warp keeps its rows'
 //         scores, weights and accumulators in registers (FlashAttention-2's scheme; Br = Bc = 64);
 //         statistics, scores, the score function and all accumulators stay fp32.
@@ -37,11 +37,11 @@
 
 #include <cmath>
 
-#include "attention_kernels.cuh"
-#include "attention_mma.cuh"
 #include "common.cuh"
-#include "config.h"
 #include "cuda_api.h"
+#include "kernels/attention.cuh"
+#include "kernels/attention_mma.cuh"
+#include "model/config.h"
 #include "ops_cuda.h"
 
 namespace sinklab::cuda {
@@ -86,7 +86,7 @@ void launch(Kernel kernel, unsigned threads, size_t smem_bytes, dim3 grid, const
     CUDA_CHECK_LAUNCH();
 }
 
-// The fp32 CUDA-core kernels (attention_kernels.cuh): a block of 4 warps per 32 rows.
+// The fp32 CUDA-core kernels (kernels/attention.cuh): a block of 4 warps per 32 rows.
 template <int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Dp>;
@@ -105,7 +105,7 @@ void backward_impl(const AttnArgs& a, size_t B) {
     launch(attention_backward_q_kernel<Dp>, K::NT, K::kBackwardQBytes, grid, a);
 }
 
-// The bf16 tensor-core kernels (attention_mma.cuh): a block of 4 warps per 64 rows.
+// The bf16 tensor-core kernels (kernels/attention_mma.cuh): a block of 4 warps per 64 rows.
 template <int Dp>
 void forward_mma(const AttnArgs& a, size_t B) {
     using K = MmaCfg<Dp>;
@@ -124,7 +124,7 @@ void backward_mma(const AttnArgs& a, size_t B) {
     launch(attention_backward_q_mma_kernel<Dp>, K::NT, K::kBackwardBytes, grid, a);
 }
 
-// bf16: the tensor-core kernels; fp32: the CUDA-core kernels of attention_kernels.cuh.
+// bf16: the tensor-core kernels; fp32: the CUDA-core kernels of kernels/attention.cuh.
 template <typename Tin, int Dp>
 void run(bool forward, const AttnArgs& a, size_t B) {
     if constexpr (std::is_same_v<Tin, bf16>)

@@ -1,5 +1,5 @@
 // The CUDA backend as the model sees it: the same static members as CpuBackend<float>
-// (src/backend_cpu.h), so Model<CudaBackend> (src/model.h) runs unchanged on the GPU.
+// (src/model/backend_cpu.h), so Model<CudaBackend> (src/model/model.h) runs unchanged on the GPU.
 // Plain C++: the operations are declared in ops_cuda.h and implemented in the .cu files of cuda/.
 // Every pointer the model hands over is device memory from alloc(); host arrays go through
 // upload/download. The precision of the matrix work is the runtime setting cuda::set_precision.
@@ -7,10 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backend.h"
-#include "config.h"
 #include "cuda_api.h"
-#include "ops.h"  // AdamWHyper
+#include "model/backend.h"
+#include "model/config.h"
+#include "ops/adamw.h"  // AdamWHyper
 #include "ops_cuda.h"
 
 namespace sinklab {
@@ -38,7 +38,7 @@ struct CudaBackend {
     // log-sum-exp), never the T x T weights. (cuda::attention_weights materialises them.)
     static size_t attention_saved_size(size_t B, size_t H, size_t Tn) { return B * H * Tn; }
 
-    // ---- operations (ops_cuda.h; the math is in the comments of src/ops.h) ----
+    // ---- operations (ops_cuda.h; the math is in the comments of src/ops/<op>.h) ----
     // Each forwards to the function of the same name; the signatures (and the math) are written
     // there once, and the ModelBackend concept (backend.h) checks the calls.
     template <class... A> static auto embedding_forward(A... a) { return cuda::embedding_forward(a...); }

@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "device_utils.cuh"
-#include "error.h"
+#include "kernels/device_utils.cuh"
+#include "util/error.h"
 
 namespace sinklab::cuda {
 
@@ -22,6 +22,12 @@ namespace sinklab::cuda {
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
 inline unsigned blocks_for(size_t n, unsigned threads) { return unsigned((n + threads - 1) / threads); }
+
+// Grid for a grid-stride loop over n elements with kernels::kThreads per block (at most 2^30 blocks).
+inline unsigned grid_for(size_t n) {
+    const size_t blocks = (n + kernels::kThreads - 1) / kernels::kThreads;
+    return unsigned(blocks < (size_t(1) << 30) ? (blocks ? blocks : 1) : (size_t(1) << 30));
+}
 
 // A growable device scratch buffer per slot, owned by the backend (never freed during a run).
 // Growing synchronises the device (cudaFree), so a buffer in use by queued work is never freed early.

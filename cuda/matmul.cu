@@ -1,4 +1,4 @@
-// The matrix multiplies of a linear layer through cuBLAS, the twins of src/matmul.h:
+// The matrix multiplies of a linear layer through cuBLAS, the twins of src/ops/matmul.h:
 //   forward:   out (N, OC)    = inp (N, IC) . weight (OC, IC)^T
 //   backward:  dinp (N, IC)  += dout (N, OC) . weight (OC, IC)
 //              dweight (OC, IC) += dout (N, OC)^T . inp (N, IC)

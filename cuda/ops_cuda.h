@@ -1,7 +1,8 @@
-// The CUDA twins of the operations in src/ops.h and src/matmul.h: same names, same shapes, same
-// math (see the comment above each CPU function), same accumulate (+=) conventions. fp32 device
-// pointers; everything runs in order on the default stream. Plain C++ declarations: the kernels
-// live in ops.cu, matmul.cu and attention.cu.
+// The CUDA twins of the CPU operations in src/ops/ (one header per operation): same names, same
+// shapes, same math (see the comment above each CPU function), same accumulate (+=) conventions.
+// fp32 device pointers; everything runs in order on the default stream. Plain C++ declarations: each
+// operation's launches are in the .cu file of the same name as its CPU header (src/ops/rmsnorm.h
+// <-> cuda/rmsnorm.cu), its kernels in cuda/kernels/<op>.cuh.
 #pragma once
 #include <cstddef>
 #include <cstdint>

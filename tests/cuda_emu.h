@@ -1,9 +1,9 @@
 // A small CPU emulation of the CUDA execution model, enough to run the attention kernels of
-// cuda/attention_kernels.cuh (fp32) and cuda/attention_mma.cuh (bf16) and the kernels of
-// cuda/ops_kernels.cuh as plain C++ where no GPU is present (tests/test_cuda_emulated.cpp): one
+// cuda/kernels/attention.cuh (fp32) and cuda/kernels/attention_mma.cuh (bf16) and the kernels of
+// cuda/kernels/*.cuh as plain C++ where no GPU is present (tests/test_cuda_emulated.cpp): one
 // std::thread per CUDA thread, a std::barrier per block (__syncthreads) and per warp (shuffles,
 // mma.sync, ldmatrix), and dynamic shared memory poisoned with 0xFF bytes. The warp-level mma.sync
-// m16n8k16 and ldmatrix of cuda/mma.cuh are emulated with the fragment layouts of the PTX ISA
+// m16n8k16 and ldmatrix of cuda/kernels/mma.cuh are emulated with the fragment layouts of the PTX ISA
 // (each lane holds its own registers; lanes exchange them through the block context), and
 // ldmatrix's 16-byte row alignment is checked. It is a test of indexing, tiling, masking,
 // synchronisation and the math, not of timing.
@@ -127,7 +127,7 @@ inline void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
 }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d += A (16 x 16) B (16 x 8), gathered from
-// the fragments of the warp's 32 lanes (layouts in cuda/mma.cuh).
+// the fragments of the warp's 32 lanes (layouts in cuda/kernels/mma.cuh).
 inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     const unsigned t = tl_thread.x, base = t & ~31u;
     uint32_t* mine = &tl_context->fragments[size_t(t) * 6];

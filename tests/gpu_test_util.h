@@ -11,8 +11,8 @@
 
 #include "backend_cuda.h"
 #include "cuda_api.h"
-#include "error.h"
-#include "rng.h"
+#include "util/error.h"
+#include "util/rng.h"
 
 namespace gpu_test {
 

@@ -1,25 +1,32 @@
-// The fused attention kernels of cuda/attention_kernels.cuh compiled as plain C++ and run on the
-// CPU emulation of tests/cuda_emu.h, against the CPU reference (src/ops.h). Runs everywhere the
+// The fused attention kernels of cuda/kernels/attention.cuh compiled as plain C++ and run on the
+// CPU emulation of tests/cuda_emu.h, against the CPU reference (src/ops/attention.h). Runs everywhere the
 // CUDA toolkit's headers are (built with the CUDA backend), GPU or not: it checks the tiling, the
 // causal masks, padding, the online statistics, the backward math and the barriers; the bf16
-// kernels of cuda/attention_mma.cuh run through the emulated mma.sync and ldmatrix (the fragment
+// kernels of cuda/kernels/attention_mma.cuh run through the emulated mma.sync and ldmatrix (the fragment
 // layouts of the PTX ISA).
 // Tolerances as in test_gpu_ops.cpp: fp32 2e-5, bf16 3e-2 (relative L2).
 #include <doctest/doctest.h>
 
 #include "cuda_emu.h"
 // the emulation must come first
-#include "attention_kernels.cuh"
-#include "attention_mma.cuh"
+#include "kernels/adamw.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/attention_mma.cuh"
+#include "kernels/crossentropy.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/residual.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/swiglu.cuh"
 #include "matmul_calls.h"
-#include "ops_kernels.cuh"
 
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "ops.h"
-#include "rng.h"
+#include "model/config.h"
+#include "ops/ops.h"
+#include "util/rng.h"
 
 using namespace sinklab;
 namespace attn = sinklab::cuda::attn;
@@ -45,7 +52,7 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
 }
 
 // misalign: read qkv from one float past a 16-byte boundary (the kernels' scalar-load path).
-// Tin = float: the CUDA-core kernels of attention_kernels.cuh; bf16: the mma.sync kernels of
+// Tin = float: the CUDA-core kernels of kernels/attention.cuh; bf16: the mma.sync kernels of
 // attention_mma.cuh.
 template <typename Tin, int Dp>
 void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,

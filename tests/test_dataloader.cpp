@@ -4,10 +4,10 @@
 
 #include <numeric>
 
-#include "dataloader.h"
-#include "error.h"
-#include "shard.h"
+#include "data/dataloader.h"
+#include "data/shard.h"
 #include "test_helpers.h"
+#include "util/error.h"
 
 using namespace sinklab;
 

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <string>
 
-#include "backend_cpu.h"
-#include "model.h"
+#include "model/backend_cpu.h"
+#include "model/model.h"
 
 using namespace sinklab;
 using namespace gpu_test;

@@ -1,4 +1,4 @@
-// Every CUDA operation, forward and backward, against the CPU reference (src/ops.h) on the same
+// Every CUDA operation, forward and backward, against the CPU reference (src/ops/ops.h) on the same
 // random inputs. Skipped (exit code 77) when no GPU is visible.
 //
 // Errors are relative L2 norms ||gpu - cpu|| / ||cpu|| (NaN/inf anywhere = failure; GPU outputs are
@@ -15,7 +15,7 @@
 
 #include <algorithm>
 
-#include "ops.h"
+#include "ops/ops.h"
 
 using namespace sinklab;
 using namespace gpu_test;

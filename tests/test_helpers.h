@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "rng.h"
-#include "shard.h"
+#include "data/shard.h"
+#include "util/rng.h"
 
 namespace testing {
 

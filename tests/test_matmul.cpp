@@ -1,4 +1,4 @@
-// The float GEMM (src/matmul.cpp) against the double reference loops, on many shapes and every
+// The float GEMM (src/ops/matmul.cpp) against the double reference loops, on many shapes and every
 // stride pattern, and its determinism across thread counts.
 #include <doctest/doctest.h>
 #include <omp.h>
@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "matmul.h"
+#include "ops/matmul.h"
 
 using namespace sinklab;
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "backend_cpu.h"
-#include "model.h"
+#include "model/backend_cpu.h"
+#include "model/model.h"
 
 using namespace sinklab;
 

@@ -1,5 +1,5 @@
 // Gradient checks (central finite differences in double) for every operation of the CPU backend
-// (src/ops.h, src/matmul.h), accumulation (+=) semantics of every backward, forward known answers,
+// (src/ops/ops.h, src/ops/matmul.h), accumulation (+=) semantics of every backward, forward known answers,
 // and float-vs-double agreement.
 //
 // Bounds. Inputs are O(1) and L = sum(out * R) with R uniform in [-1, 1), so gradients are O(1).
@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
 #include "gradcheck.h"
-#include "matmul.h"
-#include "ops.h"
+#include "model/config.h"
+#include "ops/matmul.h"
+#include "ops/ops.h"
 
 using namespace sinklab;
 using gradcheck::describe;

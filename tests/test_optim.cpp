@@ -1,4 +1,4 @@
-// The optimizer and the gradient-norm reduction of src/ops.h: adamw_update against two steps worked
+// The optimizer and the gradient-norm reduction of src/ops/adamw.h: adamw_update against two steps worked
 // out by hand, and sum_squares (exact values, bitwise independence of the thread count).
 #include <doctest/doctest.h>
 #include <omp.h>
@@ -11,7 +11,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "ops.h"
+#include "ops/ops.h"
 
 using namespace sinklab;
 

@@ -12,14 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "fileio.h"
-#include "json.h"
-#include "prepare.h"
-#include "rng.h"
-#include "shard.h"
+#include "data/prepare.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
 #include "test_helpers.h"
-#include "tokenizer.h"
+#include "util/error.h"
+#include "util/fileio.h"
+#include "util/json.h"
+#include "util/rng.h"
 
 using namespace sinklab;
 using testing::TempDir;

@@ -3,9 +3,9 @@
 
 #include <vector>
 
-#include "error.h"
-#include "rng.h"
-#include "sample.h"
+#include "model/sample.h"
+#include "util/error.h"
+#include "util/rng.h"
 
 using namespace sinklab;
 

@@ -13,15 +13,15 @@
 
 #include <fmt/format.h>
 
-#include "compare.h"
-#include "error.h"
-#include "fileio.h"
-#include "rng.h"
-#include "run_reader.h"
-#include "shard.h"
-#include "sink.h"
-#include "sink_plots.h"
-#include "svg.h"
+#include "cli/compare.h"
+#include "data/shard.h"
+#include "sink/sink.h"
+#include "sink/sink_plots.h"
+#include "train/run_reader.h"
+#include "util/error.h"
+#include "util/fileio.h"
+#include "util/rng.h"
+#include "util/svg.h"
 
 using namespace sinklab;
 
@@ -500,9 +500,9 @@ TEST_CASE("compare: two hand-written run directories") {
 // ---------------------------------------------------------------------------------------------
 // The model bridge and the sink command
 
-#include "backend_cpu.h"
-#include "checkpoint.h"
-#include "sink_model.h"
+#include "model/backend_cpu.h"
+#include "sink/sink_model.h"
+#include "train/checkpoint.h"
 
 namespace {
 

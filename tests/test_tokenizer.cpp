@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "fileio.h"
-#include "pretokenize.h"
-#include "rng.h"
-#include "tokenizer.h"
+#include "data/pretokenize.h"
+#include "data/tokenizer.h"
+#include "util/error.h"
+#include "util/fileio.h"
+#include "util/rng.h"
 
 using namespace sinklab;
 

@@ -12,12 +12,12 @@
 #include <fstream>
 #include <thread>
 
-#include "backend_cpu.h"
-#include "checkpoint.h"
-#include "fileio.h"
-#include "model.h"
+#include "model/backend_cpu.h"
+#include "model/model.h"
 #include "test_helpers.h"
-#include "train.h"
+#include "train/checkpoint.h"
+#include "train/train.h"
+#include "util/fileio.h"
 
 using namespace sinklab;
 using testing::TempDir;

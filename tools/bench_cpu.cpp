@@ -33,12 +33,12 @@
 #include <immintrin.h>
 #endif
 
-#include "backend_cpu.h"
-#include "config.h"
-#include "model.h"
-#include "json.h"
-#include "matmul.h"
-#include "ops.h"
+#include "model/backend_cpu.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "ops/matmul.h"
+#include "ops/ops.h"
+#include "util/json.h"
 
 using namespace sinklab;
 

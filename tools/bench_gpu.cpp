@@ -5,7 +5,7 @@
 // head dim 96 (the 60M model's attention), and at head dim 128 and context 4096 (131072 tokens). Causal FLOPs, FlashAttention's
 // convention: forward 4 B H T^2 D / 2, backward 2.5x forward (the work a backward must do; ours
 // recomputes more, which shows as a lower rate).
-// Model: tinyllama-60m (the preset in src/config.cpp) at context 2048, batch 8 x 2048 tokens, random tokens;
+// Model: tinyllama-60m (the preset in src/model/config.cpp) at context 2048, batch 8 x 2048 tokens, random tokens;
 // tokens/s over timed steps (forward, backward, grad norm, AdamW) and bf16 model FLOP utilisation
 // = train_flops_per_token x tokens/s / 989 TFLOP/s (the H100/H200 SXM dense bf16 peak).
 // Profile: the GPU time of each operation of that step (softmax, 8 x 2048 tokens), by label (the
@@ -32,10 +32,10 @@
 
 #include "backend_cuda.h"
 #include "cuda_api.h"
-#include "error.h"
-#include "json.h"
-#include "model.h"
-#include "rng.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/rng.h"
 
 using namespace sinklab;
 

@@ -17,11 +17,11 @@
 
 #include <fmt/format.h>
 
-#include "cli.h"
-#include "error.h"
-#include "json.h"
-#include "prepare.h"
-#include "tokenizer.h"
+#include "cli/cli.h"
+#include "data/prepare.h"
+#include "data/tokenizer.h"
+#include "util/error.h"
+#include "util/json.h"
 
 using namespace sinklab;
 

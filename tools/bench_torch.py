@@ -8,7 +8,7 @@ imports it and nothing in the build or the tests needs PyTorch).
    forced) forward and backward at the shapes of bench_gpu: 8 heads, (head dim, context) in
    (96, 2048), (128, 2048), (96, 4096), 131072 tokens per call (B x H = 64 x 8 at T = 2048).
    Same FLOP convention (forward 4 B H T^2 D / 2, backward 2.5x forward).
-2. The tinyllama-60m model (the preset in src/config.cpp) written in PyTorch (pre-norm RMSNorm, fused qkv,
+2. The tinyllama-60m model (the preset in src/model/config.cpp) written in PyTorch (pre-norm RMSNorm, fused qkv,
    RoPE rotate-half, softmax attention, SwiGLU, untied head), bf16 autocast over fp32 weights,
    fused AdamW, clipping at 1.0; batch 8 x 2048; tokens/s eager and with torch.compile.
 Times: CUDA events, median over repetitions after warm-up.

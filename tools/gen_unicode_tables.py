@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes src/unicode_tables.inc: the code point ranges (beyond ASCII) of the three character classes
+"""Writes src/data/unicode_tables.inc: the code point ranges (beyond ASCII) of the three character classes
 the pre-tokenizer distinguishes, as GPT-2's splitting rule sees them: letters (\\p{L}), numbers
 (\\p{N}) and whitespace (\\s), taken from Python's `regex` module. Run it again to follow a newer
-Unicode version:  python3 tools/gen_unicode_tables.py > src/unicode_tables.inc
+Unicode version:  python3 tools/gen_unicode_tables.py > src/data/unicode_tables.inc
 """
 import sys
 

@@ -27,7 +27,7 @@ version=$(dpkg-query -W -f='${Package} ${Version}' "${package:-linux-doc}" 2>/de
 
 args=(--input "$src" --exclude translations/ --strip-rst-boilerplate --vocab-size "$VOCAB_SIZE"
       --val-docs 200 --probe-docs 100 --probe-length 64 --seed 1337)
-code=$(cat src/tokenizer.cpp src/pretokenize.cpp src/unicode_tables.inc src/prepare.cpp | sha1sum | cut -c1-12)
+code=$(cat src/data/tokenizer.cpp src/data/pretokenize.cpp src/data/unicode_tables.inc src/data/prepare.cpp | sha1sum | cut -c1-12)
 stamp="$("$BIN" --version) | $version | code $code | ${args[*]}"
 
 if [ -f "$OUT/prepare.json" ] && [ -f "$OUT.stamp" ] && [ "$(cat "$OUT.stamp")" = "$stamp" ]; then

@@ -1,0 +1,65 @@
+// RMSNorm kernels: one warp per row; the weight gradient by row chunks. Device code only, kept apart from the launches in cuda/rmsnorm.cu so that
+// tests/test_cuda_emulated.cpp can run it on the CPU emulation of tests/cuda_emu.h. The math is in
+// the comment above the CPU twin in src/ops/rmsnorm.h.
+#pragma once
+#include <cmath>
+#include <cstddef>
+
+#include "kernels/device_utils.cuh"
+
+namespace sinklab::cuda::kernels {
+
+// ---- RMSNorm: one warp per row ----
+constexpr unsigned kRowsPerBlock = kThreads / 32;
+
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, const float* w, size_t N, size_t C,
+                                       float eps) {
+    const size_t n = size_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+    const unsigned lane = threadIdx.x % 32;
+    if (n >= N) return;
+    const float* xn = x + n * C;
+    float sum_sq = 0.0f;
+    for (size_t c = lane; c < C; c += 32) sum_sq += xn[c] * xn[c];
+    sum_sq = warp_sum(sum_sq);
+    const float r = 1.0f / sqrtf(sum_sq / float(C) + eps);
+    if (lane == 0) rstd[n] = r;
+    for (size_t c = lane; c < C; c += 32) out[n * C + c] = xn[c] * r * w[c];
+}
+
+__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+                                           const float* rstd, size_t N, size_t C) {
+    const size_t n = size_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+    const unsigned lane = threadIdx.x % 32;
+    if (n >= N) return;
+    const float* xn = x + n * C;
+    const float* dy = dout + n * C;
+    const float r = rstd[n];
+    float dot = 0.0f;
+    for (size_t c = lane; c < C; c += 32) dot += dy[c] * w[c] * xn[c];
+    dot = warp_sum(dot);
+    const float coef = r * r * r * dot / float(C);
+    for (size_t c = lane; c < C; c += 32) dx[n * C + c] += r * w[c] * dy[c] - coef * xn[c];
+}
+
+// Column sums over row chunks: partial[chunk, c] = sum_{n in chunk} dout[n, c] x[n, c] rstd[n].
+constexpr size_t kRowChunk = 256;
+__global__ void rmsnorm_backward_dw_partial_kernel(float* partial, const float* dout, const float* x,
+                                                   const float* rstd, size_t N, size_t C) {
+    const size_t c = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const size_t chunk = blockIdx.y;
+    if (c >= C) return;
+    const size_t end = min(N, (chunk + 1) * kRowChunk);
+    float sum = 0.0f;
+    for (size_t n = chunk * kRowChunk; n < end; n++) sum += dout[n * C + c] * x[n * C + c] * rstd[n];
+    partial[chunk * C + c] = sum;
+}
+// dw[c] += sum over chunks, in chunk order.
+__global__ void column_sum_kernel(float* dw, const float* partial, size_t chunks, size_t C) {
+    const size_t c = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float sum = 0.0f;
+    for (size_t k = 0; k < chunks; k++) sum += partial[k * C + c];
+    dw[c] += sum;
+}
+
+}  // namespace sinklab::cuda::kernels

@@ -1,0 +1,32 @@
+// RMSNorm on the GPU: the launches of the kernels in cuda/kernels/rmsnorm.cuh, the CUDA twin of src/ops/rmsnorm.h
+// (same names, same shapes, same math; declared in cuda/ops_cuda.h).
+
+#include "common.cuh"
+#include "cuda_api.h"
+#include "kernels/rmsnorm.cuh"
+#include "ops_cuda.h"
+
+namespace sinklab::cuda {
+
+using namespace kernels;
+
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, size_t N, size_t C, float eps) {
+    rmsnorm_forward_kernel<<<blocks_for(N, kRowsPerBlock), kThreads>>>(out, rstd, x, w, N, C, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                      size_t N, size_t C) {
+    if (N == 0) return;
+    rmsnorm_backward_dx_kernel<<<blocks_for(N, kRowsPerBlock), kThreads>>>(dx, dout, x, w, rstd, N, C);
+    CUDA_CHECK_LAUNCH();
+    const size_t chunks = (N + kRowChunk - 1) / kRowChunk;
+    float* partial = static_cast<float*>(scratch(kScratchReduce, chunks * C * sizeof(float)));
+    rmsnorm_backward_dw_partial_kernel<<<dim3(blocks_for(C, kThreads), unsigned(chunks)), kThreads>>>(
+        partial, dout, x, rstd, N, C);
+    CUDA_CHECK_LAUNCH();
+    column_sum_kernel<<<blocks_for(C, kThreads), kThreads>>>(dw, partial, chunks, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sinklab::cuda

@@ -1,0 +1,260 @@
+// sinklab compare RUN...: the configuration keys that differ between runs, their losses, sinks and speed.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/compare.h"
+#include "sink/sink.h"
+#include "sink/sink_plots.h"
+#include "train/run_reader.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+namespace sinklab {
+
+namespace {
+
+Json number_or_null(double v) { return std::isfinite(v) ? Json(v) : Json(); }
+
+std::string run_name(const std::string& dir) {
+    std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();
+    return p.string();
+}
+
+// A config value, or NaN when the key is missing or not a number.
+double config_number(const Json& config, const std::string& section, const std::string& key) {
+    if (!config.contains(section) || !config.at(section).contains(key)) return NAN;
+    const Json& v = config.at(section).at(key);
+    return v.is_number() ? v.as_number() : NAN;
+}
+
+// Losses, sinks and speed of one run.
+Json summarize(const RunData& run, const std::map<std::string, std::string>& flat,
+               const std::vector<std::string>& differing) {
+    Json r = Json::object();
+    r["dir"] = run.dir;
+    r["name"] = run_name(run.dir);
+    Json config = Json::object();
+    for (const std::string& key : differing) {
+        auto it = flat.find(key);
+        config[key] = it == flat.end() ? Json() : Json(it->second);
+    }
+    r["config"] = config;
+
+    double last_step = NAN;
+    bool diverged = false;
+    std::vector<double> speeds;
+    for (const Json& line : run.metrics) {
+        if (line.contains("step") && line.at("step").is_number())
+            last_step = std::isfinite(last_step) ? std::max(last_step, line.at("step").as_number()) : line.at("step").as_number();
+        if (line.contains("tokens_per_s") && line.at("tokens_per_s").is_number())
+            speeds.push_back(line.at("tokens_per_s").as_number());
+        if (line.contains("loss") && !(line.at("loss").is_number() && std::isfinite(line.at("loss").as_number())))
+            diverged = true;  // a non-finite loss is written as null
+        if (line.contains("diverged") && line.at("diverged").is_bool() && line.at("diverged").as_bool()) diverged = true;
+    }
+    const double planned = config_number(run.config, "train", "steps");
+    r["step"] = number_or_null(last_step);
+    r["steps_planned"] = number_or_null(planned);
+    // steps are logged 1-based (the number of optimizer steps done): finished once step == train.steps
+    r["in_progress"] = !diverged && std::isfinite(planned) && (!std::isfinite(last_step) || last_step < planned);
+    r["diverged"] = diverged;
+    r["torn_last_line"] = run.torn_last_line;
+
+    const MetricSeries train = metric_series(run.metrics, "loss");
+    r["final_train_loss"] = number_or_null(train.value.empty() ? NAN : train.value.back());
+    const MetricSeries val = metric_series(run.metrics, "val_loss");
+    double best = NAN, best_step = NAN;
+    for (size_t i = 0; i < val.value.size(); i++)
+        if (std::isfinite(val.value[i]) && !(val.value[i] >= best)) {
+            best = val.value[i];
+            best_step = val.step[i];
+        }
+    r["final_val_loss"] = number_or_null(val.value.empty() ? NAN : val.value.back());
+    r["best_val_loss"] = number_or_null(best);
+    r["best_val_step"] = number_or_null(best_step);
+
+    // Sink_1..3: the final report when there is one, else the last sink evaluation of training.
+    Json sinks;
+    Json source;
+    double sink_step = NAN;
+    auto first_three = [](const Json& list) {
+        Json out = Json::array();
+        for (size_t k = 0; k < 3; k++)
+            out.push_back(k < list.size() && list.as_array()[k].is_number() ? list.as_array()[k] : Json());
+        return out;
+    };
+    if (run.has_sink_report && run.sink_report.contains("sink_k") && run.sink_report.at("sink_k").is_array()) {
+        sinks = first_three(run.sink_report.at("sink_k"));
+        source = "sink.json";
+        if (run.sink_report.contains("proxy") && run.sink_report.at("proxy").is_bool())
+            r["sink_proxy"] = run.sink_report.at("proxy").as_bool();
+        sink_step = last_step;
+    } else {
+        for (const Json& line : run.metrics)
+            if (line.contains("sink_k") && line.at("sink_k").is_array()) {
+                sinks = first_three(line.at("sink_k"));
+                source = "metrics.jsonl";
+                sink_step = line.contains("step") && line.at("step").is_number() ? line.at("step").as_number() : NAN;
+            }
+    }
+    r["sink_k"] = sinks;
+    r["sink_source"] = source;
+    r["sink_step"] = number_or_null(sink_step);
+    if (run.has_sink_report && run.sink_report.contains("sink_star")) r["sink_star"] = run.sink_report.at("sink_star");
+    r["tokens_per_s_median"] = number_or_null(median(speeds));
+    return r;
+}
+
+std::string cell(const Json& v, const char* format_spec = "{:.3f}") {
+    if (v.is_null()) return "-";
+    if (v.is_number()) return fmt::format(fmt::runtime(format_spec), v.as_number());
+    if (v.is_string()) return v.as_string();
+    return v.dump();
+}
+
+}  // namespace
+
+Json compare_runs(const std::vector<std::string>& run_dirs) {
+    if (run_dirs.empty()) fail("compare: give at least one run directory");
+    std::vector<RunData> runs;
+    std::vector<std::map<std::string, std::string>> flats;
+    for (const std::string& dir : run_dirs) {
+        runs.push_back(read_run(dir));
+        flats.push_back(flatten_json(runs.back().config));
+    }
+    std::set<std::string> keys;
+    for (const auto& flat : flats)
+        for (const auto& kv : flat) keys.insert(kv.first);
+    std::vector<std::string> differing;
+    for (const std::string& key : keys) {
+        if (key == "train.out") continue;  // every run has its own directory; not a setting
+        bool differs = false;
+        for (size_t i = 1; i < flats.size() && !differs; i++) {
+            auto a = flats[0].find(key), b = flats[i].find(key);
+            const bool has_a = a != flats[0].end(), has_b = b != flats[i].end();
+            differs = has_a != has_b || (has_a && a->second != b->second);
+        }
+        if (differs) differing.push_back(key);
+    }
+    Json out = Json::object();
+    out["differing_keys"] = differing;
+    Json list = Json::array();
+    for (size_t i = 0; i < runs.size(); i++) list.push_back(summarize(runs[i], flats[i], differing));
+    out["runs"] = list;
+    return out;
+}
+
+std::string format_comparison(const Json& comparison) {
+    const Json::Array& runs = comparison.at("runs").as_array();
+    std::vector<std::string> differing;
+    for (const Json& k : comparison.at("differing_keys").as_array()) differing.push_back(k.as_string());
+
+    std::vector<std::string> header = {"run"};
+    for (const std::string& k : differing) header.push_back(k);
+    for (const char* h : {"step", "train", "val", "best val", "Sink_1", "Sink_2", "Sink_3", "tok/s"}) header.push_back(h);
+    std::vector<std::vector<std::string>> rows;
+    bool any_running = false, any_from_metrics = false, any_diverged = false, any_star = false, any_proxy = false;
+    for (const Json& r : runs) {
+        std::vector<std::string> row = {r.at("name").as_string()};
+        for (const std::string& k : differing) row.push_back(cell(r.at("config").at(k)));
+        std::string step = cell(r.at("step"), "{:.0f}");
+        if (!r.at("steps_planned").is_null()) step = fmt::format("{}/{}", step, cell(r.at("steps_planned"), "{:.0f}"));
+        if (r.at("in_progress").as_bool()) {
+            step += "*";
+            any_running = true;
+        }
+        if (r.at("diverged").as_bool()) {
+            step += " diverged";
+            any_diverged = true;
+        }
+        row.push_back(step);
+        row.push_back(cell(r.at("final_train_loss")));
+        row.push_back(cell(r.at("final_val_loss")));
+        std::string best = cell(r.at("best_val_loss"));
+        if (!r.at("best_val_step").is_null()) best = fmt::format("{}@{}", best, cell(r.at("best_val_step"), "{:.0f}"));
+        row.push_back(best);
+        const bool from_metrics = r.at("sink_source").is_string() && r.at("sink_source").as_string() == "metrics.jsonl";
+        const bool proxy = r.contains("sink_proxy") && r.at("sink_proxy").as_bool();
+        any_from_metrics = any_from_metrics || from_metrics;
+        any_proxy = any_proxy || proxy;
+        for (size_t k = 0; k < 3; k++) {
+            const Json& s = r.at("sink_k");
+            row.push_back(s.is_null() ? "-" : cell(s.as_array()[k], "{:.2f}") + (from_metrics ? "m" : "") + (proxy ? "p" : ""));
+        }
+        row.push_back(cell(r.at("tokens_per_s_median"), "{:.0f}"));
+        any_star = any_star || r.contains("sink_star");
+        rows.push_back(row);
+    }
+    std::vector<size_t> width(header.size());
+    for (size_t c = 0; c < header.size(); c++) {
+        width[c] = header[c].size();
+        for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+    }
+    std::string out;
+    out += differing.empty() ? "configuration: identical across runs\n"
+                             : fmt::format("configuration keys that differ: {}\n", fmt::join(differing, ", "));
+    auto emit = [&](const std::vector<std::string>& row) {
+        std::string line;
+        for (size_t c = 0; c < row.size(); c++) {
+            // text columns (run name, configuration) left-aligned, numbers right-aligned
+            const bool left = c < 1 + differing.size();
+            line += left ? fmt::format("{:<{}}", row[c], width[c]) : fmt::format("{:>{}}", row[c], width[c]);
+            if (c + 1 < row.size()) line += "  ";
+        }
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        out += line + '\n';
+    };
+    emit(header);
+    for (const auto& row : rows) emit(row);
+    if (any_running) out += "* still running: fewer steps logged than configured\n";
+    if (any_diverged) out += "diverged: a non-finite loss was logged\n";
+    if (any_from_metrics) out += "m: Sink_k from the last sink evaluation in metrics.jsonl (no sink.json)\n";
+    if (any_proxy) out += "p: measured on proxy scores |w| / sum |w| (attention without normalisation)\n";
+    if (any_star)
+        for (const Json& r : runs)
+            if (r.contains("sink_star"))
+                out += fmt::format("{}: Sink* (extra slot) {}\n", r.at("name").as_string(), cell(r.at("sink_star"), "{:.2f}"));
+    return out;
+}
+
+int cmd_compare(int argc, char** argv) {
+    ArgParser args("compare", "Compare training runs: differing configuration, losses, Sink_1..3 and speed.");
+    args.option("json", "", "also write the comparison as JSON to this file", "OUT");
+    args.option("svg", "", "also draw compare_loss.svg and compare_sink.svg (all runs on shared axes) here", "DIR");
+    args.epilog(
+        "Arguments: run directories written by `sinklab train --out DIR` (config.json, metrics.jsonl,\n"
+        "optionally sink.json). Runs still in progress are fine.\n"
+        "example: sinklab compare runs/softmax runs/sigmoid --json compare.json");
+    // Run directories are the positional arguments, anywhere on the line; the rest goes to the parser.
+    std::vector<std::string> dirs;
+    std::vector<char*> options = {argv[0]};
+    for (int i = 1; i < argc; i++) {
+        const std::string arg = argv[i];
+        if (arg.rfind("--", 0) != 0 && arg != "-h") {
+            dirs.push_back(arg);
+            continue;
+        }
+        options.push_back(argv[i]);
+        if ((arg == "--json" || arg == "--svg") && i + 1 < argc) options.push_back(argv[++i]);
+    }
+    if (!args.parse(int(options.size()), options.data())) return 0;
+    if (dirs.empty()) fail("compare: give one or more run directories (see sinklab compare --help)");
+    const Json comparison = compare_runs(dirs);
+    fmt::print("{}", format_comparison(comparison));
+    if (args.has("json")) {
+        write_file_atomic(args.get("json"), report_json_text(comparison));
+        fmt::print("wrote {}\n", args.get("json"));
+    }
+    if (args.has("svg"))
+        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"))) fmt::print("wrote {}\n", path);
+    return 0;
+}
+
+}  // namespace sinklab

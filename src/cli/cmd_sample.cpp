@@ -1,0 +1,121 @@
+// sinklab sample: generate text from a checkpoint, printing each token as soon as it is chosen.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "model/backend_cpu.h"
+#include "model/model.h"
+#include "model/sample.h"
+#include "train/checkpoint.h"
+#include "util/error.h"
+#include "util/fileio.h"
+#include "util/json.h"
+#include "util/rng.h"
+
+namespace sinklab {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The tokenizer of a checkpoint: tokenizer.bin next to the training shards named in the run's
+// config.json (train.data), or a tokenizer.bin in the run directory or above the checkpoint.
+std::string find_tokenizer(const std::string& weights_path) {
+    fs::path dir = fs::absolute(weights_path).parent_path();
+    for (size_t up = 0; up < 4 && !dir.empty(); up++, dir = dir.parent_path()) {
+        if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
+        const fs::path config = dir / "config.json";
+        if (!fs::exists(config)) continue;
+        try {
+            const Json j = Json::parse(read_file(config.string()), config.string());
+            if (!j.contains("train") || !j.at("train").contains("data")) continue;
+            const std::string first = expand_shard_paths(j.at("train").at("data").as_string()).front();
+            const fs::path candidate = fs::path(first).parent_path() / "tokenizer.bin";
+            if (fs::exists(candidate)) return candidate.string();
+        } catch (const Error&) {
+            // not found this way; keep looking
+        }
+    }
+    fail("{}: cannot find the tokenizer (looked next to the run's training shards and above the checkpoint): pass "
+         "--tokenizer FILE",
+         weights_path);
+}
+
+}  // namespace
+
+int cmd_sample(int argc, char** argv) {
+    ArgParser args("sample", "Generate text from a checkpoint, streaming token by token.");
+    args.option("checkpoint", "", "a run directory, a checkpoint directory or a model.safetensors file", "PATH");
+    args.option("tokenizer", "", "tokenizer file (default: tokenizer.bin next to the run's training shards)", "FILE");
+    args.option("prompt", "", "text to continue (generation starts after <|endoftext|>, as a new document)", "TEXT");
+    args.option("tokens", "200", "number of tokens to generate", "N");
+    args.option("temperature", "0.8", "softmax temperature; 0 = greedy", "T");
+    args.option("top-k", "40", "sample among the K most likely tokens (0 = all)", "K");
+    args.option("seed", "1337", "random seed", "S");
+    args.option("threads", "", "OpenMP threads (default: all cores)", "N");
+    args.flag("continue-past-end", "keep generating after <|endoftext|> (default: stop there)");
+    args.epilog("Example:\n  sinklab sample --checkpoint runs/default --prompt \"The scheduler\" --tokens 100\n");
+    if (!args.parse(argc, argv)) return 0;
+    if (!args.has("checkpoint")) fail("--checkpoint is required");
+    if (args.has("threads")) {
+        const size_t threads = args.get_size("threads");
+        if (threads == 0) fail("--threads must be positive");
+        omp_set_num_threads(int(threads));
+    }
+    const double temperature = args.get_double("temperature");
+    if (temperature < 0) fail("--temperature must be >= 0 (got {})", temperature);
+    const size_t n_tokens = args.get_size("tokens");
+    const size_t top_k = args.get_size("top-k");
+
+    const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
+    const LoadedWeights weights = load_safetensors(weights_path);
+    const std::string tokenizer_path = args.has("tokenizer") ? args.get("tokenizer") : find_tokenizer(weights_path);
+    const Tokenizer tok = Tokenizer::load(tokenizer_path);
+    const size_t V = weights.config.vocab_size;
+    if (tok.vocab_size() > V)
+        fail("{}: the tokenizer has {} ids but the model {} only {}: not the tokenizer this model was trained with",
+             tokenizer_path, tok.vocab_size(), weights_path, V);
+
+    using Backend = CpuBackend<float>;
+    Model<Backend> model(weights.config);
+    Backend::upload(model.params(), weights.params.data(), weights.params.size());
+
+    std::vector<int32_t> ids = {tok.eot_id()};
+    const std::string prompt = args.get("prompt");
+    if (!prompt.empty()) {
+        const std::vector<int32_t> p = tok.encode(prompt);
+        ids.insert(ids.end(), p.begin(), p.end());
+    }
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    std::fflush(stdout);
+
+    Rng rng(uint64_t(args.get_int("seed")));
+    const size_t context = weights.config.context;
+    for (size_t step = 0; step < n_tokens; step++) {
+        // The last `context` tokens; causal attention makes position T-1 the next-token prediction.
+        const size_t T = std::min(ids.size(), context);
+        const int32_t* window = ids.data() + (ids.size() - T);
+        model.forward(window, nullptr, 1, T);
+        // Only ids the tokenizer knows can be chosen (a model's vocabulary may be padded).
+        const float* logits = model.acts().logits + (T - 1) * V;
+        const int32_t next = sample_token(logits, tok.vocab_size(), temperature, top_k, rng);
+        if (next == tok.eot_id() && !args.get_flag("continue-past-end")) break;
+        ids.push_back(next);
+        const std::string& bytes = tok.token_bytes(next);
+        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+        std::fflush(stdout);
+    }
+    std::fputc('\n', stdout);
+    return 0;
+}
+
+}  // namespace sinklab

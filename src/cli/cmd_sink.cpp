@@ -1,0 +1,146 @@
+// sinklab sink: load a checkpoint, run it over probe sequences and measure the attention sink
+// (docs/sinks.md): Sink_k for k = 1..10, per layer, mean alpha, and the norm statistics.
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "data/shard.h"
+#include "model/backend_cpu.h"
+#include "sink/sink.h"
+#include "sink/sink_model.h"
+#include "sink/sink_plots.h"
+#include "train/checkpoint.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+namespace sinklab {
+
+// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
+static std::string checkpoint_title(const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.filename() != "model.safetensors") return file.stem().string();
+    const fs::path dir = file.parent_path();
+    if (dir.parent_path().filename() == "checkpoints")
+        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
+    return dir.filename().string();
+}
+
+// The first token the probes get: "none", an id, or "auto": the first_token of the run the
+// checkpoint belongs to (config.json in the run directory), so probes look like its training rows.
+static int64_t resolve_first_token(const std::string& flag, const std::string& checkpoint_arg,
+                                   const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    if (flag == "none") return -1;
+    if (flag != "auto") {
+        char* end = nullptr;
+        const long long id = std::strtoll(flag.c_str(), &end, 10);
+        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
+        return id;
+    }
+    // The run directory: the argument itself, or three levels above RUN/checkpoints/step_N/model.safetensors.
+    std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.parent_path().parent_path().filename() == "checkpoints")
+        candidates.push_back(file.parent_path().parent_path().parent_path());
+    for (const fs::path& dir : candidates) {
+        const fs::path config = dir / "config.json";
+        if (!fs::is_regular_file(config)) continue;
+        const Json j = Json::parse(read_file(config.string()), config.string());
+        if (j.contains("train") && j.at("train").contains("first_token")) return j.at("train").at("first_token").as_int();
+    }
+    return -1;
+}
+
+int cmd_sink(int argc, char** argv) {
+    ArgParser args("sink", "Measure attention sinks (Sink_k^eps, docs/sinks.md) of a checkpoint on probe sequences.");
+    args.option("checkpoint", "", "model.safetensors, a checkpoint directory, or a run directory (its latest checkpoint)",
+                "PATH");
+    args.option("probe", "", "probe file (a shard whose header[3] is the sequence length); needed for natural probes",
+                "FILE");
+    args.option("probe-kind", "natural", "natural (from --probe) | random (uniform token ids) | repeated (one token repeated)",
+                "KIND");
+    args.option("count", "0", "number of probe sequences (0: all in the file; 100 for random/repeated)", "N");
+    args.option("length", "0", "tokens per probe sequence (0: the file's length; 64 for random/repeated)", "T");
+    args.option("seed", "1", "seed of random and repeated probes", "N");
+    args.option("first-token", "auto",
+                "put this token first in every probe sequence: auto (the run's --first-token, from its "
+                "config.json), none, or an id", "ID");
+    args.option("eps", "0.3", "a head is a sink head when alpha_k > eps (strict)");
+    args.option("max-k", "10", "report Sink_1 .. Sink_K", "K");
+    args.option("proxy", "auto", "measure on proxy scores |w| / sum |w|: auto (when the attention is not normalised) | on | off");
+    args.option("batch", "16", "probe sequences per forward pass", "B");
+    args.option("json", "", "write the report as JSON (sink.json in a run directory is what compare reads)", "OUT");
+    args.flag("maps", "include the mean attention maps (L, H, T, T) in the JSON report");
+    args.option("svg", "", "write sink_per_layer.svg, norms.svg and attention_maps.svg into this directory", "DIR");
+    args.option("svg-tokens", "32", "attention maps show the first N positions", "N");
+    args.epilog(
+        "examples:\n"
+        "  sinklab sink --checkpoint runs/softmax --probe data/probe.bin --json runs/softmax/sink.json --svg runs/softmax\n"
+        "  sinklab sink --checkpoint runs/softmax --probe-kind random --count 100 --length 64");
+    if (!args.parse(argc, argv)) return 0;
+    if (!args.has("checkpoint")) fail("--checkpoint: required (see sinklab sink --help)");
+
+    const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
+    const LoadedWeights weights = load_safetensors(weights_path);
+    const ModelConfig& config = weights.config;
+
+    const std::string kind = args.get("probe-kind");
+    size_t count = args.get_size("count"), length = args.get_size("length");
+    Probe probe;
+    if (kind == "natural") {
+        if (!args.has("probe")) fail("--probe: natural probes need a probe file (or use --probe-kind random|repeated)");
+        probe = read_probe_file(args.get("probe"), count, length);
+    } else if (kind == "random" || kind == "repeated") {
+        if (count == 0) count = 100;
+        if (length == 0) length = 64;
+        const uint64_t seed = uint64_t(args.get_int("seed"));
+        probe = kind == "random" ? make_random_probe(count, length, config.vocab_size, seed)
+                                 : make_repeated_probe(count, length, config.vocab_size, seed);
+    } else {
+        fail("--probe-kind: '{}' is not one of natural, random, repeated", kind);
+    }
+    const int64_t first_token = resolve_first_token(args.get("first-token"), args.get("checkpoint"), weights_path);
+    if (first_token >= 0) {
+        prepend_first_token(probe, int32_t(first_token));
+        fmt::print("probe sequences start with the fixed first token {}\n", first_token);
+    }
+    if (probe.info.length > config.context)
+        fail("--length: probe sequences of {} tokens exceed the model's context {} ({})", probe.info.length,
+             config.context, weights_path);
+    check_token_range(probe.tokens, config.vocab_size, args.has("probe") ? args.get("probe") : kind + " probe");
+
+    SinkOptions options = sink_options_for(config, args.get_double("eps"));
+    const std::string proxy = args.get("proxy");
+    if (proxy == "on") options.proxy = true;
+    else if (proxy == "off") options.proxy = false;
+    else if (proxy != "auto") fail("--proxy: '{}' is not one of auto, on, off", proxy);
+    options.max_k = args.get_size("max-k");
+    if (options.max_k == 0) fail("--max-k: must be at least 1");
+    options.keep_maps = args.has("svg") || args.get_flag("maps");
+
+    Model<CpuBackend<float>> model(config);
+    if (weights.params.size() != model.n_params())
+        fail("{}: holds {} parameters, the model needs {}", weights_path, weights.params.size(), model.n_params());
+    CpuBackend<float>::upload(model.params(), weights.params.data(), weights.params.size());
+
+    const SinkReport report = measure_model_sinks(model, probe, options, args.get_size("batch"));
+    fmt::print("checkpoint {} ({} attention)\n", weights_path, config.attention.name());
+    fmt::print("{}", format_sink_report(report));
+
+    if (args.has("json")) {
+        write_file_atomic(args.get("json"), report_json_text(sink_report_json(report, args.get_flag("maps"))));
+        fmt::print("wrote {}\n", args.get("json"));
+    }
+    if (args.has("svg")) {
+        for (const std::string& path :
+             write_report_plots(report, args.get("svg"), checkpoint_title(weights_path), args.get_size("svg-tokens")))
+            fmt::print("wrote {}\n", path);
+    }
+    return 0;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,178 @@
+// The attention variant as data, and its math written once.
+//
+// Every attention of the model computes, for head h, query i and each key j that i sees:
+//   s_ij  = scale q_i.k_j + bias(h, i, j)         the score          (scale = 1 / sqrt(D))
+//   g_ij  = sim(s_ij)                             the score function
+//   Z_i   = normaliser(sum_j g_ij)                the normaliser     (1 when there is none)
+//   w_ij  = g_ij / Z_i                            the weight
+//   out_i = sum_j w_ij v_j
+// An AttentionSpec names the pieces: which score function, which normaliser, which bias, and which
+// keys a query sees (the mask). The functions below are the per-element math of those pieces. The
+// CPU reference (src/ops/attention.h), the fused CUDA kernels (cuda/kernels/attention.cuh,
+// cuda/kernels/attention_mma.cuh) and the CPU emulation of those kernels (tests/test_cuda_emulated.cpp) all
+// compile this header, so a new score function, normaliser, bias or mask is written here once and
+// the loops around it only choose where to apply it. docs/attention.md has the math of each variant.
+//
+// Where the variants of the later issues land (the places this header leaves for them):
+//   score function  sim and sim_grad                    (kernel feature maps: identity on phi(q).phi(k))
+//   normaliser      row_normaliser and score_grad       (alpha-scaled softmax, max(|sum|, 1), softpick)
+//   score bias      score_bias(h, i, j)                 (ALiBi, T5 buckets)
+//   mask            keys_seen, queries_seeing,          (sliding window, prefix LM)
+//                   key_visible, block_fully_visible
+//   extra slot      an extra key joining every row      (sink token, K/V biases, a learned sink logit)
+// The masks must keep both ranges monotone: keys_seen(i).begin and .end never decrease with i, and
+// likewise queries_seeing(j) with j. The kernels rely on it to bound a tile's walk by its first and
+// last rows.
+//
+// The functions are templated on the scalar (float in training, double in the gradient checks) and
+// on a Math policy giving exp and the reciprocal: the CPU passes its vectorizable exp, the fp32
+// kernels expf, the tensor-core kernels their fast exp2-based one. Plain C++17, no std:: calls, so
+// that nvcc compiles it for the device.
+#pragma once
+#include <string>
+
+#if defined(__CUDACC__)
+#define SINKLAB_HD __host__ __device__ __forceinline__
+#else
+#define SINKLAB_HD inline
+#endif
+
+namespace sinklab {
+
+// The score function g = sim(s).
+//   exp:     g = exp(s)                         (with the softmax normaliser: softmax)
+//   sigmoid: g = 1 / (1 + exp(-s))
+//   elu:     g = elu(s) + 1 = s + 1 (s > 0), exp(s) (s <= 0)
+enum class ScoreFunction : int { exp, sigmoid, elu };
+
+// The normaliser Z_i of a row, from the sum of its g.
+//   softmax: Z = sum_j exp(s_ij); computed stably by subtracting the row maximum first (the kernels
+//            keep LSE_i = log Z_i instead of Z_i).
+//   sum:     Z = sum_j g_ij + 1e-8
+//   none:    Z = 1 (the weights are g itself and need not sum to one)
+enum class Normalizer : int { softmax, sum, none };
+
+// Which keys a query sees. causal: keys 0 .. i.
+enum class MaskKind : int { causal };
+
+// The epsilon of the sum normaliser.
+constexpr double kAttentionNormEps = 1e-8;
+
+struct AttentionSpec {
+    ScoreFunction score = ScoreFunction::exp;
+    Normalizer normalizer = Normalizer::softmax;
+    double score_bias = 0.0;  // b added to every score (`--sigmoid-bias`; the sigmoid variants only)
+    MaskKind mask = MaskKind::causal;
+
+    // The command-line name: "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm".
+    std::string name() const;
+    // True when the weights are not a probability distribution: the sink metric then uses
+    // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
+    SINKLAB_HD bool needs_proxy() const { return !is_normalised(); }
+    // The softmax normaliser: a running maximum, and LSE_i saved for the backward.
+    SINKLAB_HD bool is_softmax() const { return normalizer == Normalizer::softmax; }
+    // Any normaliser: the weights are divided by Z_i, and the backward needs
+    // Delta_i = sum_j w_ij dL/dw_ij.
+    SINKLAB_HD bool is_normalised() const { return normalizer != Normalizer::none; }
+};
+
+// ------------------------------------------------------------------------------------------------
+// The mask: the keys [begin, end) that a query sees, and the queries that see a key.
+struct IndexRange {
+    int begin, end;
+};
+
+SINKLAB_HD IndexRange keys_seen(const AttentionSpec& /*spec*/, int i) { return {0, i + 1}; }
+SINKLAB_HD IndexRange queries_seeing(const AttentionSpec& /*spec*/, int j, int T) { return {j, T}; }
+SINKLAB_HD bool key_visible(const AttentionSpec& spec, int i, int j) {
+    const IndexRange keys = keys_seen(spec, i);
+    return j >= keys.begin && j < keys.end;
+}
+// True when every query in [i_first, i_last] sees every key in [j_first, j_last], so that a kernel
+// may skip the per-element mask on that tile.
+SINKLAB_HD bool block_fully_visible(const AttentionSpec& /*spec*/, int i_first, int /*i_last*/, int /*j_first*/,
+                                    int j_last) {
+    return j_last <= i_first;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The score bias b(h, i, j) added to scale q_i.k_j.
+template <typename T>
+SINKLAB_HD T score_bias(const AttentionSpec& spec, int /*h*/, int /*i*/, int /*j*/) {
+    return T(spec.score_bias);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The score function g = sim(s), chosen at compile time (for loops that vectorize) or at run time.
+template <ScoreFunction F, class Math, typename T>
+SINKLAB_HD T sim(T s) {
+    if constexpr (F == ScoreFunction::sigmoid) return Math::rcp(T(1) + Math::exp(-s));
+    else if constexpr (F == ScoreFunction::elu) return s > T(0) ? s + T(1) : Math::exp(s);
+    else return Math::exp(s);
+}
+template <class Math, typename T>
+SINKLAB_HD T sim(ScoreFunction f, T s) {
+    switch (f) {
+        case ScoreFunction::sigmoid: return sim<ScoreFunction::sigmoid, Math>(s);
+        case ScoreFunction::elu: return sim<ScoreFunction::elu, Math>(s);
+        case ScoreFunction::exp: break;
+    }
+    return sim<ScoreFunction::exp, Math>(s);
+}
+
+// Calls body(std::integral_constant-like tag) with the score function as a compile-time constant:
+//   with_score_function(f, [&](auto F) { ... sim<F.value, Math>(s) ... });
+template <ScoreFunction F>
+struct ScoreFunctionTag {
+    static constexpr ScoreFunction value = F;
+};
+template <class Body>
+SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
+    switch (f) {
+        case ScoreFunction::sigmoid: return body(ScoreFunctionTag<ScoreFunction::sigmoid>{});
+        case ScoreFunction::elu: return body(ScoreFunctionTag<ScoreFunction::elu>{});
+        case ScoreFunction::exp: break;
+    }
+    return body(ScoreFunctionTag<ScoreFunction::exp>{});
+}
+
+// dg/ds written in terms of g (what the backward has):
+//   exp: g' = g;   sigmoid: g' = g (1 - g);   elu+1: g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  min(g, 1)
+template <typename T>
+SINKLAB_HD T sim_grad(ScoreFunction f, T g) {
+    switch (f) {
+        case ScoreFunction::sigmoid: return g * (T(1) - g);
+        case ScoreFunction::elu: return g < T(1) ? g : T(1);
+        case ScoreFunction::exp: break;
+    }
+    return g;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The normaliser Z_i from a row's sum of g (for softmax: the sum of exp(s - max)).
+template <typename T>
+SINKLAB_HD T row_normaliser(const AttentionSpec& spec, T sum) {
+    switch (spec.normalizer) {
+        case Normalizer::sum: return sum + T(kAttentionNormEps);
+        case Normalizer::none: return T(1);
+        case Normalizer::softmax: break;
+    }
+    return sum;
+}
+
+// The gradient of the loss with respect to the score, times `scale` (ready for dq and dk), from
+//   dw    = dL/dw_ij,  w = w_ij,  g = g_ij,  inv_z = 1 / Z_i,  delta = Delta_i = sum_j' w_ij' dw_ij':
+//   softmax: ds = w (dw - delta)
+//   sum:     ds = (dw - delta) / Z g'(g)
+//   none:    ds = dw g'(g)
+template <typename T>
+SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T inv_z, T delta) {
+    switch (spec.normalizer) {
+        case Normalizer::sum: return scale * ((dw - delta) * inv_z) * sim_grad(spec.score, g);
+        case Normalizer::none: return scale * dw * sim_grad(spec.score, g);
+        case Normalizer::softmax: break;
+    }
+    return scale * w * (dw - delta);
+}
+
+}  // namespace sinklab

@@ -1,0 +1,57 @@
+// The backend interface, stated once: everything Model<Backend> (model.h) asks of a backend. A
+// backend is a struct of static members: memory (allocate, free, zero, copy to and from the host)
+// and one function per operation, under the names of the CPU operations in src/ops/ (one header
+// each), where the shapes and the math of each are written. CpuBackend (backend_cpu.h) and
+// CudaBackend (cuda/backend_cuda.h) each end with a static_assert that they satisfy it; a port to
+// other hardware starts from this list.
+// Conventions: pointers are the backend's memory (from alloc); backward functions add (+=) into
+// their gradients; everything runs in call order.
+#pragma once
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+#include "model/config.h"
+#include "ops/adamw.h"  // AdamWHyper
+
+namespace sinklab {
+
+template <class B>
+concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scalar* in, int32_t* ids,
+                                const int32_t* const_ids, size_t n, typename B::Scalar scalar,
+                                const AttentionSpec& spec, const AdamWHyper& hp) {
+    // ---- memory ----
+    { B::template alloc<typename B::Scalar>(n) } -> std::same_as<typename B::Scalar*>;
+    { B::template alloc<int32_t>(n) } -> std::same_as<int32_t*>;
+    B::release(out);
+    B::release(ids);
+    B::zero(out, n);
+    B::upload(out, in, n);      // host -> backend
+    B::upload(ids, const_ids, n);
+    B::download(out, in, n);    // backend -> host
+    B::synchronize();
+    // Elements the attention forward keeps per layer for its backward (B, H, T).
+    { B::attention_saved_size(n, n, n) } -> std::same_as<size_t>;
+
+    // ---- operations (src/ops/<op>.h, all included by src/ops/ops.h) ----
+    B::embedding_forward(out, const_ids, in, n, n);             // (out, tokens, wte, N, C)
+    B::embedding_backward(out, in, const_ids, n, n);            // (dwte, dout, tokens, N, C)
+    B::rmsnorm_forward(out, out, in, in, n, n, scalar);         // (out, rstd, x, w, N, C, eps)
+    B::rmsnorm_backward(out, out, in, in, in, in, n, n);        // (dx, dw, dout, x, w, rstd, N, C)
+    B::matmul_forward(out, in, in, n, n, n);                    // (out, inp, weight, N, IC, OC)
+    B::matmul_backward(out, out, in, in, in, n, n, n);          // (dinp, dweight, dout, inp, weight, N, IC, OC)
+    B::rope_forward(out, in, in, in, n, n, n, n);               // (out, qkv, cos, sin, B, T, C, H)
+    B::rope_backward(out, in, in, in, n, n, n, n);              // (dqkv, dout, cos, sin, B, T, C, H)
+    B::attention_forward(out, out, out, in, n, n, n, n, spec);  // (out, saved, att_z, qkv, B, T, C, H, spec)
+    // (dqkv, dout, out, qkv, saved, att_z, B, T, C, H, spec)
+    B::attention_backward(out, in, in, in, in, in, n, n, n, n, spec);
+    B::swiglu_forward(out, in, n, n);                           // (out, fc, N, F)
+    B::swiglu_backward(out, in, in, n, n);                      // (dfc, dout, fc, N, F)
+    B::residual_add(out, in, n);                                // (x, y, n): x += y
+    B::crossentropy_forward(out, in, const_ids, n, n);          // (losses, logits, targets, N, V)
+    B::crossentropy_backward(out, in, const_ids, scalar, n, n); // (dlogits, logits, targets, dloss, N, V)
+    { B::sum_squares(in, n) } -> std::same_as<double>;          // (x, n)
+    B::adamw_update(out, in, out, out, n, hp, n, scalar);       // (params, grads, m, v, n, hp, step, grad_scale)
+};
+
+}  // namespace sinklab

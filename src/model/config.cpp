@@ -1,0 +1,157 @@
+#include "model/config.h"
+
+#include <cmath>
+
+#include "model/params.h"
+#include "util/error.h"
+
+namespace sinklab {
+
+std::string AttentionSpec::name() const {
+    const bool normalised = normalizer == Normalizer::sum;
+    switch (score) {
+        case ScoreFunction::exp: return "softmax";
+        case ScoreFunction::sigmoid: return normalised ? "sigmoid-norm" : "sigmoid";
+        case ScoreFunction::elu: return normalised ? "elu-norm" : "elu";
+    }
+    return "?";
+}
+
+const std::vector<std::string>& attention_names() {
+    static const std::vector<std::string> names = {"softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"};
+    return names;
+}
+
+// Each name as data: its score function and its normaliser.
+AttentionSpec parse_attention(const std::string& name) {
+    AttentionSpec spec;
+    if (name == "softmax") {
+        spec.score = ScoreFunction::exp;
+        spec.normalizer = Normalizer::softmax;
+    } else if (name == "sigmoid" || name == "sigmoid-norm") {
+        spec.score = ScoreFunction::sigmoid;
+        spec.normalizer = name == "sigmoid-norm" ? Normalizer::sum : Normalizer::none;
+    } else if (name == "elu" || name == "elu-norm") {
+        spec.score = ScoreFunction::elu;
+        spec.normalizer = name == "elu-norm" ? Normalizer::sum : Normalizer::none;
+    } else {
+        fail("--attention: unknown attention '{}' (valid: softmax, sigmoid, sigmoid-norm, elu, elu-norm)", name);
+    }
+    return spec;
+}
+
+InitScheme parse_init(const std::string& name) {
+    if (name == "paper") return InitScheme::paper;
+    if (name == "torch") return InitScheme::torch;
+    fail("--init: unknown initialisation '{}' (valid: paper, torch)", name);
+}
+
+std::string init_name(InitScheme init) { return init == InitScheme::paper ? "paper" : "torch"; }
+
+void ModelConfig::validate() const {
+    auto positive = [](const char* field, size_t value) {
+        if (value == 0) fail("invalid model configuration: {} must be positive (got 0)", field);
+    };
+    positive("n_layers", n_layers);
+    positive("n_heads", n_heads);
+    positive("d_model", d_model);
+    positive("d_ffn", d_ffn);
+    positive("vocab_size", vocab_size);
+    positive("context", context);
+    if (d_model % n_heads != 0)
+        fail("invalid model configuration: n_heads ({}) must divide d_model ({})", n_heads, d_model);
+    if (head_dim() % 2 != 0)
+        fail("invalid model configuration: head dimension d_model/n_heads = {} must be even for RoPE", head_dim());
+    if (!(norm_eps > 0.0)) fail("invalid model configuration: norm_eps must be positive (got {})", norm_eps);
+    if (!(rope_base > 1.0)) fail("invalid model configuration: rope_base must be > 1 (got {})", rope_base);
+    if (vocab_size > (size_t(1) << 31)) fail("invalid model configuration: vocab_size {} too large", vocab_size);
+    if (!std::isfinite(attention.score_bias))
+        fail("invalid model configuration: sigmoid_bias must be finite");
+    if (attention.score_bias != 0.0 && attention.score != ScoreFunction::sigmoid)
+        fail("invalid model configuration: --sigmoid-bias ({}) applies only to --attention sigmoid or sigmoid-norm "
+             "(got --attention {})",
+             attention.score_bias, attention.name());
+}
+
+// Both counts come from the parameter declarations (params.h).
+size_t ModelConfig::n_nonembedding_params() const { return count_nonembedding_params(*this); }
+
+size_t ModelConfig::n_params() const { return make_param_table(*this).total(); }
+
+double ModelConfig::train_flops_per_token(size_t seq_len) const {
+    // Matmuls: 2 FLOPs per weight forward, 4 backward. Attention (causal, so half of T^2):
+    // scores q.k and weighted sum w.v, 2 * 2 * (T/2) * C FLOPs per token forward, twice that backward.
+    const double matmul = 6.0 * double(n_params() - vocab_size * d_model);  // the embedding is a lookup
+    const double attention_flops = 3.0 * 2.0 * 2.0 * double(n_layers) * double(d_model) * double(seq_len) / 2.0;
+    return matmul + attention_flops;
+}
+
+const std::vector<std::string>& preset_names() {
+    static const std::vector<std::string> names = {"tiny", "small", "tinyllama-60m", "tinyllama-1b"};
+    return names;
+}
+
+ModelConfig preset(const std::string& name) {
+    ModelConfig c;
+    if (name == "tiny") {  // for tests: a few thousand parameters
+        c.n_layers = 2; c.n_heads = 2; c.d_model = 16; c.d_ffn = 32; c.vocab_size = 64; c.context = 32;
+    } else if (name == "small") {  // laptop scale (the main job): ~15k tokens/s on 2 cores, see README
+        c.n_layers = 4; c.n_heads = 4; c.d_model = 128; c.d_ffn = 384; c.vocab_size = 2048; c.context = 256;
+    } else if (name == "tinyllama-60m") {  // the paper's 60M model (docs/model.md)
+        c.n_layers = 10; c.n_heads = 8; c.d_model = 768; c.d_ffn = 1536; c.vocab_size = 50432; c.context = 2048;
+    } else if (name == "tinyllama-1b") {
+        c.n_layers = 22; c.n_heads = 16; c.d_model = 2048; c.d_ffn = 5632; c.vocab_size = 50432; c.context = 2048;
+    } else {
+        fail("--preset: unknown preset '{}' (valid: tiny, small, tinyllama-60m, tinyllama-1b)", name);
+    }
+    return c;
+}
+
+}  // namespace sinklab
+
+namespace sinklab {
+
+Json model_config_to_json(const ModelConfig& c) {
+    Json j = Json::object();
+    j["n_layers"] = c.n_layers;
+    j["n_heads"] = c.n_heads;
+    j["d_model"] = c.d_model;
+    j["d_ffn"] = c.d_ffn;
+    j["vocab_size"] = c.vocab_size;
+    j["context"] = c.context;
+    j["norm_eps"] = c.norm_eps;
+    j["rope_base"] = c.rope_base;
+    j["attention"] = c.attention.name();
+    j["sigmoid_bias"] = c.attention.score_bias;
+    j["init"] = init_name(c.init);
+    j["architecture"] = "llama-prenorm-rope-swiglu";
+    return j;
+}
+
+ModelConfig model_config_from_json(const Json& j, const std::string& what) {
+    ModelConfig c;
+    try {
+        auto size = [&](const char* key) {
+            const int64_t v = j.at(key).as_int();
+            if (v < 0) fail("{} must not be negative", key);
+            return size_t(v);
+        };
+        c.n_layers = size("n_layers");
+        c.n_heads = size("n_heads");
+        c.d_model = size("d_model");
+        c.d_ffn = size("d_ffn");
+        c.vocab_size = size("vocab_size");
+        c.context = size("context");
+        c.norm_eps = j.at("norm_eps").as_number();
+        c.rope_base = j.at("rope_base").as_number();
+        c.attention = parse_attention(j.at("attention").as_string());
+        c.attention.score_bias = j.contains("sigmoid_bias") ? j.at("sigmoid_bias").as_number() : 0.0;
+        c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
+        c.validate();
+    } catch (const Error& e) {
+        fail("{}: bad model configuration: {}", what, e.what());
+    }
+    return c;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,59 @@
+// Model configuration: sizes, the attention variant, initialisation, and the named presets.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "model/attention_variant.h"
+
+namespace sinklab {
+
+// Parses an attention name as above; throws Error naming the flag and the valid names.
+AttentionSpec parse_attention(const std::string& name);
+const std::vector<std::string>& attention_names();
+
+// Initialisation (docs/model.md).
+//   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for
+//           the FFN output projection; norm gains 1.
+//   torch:  PyTorch defaults: nn.Embedding N(0, 1), nn.Linear U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+enum class InitScheme { paper, torch };
+InitScheme parse_init(const std::string& name);
+std::string init_name(InitScheme init);
+
+struct ModelConfig {
+    size_t n_layers = 4;
+    size_t n_heads = 4;
+    size_t d_model = 128;      // C, the residual width
+    size_t d_ffn = 256;        // F, SwiGLU hidden size
+    size_t vocab_size = 256;   // V
+    size_t context = 256;      // maximum sequence length T (RoPE table size)
+    double norm_eps = 1e-5;
+    double rope_base = 10000.0;
+    AttentionSpec attention;
+    InitScheme init = InitScheme::paper;
+
+    size_t head_dim() const { return d_model / n_heads; }
+    // Throws Error naming the offending field (e.g. "n_heads (5) must divide d_model (128)").
+    void validate() const;
+    size_t n_params() const;               // everything, embeddings and LM head included
+    size_t n_nonembedding_params() const;  // without embedding and LM head (the paper's count)
+    // FLOPs of one training step per token: 6 x params (matmuls) + attention (fwd+bwd).
+    double train_flops_per_token(size_t seq_len) const;
+};
+
+// Named presets: "tiny" (tests), "small" (laptop-scale runs), "tinyllama-60m", "tinyllama-1b".
+ModelConfig preset(const std::string& name);
+const std::vector<std::string>& preset_names();
+
+}  // namespace sinklab
+
+#include "util/json.h"
+
+namespace sinklab {
+
+// The model configuration as JSON (config.json, safetensors metadata) and back. Reading checks
+// every field and validates the result; errors name `what` (the file).
+Json model_config_to_json(const ModelConfig& c);
+ModelConfig model_config_from_json(const Json& j, const std::string& what);
+
+}  // namespace sinklab

@@ -1,0 +1,375 @@
+// The LLaMA-style model, written once for every backend (CpuBackend in backend_cpu.h, CudaBackend in
+// cuda/backend_cuda.h): which layers, in what order, on which buffers.
+//
+//   tokens (B, T)
+//     -> embedding                                  x_0 (B, T, C)
+//     -> L pre-norm blocks:
+//          x_mid = x_l + Wo . Attention(RoPE(Wqkv . RMSNorm(x_l)))
+//          x_l+1 = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
+//     -> final RMSNorm -> LM head (untied)          logits (B, T, V)
+//     -> cross entropy against the next tokens      mean loss
+//
+// Parameters live in one allocation laid out by the declarations of params.h (names, shapes,
+// initialisation: each tensor declared once there); gradients and the two AdamW moments use the
+// same layout in allocations of their own.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "model/backend.h"
+#include "model/config.h"
+#include "model/params.h"
+#include "model/tensor_table.h"
+#include "ops/adamw.h"
+#include "ops/rope.h"  // rope_table
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace sinklab {
+
+// Activations of one forward pass over B sequences of T tokens (N = B T), kept for backward,
+// stacked per layer. `att` holds what the backend's attention keeps for its backward: on the CPU
+// the full weights (L, B, H, T, T), which the sink analysis reads.
+template <typename T>
+struct Activations {
+    T* resid;       // (L+1, B, T, C)  residual stream entering each block; resid[L] = last block's output
+    T* resid_mid;   // (L, B, T, C)    residual stream after the attention sub-block
+    T* attn_norm;   // (L, B, T, C)
+    T* attn_rstd;   // (L, B, T)
+    T* qkv;         // (L, B, T, 3C)   before RoPE
+    T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied)
+    T* att;         // (L, attention_saved_size)
+    T* att_z;       // (L, B, H, T)    normaliser Z_i
+    T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
+    T* ffn_norm;    // (L, B, T, C)
+    T* ffn_rstd;    // (L, B, T)
+    T* ffn_fc;      // (L, B, T, 2F)   [gate | up]
+    T* ffn_act;     // (L, B, T, F)    silu(gate) * up
+    T* final_norm;  // (B, T, C)
+    T* final_rstd;  // (B, T)
+    T* logits;      // (B, T, V)       overwritten by dlogits during backward
+    T* losses;      // (B, T)
+    // backward scratch, one layer at a time
+    T* d_resid;     // (B, T, C)       gradient of the residual stream, flowing down the layers
+    T* d_norm;      // (B, T, C)
+    T* d_qkv_rope;  // (B, T, 3C)
+    T* d_qkv;       // (B, T, 3C)
+    T* d_attn_y;    // (B, T, C)
+    T* d_ffn_fc;    // (B, T, 2F)
+    T* d_ffn_act;   // (B, T, F)
+};
+
+template <ModelBackend Backend>
+class Model {
+public:
+    using T = typename Backend::Scalar;
+
+    explicit Model(const ModelConfig& config) : config_(config) {
+        config_.validate();
+        table_ = make_param_table(config_);
+        const size_t n = table_.total();
+        params_ = Backend::template alloc<T>(n);
+        grads_ = Backend::template alloc<T>(n);
+        adam_m_ = Backend::template alloc<T>(n);
+        adam_v_ = Backend::template alloc<T>(n);
+        // The pointers never move: carved once, for the whole model and for each block.
+        p_ = carve_params(params_, config_);
+        g_ = carve_params(grads_, config_);
+        for (size_t l = 0; l < config_.n_layers; l++) {
+            p_layers_.push_back(layer_view(p_, config_, l));
+            g_layers_.push_back(layer_view(g_, config_, l));
+        }
+        // RoPE tables (context, D/2), computed once on the host.
+        const size_t half = config_.head_dim() / 2;
+        std::vector<T> cos_host(config_.context * half), sin_host(config_.context * half);
+        rope_table(cos_host.data(), sin_host.data(), config_.context, config_.head_dim(), config_.rope_base);
+        rope_cos_ = Backend::template alloc<T>(cos_host.size());
+        rope_sin_ = Backend::template alloc<T>(sin_host.size());
+        Backend::upload(rope_cos_, cos_host.data(), cos_host.size());
+        Backend::upload(rope_sin_, sin_host.data(), sin_host.size());
+    }
+    ~Model() {
+        for (T* p : {params_, grads_, adam_m_, adam_v_, rope_cos_, rope_sin_, act_memory_}) Backend::release(p);
+        Backend::release(tokens_);
+    }
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelConfig& config() const { return config_; }
+    const TensorTable& param_table() const { return table_; }
+    size_t n_params() const { return table_.total(); }
+    T* params() { return params_; }
+    T* grads() { return grads_; }
+    T* adam_m() { return adam_m_; }
+    T* adam_v() { return adam_v_; }
+    const Activations<T>& acts() const { return acts_; }
+    size_t activation_bytes() const { return act_total_ * sizeof(T); }
+
+    // Initialisation, on the host with the project's own RNG, then uploaded: each tensor by the
+    // InitKind its declaration gives (params.h; the formulas are in docs/model.md). Each tensor
+    // draws from its own stream (seed, tensor index), so adding a tensor does not change the others.
+    void init_weights(uint64_t seed) {
+        std::vector<T> host(table_.total());
+        const double C = double(config_.d_model), L = double(config_.n_layers);
+        const bool paper = config_.init == InitScheme::paper;
+        size_t index = 0;
+        for_each_param<T>(config_, [&](const ParamDecl<T>& d) {
+            const TensorSpec& s = table_.specs()[index];
+            Rng rng(seed * 1000003ull + index);
+            index++;
+            T* p = host.data() + s.offset;
+            const double bound = 1.0 / std::sqrt(double(s.shape.back()));  // torch: U(-1/sqrt(fan_in), ..)
+            for (size_t k = 0; k < s.numel; k++) {
+                double value;
+                if (d.init == InitKind::norm_gain)
+                    value = 1.0;
+                else if (paper && d.init == InitKind::output_projection)
+                    value = 1.0 / (std::sqrt(C) * L) * rng.normal();
+                else if (paper)
+                    value = std::sqrt(2.0 / (5.0 * C)) * rng.normal();
+                else if (d.init == InitKind::embedding)
+                    value = rng.normal();
+                else
+                    value = (2.0 * rng.uniform() - 1.0) * bound;
+                p[k] = T(value);
+            }
+        });
+        Backend::upload(params_, host.data(), host.size());
+        Backend::zero(grads_, table_.total());
+        Backend::zero(adam_m_, table_.total());
+        Backend::zero(adam_v_, table_.total());
+    }
+
+    // Forward over B sequences of T tokens (host arrays of B*T ids). With targets (next tokens,
+    // -1 = ignored), computes the losses and returns their mean over the counted positions;
+    // without, returns 0 and leaves the logits. Checks every id against the vocabulary.
+    double forward(const int32_t* inputs, const int32_t* targets, size_t B, size_t Tn) {
+        const ModelConfig& c = config_;
+        if (Tn > c.context) fail("sequence length {} exceeds the model's context {}", Tn, c.context);
+        check_ids(inputs, B * Tn, "input");
+        if (targets) check_ids(targets, B * Tn, "target");
+        ensure_activations(B, Tn);
+        const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size, N = B * Tn;
+        Backend::upload(tokens_, inputs, N);
+        if (targets) Backend::upload(tokens_ + N, targets, N);
+        const ParamTensors<T>& p = p_;
+        Activations<T>& a = acts_;
+        const T eps = T(c.norm_eps);
+
+        Backend::embedding_forward(a.resid, tokens_, p.embed, N, C);
+        for (size_t l = 0; l < L; l++) {
+            const Activations<T> al = layer_acts(l);
+            attention_block_forward(p_layers_[l], al, B, Tn);
+            ffn_block_forward(p_layers_[l], al, N);
+        }
+        Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
+        Backend::matmul_forward(a.logits, a.final_norm, p.lm_head, N, C, V);
+        if (!targets) return 0.0;
+
+        Backend::crossentropy_forward(a.losses, a.logits, tokens_ + N, N, V);
+        std::vector<T> losses(N);
+        Backend::download(losses.data(), a.losses, N);
+        double sum = 0.0;
+        counted_ = 0;
+        for (size_t n = 0; n < N; n++)
+            if (targets[n] >= 0) {
+                sum += double(losses[n]);
+                counted_++;
+            }
+        has_targets_ = true;
+        return counted_ ? sum / double(counted_) : 0.0;
+    }
+
+    void zero_grad() { Backend::zero(grads_, table_.total()); }
+
+    // Backward of (scale x the mean loss) of the last forward; accumulates into the gradients.
+    // (scale = 1 / micro-batches for gradient accumulation.)
+    void backward(double scale = 1.0) {
+        if (!has_targets_) fail("backward() needs a forward() with targets first");
+        has_targets_ = false;  // the logits are about to be overwritten by their gradient
+        const ModelConfig& c = config_;
+        const size_t L = c.n_layers, C = c.d_model, V = c.vocab_size;
+        const size_t B = act_B_, Tn = act_T_, N = B * Tn;
+        const ParamTensors<T>& p = p_;
+        const ParamTensors<T>& g = g_;
+        Activations<T>& a = acts_;
+        const T dloss = counted_ ? T(scale / double(counted_)) : T(0);
+
+        // LM head and final norm. The logits buffer becomes dlogits.
+        Backend::crossentropy_backward(a.logits, a.logits, tokens_ + N, dloss, N, V);
+        Backend::zero(a.d_norm, N * C);
+        Backend::matmul_backward(a.d_norm, g.lm_head, a.logits, a.final_norm, p.lm_head, N, C, V);
+        Backend::zero(a.d_resid, N * C);
+        Backend::rmsnorm_backward(a.d_resid, g.final_norm, a.d_norm, a.resid + L * N * C, p.final_norm,
+                                  a.final_rstd, N, C);
+        // Blocks, last to first. d_resid holds dLoss/dx_{l+1} on entry and dLoss/dx_l on exit.
+        for (size_t l = L; l-- > 0;) {
+            const Activations<T> al = layer_acts(l);
+            ffn_block_backward(p_layers_[l], g_layers_[l], al, N);
+            attention_block_backward(p_layers_[l], g_layers_[l], al, B, Tn);
+        }
+        Backend::embedding_backward(g.embed, a.d_resid, tokens_, N, C);
+    }
+
+    // L2 norm of all gradients (in double, deterministic).
+    double grad_norm() const { return std::sqrt(Backend::sum_squares(grads_, table_.total())); }
+
+    // One AdamW update of every parameter (weight decay on all, docs/model.md) with the
+    // gradients multiplied by grad_scale (the clipping factor). step is 1-based.
+    void adamw_step(const AdamWHyper& hp, size_t step, double grad_scale) {
+        Backend::adamw_update(params_, grads_, adam_m_, adam_v_, table_.total(), hp, step, T(grad_scale));
+    }
+
+private:
+    // ---- the two sub-blocks of a layer, forward and backward, over layer l's views: pl, gl the
+    // parameters and gradients of block l (layer_view), al the activations of layer l (layer_acts),
+    // with al.resid = x_l (N, C), al.resid_mid = x_mid, al.resid + N C = x_{l+1}. ----
+
+    // Attention sub-block, forward:  x_mid = x + Wo . Attention(RoPE(Wqkv . RMSNorm(x)))
+    //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) -> attn_y (N, C) -> resid_mid (N, C)
+    void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
+        const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
+        Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
+        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.qkv_rope, B, Tn, C, H, config_.attention);
+        Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
+        Backend::residual_add(al.resid_mid, al.resid, N * C);
+    }
+
+    // Feed-forward sub-block, forward:  x_{l+1} = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
+    //   ffn_norm (N, C) -> ffn_fc (N, 2F) [gate | up] -> ffn_act (N, F) -> x_{l+1} (N, C)
+    void ffn_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
+        const size_t C = config_.d_model, F = config_.d_ffn;
+        T* x_next = al.resid + N * C;
+        Backend::rmsnorm_forward(al.ffn_norm, al.ffn_rstd, al.resid_mid, pl.ffn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
+        Backend::swiglu_forward(al.ffn_act, al.ffn_fc, N, F);
+        Backend::matmul_forward(x_next, al.ffn_act, pl.ffn_out, N, F, C);
+        Backend::residual_add(x_next, al.resid_mid, N * C);
+    }
+
+    // Feed-forward sub-block, backward. d_resid: dLoss/dx_{l+1} on entry (the residual passes it to
+    // x_mid unchanged), dLoss/dx_mid on exit (the branch's gradient added).
+    void ffn_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al, size_t N) {
+        const size_t C = config_.d_model, F = config_.d_ffn;
+        Backend::zero(al.d_ffn_act, N * F);
+        Backend::matmul_backward(al.d_ffn_act, gl.ffn_out, al.d_resid, al.ffn_act, pl.ffn_out, N, F, C);
+        Backend::zero(al.d_ffn_fc, N * 2 * F);
+        Backend::swiglu_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N, F);
+        Backend::zero(al.d_norm, N * C);
+        Backend::matmul_backward(al.d_norm, gl.ffn_in, al.d_ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
+        Backend::rmsnorm_backward(al.d_resid, gl.ffn_norm, al.d_norm, al.resid_mid, pl.ffn_norm, al.ffn_rstd, N, C);
+    }
+
+    // Attention sub-block, backward. d_resid: dLoss/dx_mid on entry, dLoss/dx_l on exit.
+    void attention_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
+                                  size_t B, size_t Tn) {
+        const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
+        Backend::zero(al.d_attn_y, N * C);
+        Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
+        Backend::zero(al.d_qkv_rope, N * 3 * C);
+        Backend::attention_backward(al.d_qkv_rope, al.d_attn_y, al.attn_y, al.qkv_rope, al.att, al.att_z, B, Tn, C, H,
+                                    config_.attention);
+        Backend::zero(al.d_qkv, N * 3 * C);
+        Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+        Backend::zero(al.d_norm, N * C);
+        Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        Backend::rmsnorm_backward(al.d_resid, gl.attn_norm, al.d_norm, al.resid, pl.attn_norm, al.attn_rstd, N, C);
+    }
+
+    // The activations with every per-layer buffer moved to layer l's slice (the others unchanged).
+    Activations<T> layer_acts(size_t l) const {
+        Activations<T> view = acts_;
+        for (const auto& [field, layer_numel] : act_layer_numel_) view.*field += l * layer_numel;
+        return view;
+    }
+
+    void check_ids(const int32_t* ids, size_t n, const char* what) const {
+        for (size_t i = 0; i < n; i++) {
+            const bool ignored_target = what[0] == 't' && ids[i] == -1;
+            if (!ignored_target && (ids[i] < 0 || size_t(ids[i]) >= config_.vocab_size))
+                fail("{} token id {} at position {} is outside the vocabulary (size {})", what, ids[i], i,
+                     config_.vocab_size);
+        }
+    }
+
+    // (Re)allocates the activations for B sequences of T tokens, all in one allocation.
+    void ensure_activations(size_t B, size_t Tn) {
+        if (B == act_B_ && Tn == act_T_) return;
+        Backend::release(act_memory_);
+        Backend::release(tokens_);
+        const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
+        const size_t H = config_.n_heads, N = B * Tn;
+        // Each buffer is added with the field that points at it (bound when added, not by position);
+        // a per-layer buffer is stacked over the layers, given one layer's shape.
+        TensorTable t;
+        std::vector<std::pair<T* Activations<T>::*, size_t>> bindings;  // (field, offset)
+        act_layer_numel_.clear();
+        using A = Activations<T>;
+        auto once = [&](T* A::*field, const char* name, std::vector<size_t> shape) {
+            bindings.push_back({field, t.add(name, std::move(shape))});
+        };
+        auto per_layer = [&](T* A::*field, const char* name, size_t layers, std::vector<size_t> layer_shape) {
+            size_t layer_numel = 1;
+            for (size_t s : layer_shape) layer_numel *= s;
+            act_layer_numel_.push_back({field, layer_numel});
+            layer_shape.insert(layer_shape.begin(), layers);
+            once(field, name, std::move(layer_shape));
+        };
+        per_layer(&A::resid, "resid", L + 1, {N, C});
+        per_layer(&A::resid_mid, "resid_mid", L, {N, C});
+        per_layer(&A::attn_norm, "attn_norm", L, {N, C});
+        per_layer(&A::attn_rstd, "attn_rstd", L, {N});
+        per_layer(&A::qkv, "qkv", L, {N, 3 * C});
+        per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
+        per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
+        per_layer(&A::att_z, "att_z", L, {B, H, Tn});
+        per_layer(&A::attn_y, "attn_y", L, {N, C});
+        per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
+        per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
+        per_layer(&A::ffn_fc, "ffn_fc", L, {N, 2 * F});
+        per_layer(&A::ffn_act, "ffn_act", L, {N, F});
+        once(&A::final_norm, "final_norm", {N, C});
+        once(&A::final_rstd, "final_rstd", {N});
+        once(&A::logits, "logits", {N, V});
+        once(&A::losses, "losses", {N});
+        once(&A::d_resid, "d_resid", {N, C});
+        once(&A::d_norm, "d_norm", {N, C});
+        once(&A::d_qkv_rope, "d_qkv_rope", {N, 3 * C});
+        once(&A::d_qkv, "d_qkv", {N, 3 * C});
+        once(&A::d_attn_y, "d_attn_y", {N, C});
+        once(&A::d_ffn_fc, "d_ffn_fc", {N, 2 * F});
+        once(&A::d_ffn_act, "d_ffn_act", {N, F});
+        act_memory_ = Backend::template alloc<T>(t.total());
+        act_total_ = t.total();
+        tokens_ = Backend::template alloc<int32_t>(2 * N);
+        for (const auto& [field, offset] : bindings) acts_.*field = act_memory_ + offset;
+        act_B_ = B;
+        act_T_ = Tn;
+        has_targets_ = false;
+    }
+
+    ModelConfig config_;
+    TensorTable table_;
+    T* params_ = nullptr;
+    T* grads_ = nullptr;
+    T* adam_m_ = nullptr;
+    T* adam_v_ = nullptr;
+    ParamTensors<T> p_{}, g_{};                        // parameters and gradients, by tensor
+    std::vector<ParamTensors<T>> p_layers_, g_layers_;  // the same for block l (layer_view)
+    T* rope_cos_ = nullptr;
+    T* rope_sin_ = nullptr;
+    T* act_memory_ = nullptr;
+    size_t act_total_ = 0;
+    int32_t* tokens_ = nullptr;  // (2, N): inputs then targets, on the backend
+    Activations<T> acts_{};
+    std::vector<std::pair<T* Activations<T>::*, size_t>> act_layer_numel_;  // per-layer buffers, one layer's size
+    size_t act_B_ = 0, act_T_ = 0;
+    size_t counted_ = 0;  // positions with a target in the last forward
+    bool has_targets_ = false;
+};
+
+}  // namespace sinklab

@@ -1,0 +1,46 @@
+// Reading what a training run leaves in its directory (written by `sinklab train --out DIR`):
+//   config.json    {"model": {...}, "train": {...}}
+//   metrics.jsonl  one JSON object per line: step, loss, lr, grad_norm, tokens_per_s; val_loss on
+//                  evaluation lines; sink_k (percentages, k = 1..) on sink-evaluation lines
+//   sink.json      optional: the sink report of the final model (sink.h's sink_report_json)
+// Runs may still be in progress: a torn last line of metrics.jsonl is dropped, not an error.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "util/json.h"
+
+namespace sinklab {
+
+struct RunData {
+    std::string dir;
+    Json config;                 // config.json
+    std::vector<Json> metrics;   // metrics.jsonl, one object per line
+    bool torn_last_line = false; // the last line was incomplete (run being written) and was dropped
+    bool has_sink_report = false;
+    Json sink_report;            // sink.json when present
+};
+
+// Reads metrics.jsonl. A last line that does not parse is taken as being written right now and
+// dropped (torn = true); any other bad line throws Error naming the file and the line number.
+std::vector<Json> read_metrics_jsonl(const std::string& path, bool* torn = nullptr);
+
+// Reads a run directory. Throws Error naming the run and the file when the directory,
+// config.json or metrics.jsonl is missing or unreadable; sink.json is optional.
+RunData read_run(const std::string& dir);
+
+// (step, value) pairs of one numeric key over the lines that have it (and a step).
+struct MetricSeries {
+    std::vector<double> step, value;
+};
+MetricSeries metric_series(const std::vector<Json>& metrics, const std::string& key);
+// The k-th entry (0-based) of a list-valued key, e.g. sink_k[0] = Sink_1, over the lines that have it.
+MetricSeries metric_list_series(const std::vector<Json>& metrics, const std::string& key, size_t index);
+
+// {"model": {"n_layers": 4}} -> {"model.n_layers": "4"}: every leaf as text (arrays as JSON text).
+std::map<std::string, std::string> flatten_json(const Json& json, const std::string& prefix = "");
+
+double median(std::vector<double> values);  // NaN for an empty list
+
+}  // namespace sinklab

@@ -1,0 +1,172 @@
+// The options of `sinklab train`, declared once (train_options()): each one's flag (also its key in
+// --config files), default, help, its key in the run's config.json, whether --resume may change it,
+// and how it is read from the command line and from / into config.json. cmd_train.cpp declares
+// the flags from this list, applies them in its order, and TrainOptions::to_json / from_json
+// write and read the run's options through it. Adding an option is one entry here (and a field of
+// TrainOptions or ModelConfig).
+#include <algorithm>
+
+#include "cli/cli.h"
+#include "train/train.h"
+#include "util/error.h"
+
+namespace sinklab {
+
+namespace {
+
+// A field of TrainOptions (or of its AdamW hyperparameters), by reference.
+template <typename V>
+using Field = V& (*)(TrainOptions&);
+
+// The value of a field of a const TrainOptions (Field gives write access; reading needs no copy).
+template <typename V>
+const V& read(const TrainOptions& o, Field<V> field) {
+    return field(const_cast<TrainOptions&>(o));
+}
+
+// Options stored in config.json's "train" object under `key`, typed: size, double, integer, string.
+TrainOption size_option(const char* flag, const char* def, const char* metavar, const char* help, const char* key,
+                        Field<size_t> field, bool resumable = false) {
+    return {flag, def, metavar, help, key, resumable, nullptr,
+            [=](TrainOptions& o, const ArgParser& a) { field(o) = a.get_size(flag); },
+            [=](const TrainOptions& o) { return Json(read(o, field)); },
+            [=](TrainOptions& o, const Json& j) { field(o) = size_t(j.as_int()); }};
+}
+TrainOption double_option(const char* flag, const char* def, const char* metavar, const char* help, const char* key,
+                          Field<double> field) {
+    return {flag, def, metavar, help, key, false, nullptr,
+            [=](TrainOptions& o, const ArgParser& a) { field(o) = a.get_double(flag); },
+            [=](const TrainOptions& o) { return Json(read(o, field)); },
+            [=](TrainOptions& o, const Json& j) { field(o) = j.as_number(); }};
+}
+TrainOption string_option(const char* flag, const char* def, const char* metavar, const char* help, const char* key,
+                          Field<std::string> field, const char* json_missing = nullptr) {
+    return {flag, def, metavar, help, key, false, json_missing,
+            [=](TrainOptions& o, const ArgParser& a) { field(o) = a.get(flag); },
+            [=](const TrainOptions& o) { return Json(read(o, field)); },
+            [=](TrainOptions& o, const Json& j) { field(o) = j.as_string(); }};
+}
+// An option of the model (stored in config.json's "model" object by model_config_to_json, not here).
+TrainOption model_option(const char* flag, const char* def, const char* metavar, const char* help,
+                         void (*apply)(ModelConfig&, const ArgParser&, const char*)) {
+    return {flag, def, metavar, help, nullptr, false, nullptr,
+            [=](TrainOptions& o, const ArgParser& a) { apply(o.model, a, flag); }, nullptr, nullptr};
+}
+
+std::vector<TrainOption> make_train_options() {
+    using O = TrainOptions;
+    std::vector<TrainOption> options = {
+        // ---- data and output ----
+        string_option("data", "", "PATTERN", "training shards: a file, a glob such as 'dir/train_*.bin', or a directory",
+                      "data", [](O& o) -> std::string& { return o.data; }),
+        string_option("val", "", "PATTERN", "validation shard(s), same forms as --data (none: no validation loss)", "val",
+                      [](O& o) -> std::string& { return o.val; }),
+        string_option("out", "runs/default", "DIR", "run directory: config.json, metrics.jsonl, checkpoints/", "out",
+                      [](O& o) -> std::string& { return o.out; }),
+        // ---- the model: the preset first, then what overrides it ----
+        {"preset", "small", "NAME", "model size: tiny, small, tinyllama-60m, tinyllama-1b", "preset", false, nullptr,
+         [](O& o, const ArgParser& a) {
+             o.preset = a.get("preset");
+             o.model = preset(o.preset);
+         },
+         [](const O& o) { return Json(o.preset); }, [](O& o, const Json& j) { o.preset = j.as_string(); }},
+        model_option("attention", "softmax", "NAME", "softmax, sigmoid, sigmoid-norm, elu, elu-norm",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention = parse_attention(a.get(f)); }),
+        model_option("sigmoid-bias", "0", "B", "b inside sigmoid(s + b) for the sigmoid variants",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.score_bias = a.get_double(f); }),
+        model_option("init", "paper", "NAME", "initialisation: paper (the paper's scheme, docs/model.md) or torch (framework defaults)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.init = parse_init(a.get(f)); }),
+        model_option("layers", "", "N", "override the preset's number of layers",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.n_layers = a.get_size(f); }),
+        model_option("heads", "", "N", "override the preset's number of heads",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.n_heads = a.get_size(f); }),
+        model_option("width", "", "N", "override the preset's model width",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.d_model = a.get_size(f); }),
+        model_option("ffn", "", "N", "override the preset's SwiGLU hidden size",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.d_ffn = a.get_size(f); }),
+        model_option("vocab", "", "N", "vocabulary size (default: prepare.json next to the shards, else the preset's)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.vocab_size = a.get_size(f); }),
+        model_option("context", "", "N", "override the preset's maximum context",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.context = a.get_size(f); }),
+        // ---- optimisation ----
+        size_option("steps", "1000", "N", "optimizer steps in total", "steps", [](O& o) -> size_t& { return o.steps; }, true),
+        size_option("batch", "16", "N", "sequences per micro-batch", "batch", [](O& o) -> size_t& { return o.batch; }),
+        size_option("seq", "256", "N", "tokens per sequence", "seq", [](O& o) -> size_t& { return o.seq; }),
+        size_option("grad-accum", "1", "N", "micro-batches per optimizer step", "grad_accum",
+                    [](O& o) -> size_t& { return o.grad_accum; }),
+        double_option("lr", "4e-4", "LR", "peak learning rate", "lr", [](O& o) -> double& { return o.adam.lr; }),
+        double_option("min-lr", "0", "LR", "final learning rate of the cosine schedule", "min_lr",
+                      [](O& o) -> double& { return o.min_lr; }),
+        size_option("warmup", "100", "N", "linear warmup steps", "warmup", [](O& o) -> size_t& { return o.warmup; }),
+        string_option("schedule", "constant", "NAME", "after warmup: constant or cosine", "schedule",
+                      [](O& o) -> std::string& { return o.schedule; }),
+        double_option("weight-decay", "0.1", "WD", "decoupled weight decay on all parameters", "weight_decay",
+                      [](O& o) -> double& { return o.adam.weight_decay; }),
+        double_option("beta1", "0.9", "B", "AdamW beta1", "beta1", [](O& o) -> double& { return o.adam.beta1; }),
+        double_option("beta2", "0.95", "B", "AdamW beta2", "beta2", [](O& o) -> double& { return o.adam.beta2; }),
+        double_option("adam-eps", "1e-8", "EPS", "AdamW epsilon", "adam_eps", [](O& o) -> double& { return o.adam.eps; }),
+        double_option("clip", "1.0", "NORM", "global gradient-norm clipping threshold (0: off)", "clip",
+                      [](O& o) -> double& { return o.clip; }),
+        {"seed", "1337", "N", "seed of the initialisation", "seed", false, nullptr,
+         [](O& o, const ArgParser& a) { o.seed = uint64_t(a.get_size("seed")); },
+         [](const O& o) { return Json(double(o.seed)); }, [](O& o, const Json& j) { o.seed = uint64_t(j.as_int()); }},
+        {"first-token", "", "ID", "start every sequence with this token id (a BOS; e.g. <|endoftext|>)", "first_token",
+         false, nullptr, [](O& o, const ArgParser& a) { o.first_token = a.get_int("first-token"); },
+         [](const O& o) { return Json(o.first_token); }, [](O& o, const Json& j) { o.first_token = j.as_int(); }},
+        // ---- evaluation, logging, checkpoints ----
+        size_option("eval-every", "100", "N", "validation loss every N steps (and at the end)", "eval_every",
+                    [](O& o) -> size_t& { return o.eval_every; }, true),
+        size_option("val-batches", "8", "N", "validation batches per evaluation", "val_batches",
+                    [](O& o) -> size_t& { return o.val_batches; }),
+        size_option("checkpoint-every", "0", "N", "checkpoint every N steps (always at the end)", "checkpoint_every",
+                    [](O& o) -> size_t& { return o.checkpoint_every; }, true),
+        {"log-every", "10", "N", "print a step line every N steps", "log_every", true, nullptr,
+         [](O& o, const ArgParser& a) { o.log_every = std::max<size_t>(1, a.get_size("log-every")); },
+         [](const O& o) { return Json(o.log_every); }, [](O& o, const Json& j) { o.log_every = size_t(j.as_int()); }},
+        size_option("sink-every", "0", "N", "measure Sink_1..10 on --probe every N steps (and at the end) into metrics.jsonl",
+                    "sink_every", [](O& o) -> size_t& { return o.sink_every; }, true),
+        string_option("probe", "", "FILE", "probe file for --sink-every (sinklab prepare writes probe.bin)", "probe",
+                      [](O& o) -> std::string& { return o.probe; }),
+        // ---- where it runs ----
+        string_option("device", "auto", "NAME", "cpu, cuda, or auto (cuda when a GPU is visible)", "device",
+                      [](O& o) -> std::string& { return o.device; }),
+        string_option("dtype", "auto", "NAME",
+                      "fp32, or bf16 (CUDA mixed precision: bf16 matmuls, fp32 master weights); auto: bf16 on cuda",
+                      "dtype", [](O& o) -> std::string& { return o.dtype; }, "fp32"),
+    };
+    return options;
+}
+
+}  // namespace
+
+const std::vector<TrainOption>& train_options() {
+    static const std::vector<TrainOption> options = make_train_options();
+    return options;
+}
+
+Json TrainOptions::to_json() const {
+    Json j = Json::object();
+    for (const TrainOption& opt : train_options())
+        if (opt.json_key) j[opt.json_key] = opt.write_json(*this);
+    j["tokens_per_step"] = tokens_per_step();
+    return j;
+}
+
+TrainOptions TrainOptions::from_json(const Json& j, const std::string& what) {
+    TrainOptions o;
+    try {
+        for (const TrainOption& opt : train_options()) {
+            if (!opt.json_key) continue;
+            if (!j.contains(opt.json_key) && opt.json_missing) {  // written before the option existed
+                opt.read_json(o, Json(opt.json_missing));
+                continue;
+            }
+            opt.read_json(o, j.at(opt.json_key));
+        }
+    } catch (const Error& e) {
+        fail("{}: bad training options: {}", what, e.what());
+    }
+    return o;
+}
+
+}  // namespace sinklab
