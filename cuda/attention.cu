@@ -175,7 +175,7 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
         float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
         const size_t rows = B * H * Tn;
         attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),
-                                                                    int(H), int(C / H));
+                                                                    int(H), int(C / H), a.spec);
         CUDA_CHECK_LAUNCH();
         a.delta = delta;
     }
@@ -191,7 +191,7 @@ void attention_weights(float* att, float* att_z, const float* qkv, size_t B, siz
     if (B == 0 || Tn == 0) return;
     const AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
     attention_weights_kernel<<<dim3(unsigned(Tn), unsigned(B * H)), 128>>>(att, att_z, qkv, a.T, a.C, a.H, a.D,
-                                                                           a.scale, spec);
+                                                                           a.scale, a.spec);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -55,14 +55,11 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
 // Tin = float: the CUDA-core kernels of kernels/attention.cuh; bf16: the mma.sync kernels of
 // attention_mma.cuh.
 template <typename Tin, int Dp>
-void run_case(const std::string& variant, double bias, size_t D, size_t T, size_t B, size_t H,
-              bool misalign = false) {
+void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H, bool misalign = false) {
     constexpr bool bf16 = std::is_same_v<Tin, __nv_bfloat16>;
     using K = std::conditional_t<bf16, attn::MmaCfg<Dp>, attn::Cfg<Dp>>;
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
-    AttentionSpec spec = parse_attention(variant);
-    spec.score_bias = bias;
     const auto qkv_storage = random_normal(B * T * 3 * C + 1, 7 + D + T, 1.5);
     const std::vector<float> qkv(qkv_storage.begin() + (misalign ? 1 : 0),
                                  qkv_storage.begin() + (misalign ? 1 : 0) + B * T * 3 * C);
@@ -99,7 +96,8 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     });
     const size_t rows = B * H * T;
     emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
-        attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D));
+        attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), int(B), int(T), int(C), int(H), int(D),
+                                     a.spec);
     });
     a.delta = spec.is_normalised() ? e_delta.data() : nullptr;
     if constexpr (bf16) {
@@ -112,7 +110,7 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
     CHECK(emu::g_violations == 0);
 
     const double eo = rel_err(e_out, out), ez = rel_err(e_z, z), ed = rel_err(e_dqkv, dqkv);
-    MESSAGE((bf16 ? "bf16 " : "fp32 ") << spec.name() << " bias " << bias << " D " << D << " T " << T
+    MESSAGE((bf16 ? "bf16 " : "fp32 ") << spec.describe() << " D " << D << " T " << T
                                         << ": rel err out " << eo << " Z " << ez << " dqkv " << ed);
     CHECK(eo <= tol);
     CHECK(ez <= tol);
@@ -123,34 +121,72 @@ void run_case(const std::string& variant, double bias, size_t D, size_t T, size_
         std::vector<float> w(att.size(), nan), wz(z.size(), nan);
         emu::launch({unsigned(T), unsigned(B * H), 1}, 128, 0, [&] {
             attn::attention_weights_kernel(w.data(), wz.data(), qkv_ptr, int(T), int(C), int(H), int(D), a.scale,
-                                           spec);
+                                           a.spec);
         });
         CHECK(rel_err(w, att) <= 2e-5);
         CHECK(rel_err(wz, z) <= 2e-5);
     }
 }
 
+// The named attention with one field changed: variant("sigmoid", &AttentionSpec::score_bias, -2.0).
+AttentionSpec variant(const std::string& name) { return parse_attention(name); }
+template <typename Field, typename Value>
+AttentionSpec variant(const std::string& name, Field AttentionSpec::*field, Value value) {
+    AttentionSpec spec = parse_attention(name);
+    spec.*field = Field(value);
+    return spec;
+}
+AttentionSpec masked(const std::string& name, MaskKind mask, int size) {
+    AttentionSpec spec = parse_attention(name);
+    spec.mask = mask;
+    (mask == MaskKind::window ? spec.window : spec.prefix) = size;
+    return spec;
+}
+
 }  // namespace
 
 TEST_CASE("emulated attention kernels, fp32 path, every variant") {
-    for (const std::string& v : attention_names()) {
-        run_case<float, 64>(v, 0.0, 64, 70, 1, v == "softmax" ? 2 : 1);
-        if (v == "sigmoid") run_case<float, 64>(v, -2.0, 64, 70, 1, 1);
+    for (const std::string& v : attention_names()) run_case<float, 64>(variant(v), 64, 70, 1, v == "softmax" ? 2 : 1);
+    run_case<float, 64>(variant("sigmoid", &AttentionSpec::score_bias, -2.0), 64, 70, 1, 1);
+    run_case<float, 64>(variant("softmax", &AttentionSpec::softmax_alpha, 0.5), 64, 70, 1, 1);
+    run_case<float, 16>(variant("softmax"), 8, 33, 2, 1);   // padded head dim, two batches
+    run_case<float, 96>(variant("elu-norm"), 96, 5, 1, 1);   // shorter than one tile
+    run_case<float, 64>(variant("softmax"), 64, 40, 1, 1, true);  // unaligned: scalar loads
+}
+
+TEST_CASE("emulated attention kernels, fp32 path, window and prefix masks") {
+    // windows shorter than a tile (whole key tiles skipped), of one key, and longer than T
+    for (int w : {20, 1, 100}) {
+        run_case<float, 64>(masked("softmax", MaskKind::window, w), 64, 100, 1, 1);
+        run_case<float, 64>(masked("sigmoid-norm", MaskKind::window, w), 64, 100, 1, 1);
     }
-    run_case<float, 16>("softmax", 0.0, 8, 33, 2, 1);   // padded head dim, two batches
-    run_case<float, 96>("elu-norm", 0.0, 96, 5, 1, 1);   // shorter than one tile
-    run_case<float, 64>("softmax", 0.0, 64, 40, 1, 1, true);  // unaligned: scalar loads
+    // a prefix inside one tile, across tiles, and longer than the sequence (all tokens see all)
+    for (int p : {5, 45, 200}) {
+        run_case<float, 64>(masked("softmax", MaskKind::prefix, p), 64, 100, 1, 1);
+        run_case<float, 64>(masked("elu", MaskKind::prefix, p), 64, 100, 1, 1);
+    }
 }
 
 TEST_CASE("emulated attention kernels, bf16 mma.sync path, every variant") {
-    for (const std::string& v : attention_names()) {
-        run_case<__nv_bfloat16, 64>(v, 0.0, 64, 130, 1, v == "softmax" ? 2 : 1);
-        if (v == "sigmoid") run_case<__nv_bfloat16, 64>(v, -2.0, 64, 130, 1, 1);
+    for (const std::string& v : attention_names())
+        run_case<__nv_bfloat16, 64>(variant(v), 64, 130, 1, v == "softmax" ? 2 : 1);
+    run_case<__nv_bfloat16, 64>(variant("sigmoid", &AttentionSpec::score_bias, -2.0), 64, 130, 1, 1);
+    run_case<__nv_bfloat16, 64>(variant("softmax", &AttentionSpec::softmax_alpha, 2.0), 64, 130, 1, 1);
+    run_case<__nv_bfloat16, 32>(variant("softmax"), 24, 70, 2, 1);
+    run_case<__nv_bfloat16, 128>(variant("sigmoid-norm"), 128, 64, 1, 1);
+    run_case<__nv_bfloat16, 96>(variant("softmax"), 96, 65, 1, 1);
+    run_case<__nv_bfloat16, 128>(variant("sigmoid"), 128, 70, 1, 1, true);  // unaligned: scalar loads
+}
+
+TEST_CASE("emulated attention kernels, bf16 mma.sync path, window and prefix masks") {
+    for (int w : {20, 1, 100}) {
+        run_case<__nv_bfloat16, 64>(masked("softmax", MaskKind::window, w), 64, 150, 1, 1);
+        run_case<__nv_bfloat16, 64>(masked("sigmoid", MaskKind::window, w), 64, 150, 1, 1);
     }
-    run_case<__nv_bfloat16, 32>("softmax", 0.0, 24, 70, 2, 1);
-    run_case<__nv_bfloat16, 128>("sigmoid-norm", 0.0, 128, 64, 1, 1);
-    run_case<__nv_bfloat16, 96>("softmax", 0.0, 96, 65, 1, 1);
-    run_case<__nv_bfloat16, 128>("sigmoid", 0.0, 128, 70, 1, 1, true);  // unaligned: scalar loads
+    for (int p : {5, 70, 200}) {
+        run_case<__nv_bfloat16, 64>(masked("softmax", MaskKind::prefix, p), 64, 150, 1, 1);
+        run_case<__nv_bfloat16, 64>(masked("elu-norm", MaskKind::prefix, p), 64, 150, 1, 1);
+    }
 }
 
 TEST_CASE("emulated element-wise and row-wise kernels") {

@@ -63,38 +63,72 @@ void report_accumulation(const std::string& what, double err) {
 }
 
 struct Variant {
-    std::string name;
-    double bias;
-    std::string label() const { return bias == 0.0 ? name : name + " (bias " + std::to_string(bias) + ")"; }
-    AttentionSpec spec() const {
-        AttentionSpec s = parse_attention(name);
-        s.score_bias = bias;
-        return s;
-    }
+    AttentionSpec s;
+    std::string label() const { return s.describe(); }
+    AttentionSpec spec() const { return s; }
 };
 
+// The named attention with its sigmoid bias, softmax alpha and mask.
+Variant variant(const std::string& name, double bias = 0.0, double alpha = 1.0, MaskKind mask = MaskKind::causal,
+                int size = 0) {
+    AttentionSpec s = parse_attention(name);
+    s.score_bias = bias;
+    s.softmax_alpha = alpha;
+    s.mask = mask;
+    if (mask == MaskKind::window) s.window = size;
+    if (mask == MaskKind::prefix) s.prefix = size;
+    return {s};
+}
+
+// Every score function and normaliser, the sigmoid bias, the softmax alpha, and the window and
+// prefix masks (a window of 2 and a prefix of 3 at T = 5).
 const std::vector<Variant>& all_variants() {
-    static const std::vector<Variant> v = {{"softmax", 0.0},      {"sigmoid", 0.0},  {"sigmoid-norm", 0.0},
-                                           {"elu", 0.0},          {"elu-norm", 0.0}, {"sigmoid", -1.5},
-                                           {"sigmoid-norm", -1.5}};
+    static const std::vector<Variant> v = {
+        variant("softmax"),
+        variant("sigmoid"),
+        variant("sigmoid-norm"),
+        variant("elu"),
+        variant("elu-norm"),
+        variant("sigmoid", -1.5),
+        variant("sigmoid-norm", -1.5),
+        variant("softmax", 0.0, 0.5),
+        variant("softmax", 0.0, 1.0, MaskKind::window, 2),
+        variant("sigmoid-norm", 0.0, 1.0, MaskKind::window, 2),
+        variant("elu", 0.0, 1.0, MaskKind::window, 2),
+        variant("softmax", 0.0, 2.0, MaskKind::prefix, 3),
+        variant("sigmoid", -1.5, 1.0, MaskKind::prefix, 3),
+        variant("elu-norm", 0.0, 1.0, MaskKind::prefix, 3),
+    };
     return v;
 }
 
+// Whether query i may attend to key j, written from the definitions (docs/attention.md, "Masks"),
+// independently of attention_variant.h.
+bool reference_allowed(const AttentionSpec& spec, size_t i, size_t j) {
+    switch (spec.mask) {
+        case MaskKind::window: return j <= i && j + size_t(spec.window) > i;
+        case MaskKind::prefix: return j <= i || j < size_t(spec.prefix);
+        case MaskKind::causal: break;
+    }
+    return j <= i;
+}
+
 // An independent, straightforward evaluation of docs/attention.md for one (b, h, i) row, in long
-// double: returns the unnormalised similarities g_ij (j <= i).
+// double: returns the unnormalised similarities g_ij for every key j (0 where i may not attend).
 std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size_t i, size_t Tq, size_t Cq,
                                         size_t Hq, const AttentionSpec& spec) {
     const size_t Dq = Cq / Hq;
-    std::vector<long double> s(i + 1);
-    for (size_t j = 0; j <= i; j++) {
+    std::vector<long double> s(Tq);
+    for (size_t j = 0; j < Tq; j++) {
         long double dotqk = 0;
         for (size_t d = 0; d < Dq; d++)
             dotqk += (long double)qkv[(b * Tq + i) * 3 * Cq + h * Dq + d] *
                      (long double)qkv[(b * Tq + j) * 3 * Cq + Cq + h * Dq + d];
         s[j] = dotqk / std::sqrt((long double)Dq);
     }
-    std::vector<long double> g(i + 1);
-    for (size_t j = 0; j <= i; j++) {
+    std::vector<long double> g(Tq, 0.0L);
+    for (size_t j = 0; j < Tq; j++) {
+        if (!reference_allowed(spec, i, j)) continue;
         switch (spec.score) {
             case ScoreFunction::exp:
                 g[j] = std::exp(s[j]);
@@ -285,6 +319,35 @@ TEST_CASE("gradcheck: attention, every variant (dqkv)") {
     }
 }
 
+TEST_CASE("gradcheck: attention with window and prefix masks over several query blocks (dqkv)") {
+    // T = 150 spans three of the CPU's query blocks (kAttentionQueryBlock = 64), so the blocks that
+    // start after the window (keys from keys_seen(first row).begin) and the prefix's bidirectional
+    // block are both exercised. One head of width 4 keeps the finite differences cheap.
+    const size_t Bl = 1, Tl = 150, Cl = 4, Hl = 1, Nl = Bl * Tl;
+    for (const Variant& var : {variant("softmax", 0.0, 1.0, MaskKind::window, 20),
+                               variant("sigmoid-norm", 0.0, 1.0, MaskKind::window, 70),
+                               variant("softmax", 0.0, 1.0, MaskKind::prefix, 70),
+                               variant("elu", 0.0, 1.0, MaskKind::prefix, 100)}) {
+        CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
+        std::mt19937_64 rng(107);
+        Vec qkv = random_vector(rng, Nl * 3 * Cl, -1.5, 1.5), R = random_vector(rng, Nl * Cl);
+        Vec out(Nl * Cl), att(Bl * Hl * Tl * Tl, 7.0), att_z(Bl * Hl * Tl);
+        auto loss = [&] {
+            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec);
+            return dot(out, R);
+        };
+        loss();
+        size_t mask_errors = 0;
+        for (size_t i = 0; i < Tl; i++)
+            for (size_t j = 0; j < Tl; j++) mask_errors += (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
+        CHECK(mask_errors == 0);
+        Vec dqkv(Nl * 3 * Cl, 0.0);
+        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
+        report("attention T=150 " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
+    }
+}
+
 TEST_CASE("gradcheck: swiglu (dfc)") {
     std::mt19937_64 rng(106);
     Vec fc = random_vector(rng, N * 2 * F, -3.0, 3.0), R = random_vector(rng, N * F), out(N * F);
@@ -374,7 +437,7 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                     long double z = 1;
                     if (spec.score == ScoreFunction::exp) {
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
-                        z = sum;
+                        z = sum / (long double)spec.softmax_alpha;
                     } else if (spec.normalizer == Normalizer::sum) {
                         z = sum + 1e-8L;
                         max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - z) / z));
@@ -382,11 +445,11 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                     }
                     const double* w = att.data() + ((b * H + h) * Tn + i) * Tn;
-                    for (size_t j = 0; j <= i; j++)
-                        max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / (g[j] / z)));
+                    for (size_t j = 0; j < Tn; j++)
+                        if (g[j] != 0) max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / (g[j] / z)));
                     for (size_t d = 0; d < D; d++) {
                         long double o = 0, scale = 0;
-                        for (size_t j = 0; j <= i; j++) {
+                        for (size_t j = 0; j < Tn; j++) {
                             const long double vj = qkv[(b * Tn + j) * 3 * C + 2 * C + h * D + d];
                             o += g[j] / z * vj;
                             scale += std::fabs(g[j] / z * vj);
@@ -400,7 +463,7 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
     }
 }
 
-TEST_CASE("attention forward: causal mask entries are exactly 0, every variant") {
+TEST_CASE("attention forward: masked entries are exactly 0, the others not, every variant and mask") {
     for (const Variant& var : all_variants()) {
         CAPTURE(var.label());
         std::mt19937_64 rng(202);
@@ -411,7 +474,8 @@ TEST_CASE("attention forward: causal mask entries are exactly 0, every variant")
         size_t bad = 0;
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++)
-                for (size_t j = i + 1; j < Tn; j++) bad += att[(bh * Tn + i) * Tn + j] != 0.0;
+                for (size_t j = 0; j < Tn; j++)
+                    bad += (att[(bh * Tn + i) * Tn + j] != 0.0) != reference_allowed(var.spec(), i, j);
         CHECK(bad == 0);
     }
 }
@@ -490,10 +554,10 @@ TEST_CASE("attention forward: att_z semantics") {
             for (size_t i = 0; i < Tn; i++) {
                 const double z = att_z[bh * Tn + i];
                 double row = 0;
-                for (size_t j = 0; j <= i; j++) row += att[(bh * Tn + i) * Tn + j];
-                if (spec.score == ScoreFunction::exp) {
+                for (size_t j = 0; j < Tn; j++) row += att[(bh * Tn + i) * Tn + j];
+                if (spec.score == ScoreFunction::exp) {  // each row sums to alpha
                     CHECK(z == 1.0);
-                    CHECK(row == doctest::Approx(1.0).epsilon(1e-14));
+                    CHECK(row == doctest::Approx(spec.softmax_alpha).epsilon(1e-14));
                 } else if (spec.normalizer == Normalizer::none) {
                     CHECK(z == 1.0);
                 } else {

@@ -112,6 +112,55 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
+TEST_CASE("window, prefix and alpha: recorded in config.json, resumed exactly") {
+    TempDir dir("masks");
+    write_data(dir);
+    REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
+    for (const std::string knob : {"window", "prefix", "alpha"}) {
+        CAPTURE(knob);
+        auto run = [&](const std::string& name, size_t steps) {
+            TrainOptions o = tiny_run(dir, knob + "_" + name);
+            if (knob == "window") o.model.attention.window = 3, o.model.attention.mask = MaskKind::window;
+            if (knob == "prefix") o.model.attention.prefix = 5, o.model.attention.mask = MaskKind::prefix;
+            if (knob == "alpha") o.model.attention.softmax_alpha = 0.5;
+            o.steps = steps;
+            return o;
+        };
+        REQUIRE(run_training(run("straight", 20), false) == 0);
+        REQUIRE(run_training(run("split", 10), false) == 0);
+        REQUIRE(run_training(run("split", 20), true) == 0);
+        CHECK(metric_values(dir / (knob + "_straight"), "loss") == metric_values(dir / (knob + "_split"), "loss"));
+        CHECK(final_weights(dir / (knob + "_straight")) == final_weights(dir / (knob + "_split")));
+        // The run's config.json and the checkpoint's metadata both carry the knob.
+        const std::string config_path = dir / (knob + "_straight") + "/config.json";
+        const ModelConfig from_config = model_config_from_json(Json::parse(read_file(config_path)).at("model"), "config");
+        const ModelConfig from_weights = load_safetensors(resolve_weights_path(dir / (knob + "_straight"))).config;
+        for (const ModelConfig& m : {from_config, from_weights}) {
+            CHECK(m.attention.describe() == run("", 1).model.attention.describe());
+            CHECK(m.attention.window == run("", 1).model.attention.window);
+            CHECK(m.attention.prefix == run("", 1).model.attention.prefix);
+            CHECK(m.attention.softmax_alpha == run("", 1).model.attention.softmax_alpha);
+        }
+        // A masked model trains differently from the causal one.
+        CHECK(metric_values(dir / (knob + "_straight"), "loss") != metric_values(dir / "causal", "loss"));
+    }
+}
+
+TEST_CASE("prefix LM: the loss counts positions >= P - 1 only") {
+    AttentionSpec spec;
+    std::vector<int32_t> targets(2 * 6, 7);
+    drop_prefix_targets(targets.data(), 2, 6, spec);  // causal: unchanged
+    CHECK(targets == std::vector<int32_t>(12, 7));
+    spec.mask = MaskKind::prefix;
+    spec.prefix = 3;
+    drop_prefix_targets(targets.data(), 2, 6, spec);
+    CHECK(targets == std::vector<int32_t>{-1, -1, 7, 7, 7, 7, -1, -1, 7, 7, 7, 7});
+    spec.prefix = 1;  // a prefix of one token drops nothing
+    std::vector<int32_t> all(6, 7);
+    drop_prefix_targets(all.data(), 1, 6, spec);
+    CHECK(all == std::vector<int32_t>(6, 7));
+}
+
 TEST_CASE("learning-rate schedule: warmup, constant and cosine") {
     TrainOptions o;
     o.adam.lr = 1e-3;
@@ -227,6 +276,12 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --lr abc", "--lr: expected a number");
     expect_error("--preset tiny --bogus 1", "unknown option --bogus");
     expect_error("--preset tiny --vocab 10", "outside the model's vocabulary (size 10)");
+    expect_error("--preset tiny --window 4 --prefix 2", "--window (4) and --prefix (2) cannot be combined");
+    expect_error("--preset tiny --attention sigmoid --softmax-alpha 0.5",
+                 "--softmax-alpha (0.5) applies only to --attention softmax (got --attention sigmoid)");
+    expect_error("--preset tiny --softmax-alpha 0", "--softmax-alpha must be a positive number");
+    expect_error("--preset tiny --prefix 9", "--prefix 9 is longer than --seq 8");
+    expect_error("--preset tiny --attention elu --sigmoid-bias 1", "--sigmoid-bias (1) applies only to");
 
     // Shards: truncated, wrong magic, empty pattern.
     std::string shard = testing::slurp(dir / "train.bin");

@@ -53,7 +53,7 @@ inline AttnArgs attention_args(const float* qkv, size_t Tn, size_t C, size_t H, 
     a.H = int(H);
     a.D = int(C / H);
     a.scale = float(1.0 / std::sqrt(double(C / H)));
-    a.spec = spec;
+    a.spec = for_length(spec, int(Tn));
     return a;
 }
 
@@ -281,9 +281,10 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
         if (qi < T) {
             const size_t r = size_t(bh) * T + qi;
             if constexpr (kIsSoftmax) {
-                a.lse[r] = m + logf(l);
+                const float zl = row_normaliser(a.spec, l);
+                a.lse[r] = m + logf(zl);
                 a.z[r] = 1.0f;
-                inv = l > 0.0f ? 1.0f / l : 0.0f;
+                inv = l > 0.0f ? 1.0f / zl : 0.0f;
             } else {
                 const float zi = row_normaliser(a.spec, l);
                 a.lse[r] = 0.0f;
@@ -454,9 +455,9 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_backward_q_kernel(AttnA
     }
 }
 
-// Delta_i = dO_i . O_i per (b, h, i): one warp per row.
+// Delta_i = row_delta(dO_i . O_i) per (b, h, i): one warp per row.
 __global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, int B, int T, int C, int H,
-                                       int D) {
+                                       int D, AttentionSpec spec) {
     const size_t w = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
     const int lane = int(threadIdx.x) % 32;
     if (w >= size_t(B) * T * H) return;
@@ -468,7 +469,7 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
     float s = 0.0f;
     for (int d = lane; d < D; d += 32) s += x[d] * y[d];
     s = warp_sum(s);
-    if (lane == 0) delta[(b * H + h) * T + t] = s;
+    if (lane == 0) delta[(b * H + h) * T + t] = row_delta(spec, s);
 }
 
 // The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets

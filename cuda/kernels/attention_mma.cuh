@@ -216,8 +216,9 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
         const float sum = quad_sum(l[r]);
         float inv = 1.0f, lse = 0.0f, z = 1.0f;
         if constexpr (kIsSoftmax) {
-            inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-            lse = m[r] * kLn2 + logf(sum);
+            const float zl = row_normaliser(a.spec, sum);
+            inv = sum > 0.0f ? 1.0f / zl : 0.0f;
+            lse = m[r] * kLn2 + logf(zl);
         } else {
             z = row_normaliser(a.spec, sum);
             inv = 1.0f / z;

@@ -128,7 +128,7 @@ int cmd_sink(int argc, char** argv) {
     CpuBackend<float>::upload(model.params(), weights.params.data(), weights.params.size());
 
     const SinkReport report = measure_model_sinks(model, probe, options, args.get_size("batch"));
-    fmt::print("checkpoint {} ({} attention)\n", weights_path, config.attention.name());
+    fmt::print("checkpoint {} ({} attention)\n", weights_path, config.attention.describe());
     fmt::print("{}", format_sink_report(report));
 
     if (args.has("json")) {

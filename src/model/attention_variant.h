@@ -15,9 +15,10 @@
 //
 // Where the variants of the later issues land (the places this header leaves for them):
 //   score function  sim and sim_grad                    (kernel feature maps: identity on phi(q).phi(k))
-//   normaliser      row_normaliser and score_grad       (alpha-scaled softmax, max(|sum|, 1), softpick)
+//   normaliser      row_normaliser, row_delta and       (max(|sum|, 1), softpick; the alpha-scaled
+//                   score_grad                           softmax is there)
 //   score bias      score_bias(h, i, j)                 (ALiBi, T5 buckets)
-//   mask            keys_seen, queries_seeing,          (sliding window, prefix LM)
+//   mask            keys_seen, queries_seeing,          (causal, sliding window and prefix LM are there)
 //                   key_visible, block_fully_visible
 //   extra slot      an extra key joining every row      (sink token, K/V biases, a learned sink logit)
 // The masks must keep both ranges monotone: keys_seen(i).begin and .end never decrease with i, and
@@ -52,8 +53,12 @@ enum class ScoreFunction : int { exp, sigmoid, elu };
 //   none:    Z = 1 (the weights are g itself and need not sum to one)
 enum class Normalizer : int { softmax, sum, none };
 
-// Which keys a query sees. causal: keys 0 .. i.
-enum class MaskKind : int { causal };
+// Which keys a query i sees.
+//   causal:  keys 0 .. i
+//   window:  the last w keys up to i, i itself included: keys max(0, i - w + 1) .. i
+//   prefix:  a prefix LM with prefix p: keys 0 .. max(i, p - 1). The first p tokens see each other
+//            (bidirectional); every later token sees the whole prefix and the keys up to itself.
+enum class MaskKind : int { causal, window, prefix };
 
 // The epsilon of the sum normaliser.
 constexpr double kAttentionNormEps = 1e-8;
@@ -62,10 +67,15 @@ struct AttentionSpec {
     ScoreFunction score = ScoreFunction::exp;
     Normalizer normalizer = Normalizer::softmax;
     double score_bias = 0.0;  // b added to every score (`--sigmoid-bias`; the sigmoid variants only)
+    double softmax_alpha = 1.0;  // softmax only: the weights of a row sum to alpha (`--softmax-alpha`)
     MaskKind mask = MaskKind::causal;
+    int window = 0;  // keys per query of the window mask (`--window`)
+    int prefix = 0;  // prefix length of the prefix mask (`--prefix`)
 
     // The command-line name: "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm".
     std::string name() const;
+    // The name with every setting that differs from the default, e.g. "softmax, window 64".
+    std::string describe() const;
     // True when the weights are not a probability distribution: the sink metric then uses
     // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
     SINKLAB_HD bool needs_proxy() const { return !is_normalised(); }
@@ -78,20 +88,50 @@ struct AttentionSpec {
 
 // ------------------------------------------------------------------------------------------------
 // The mask: the keys [begin, end) that a query sees, and the queries that see a key.
+//
+// The functions below assume a prefix no longer than the sequence: the attention operations first
+// call for_length(spec, T), which shortens a longer prefix to T (all tokens then see each other).
 struct IndexRange {
     int begin, end;
 };
 
-SINKLAB_HD IndexRange keys_seen(const AttentionSpec& /*spec*/, int i) { return {0, i + 1}; }
-SINKLAB_HD IndexRange queries_seeing(const AttentionSpec& /*spec*/, int j, int T) { return {j, T}; }
+SINKLAB_HD int max_of(int a, int b) { return a > b ? a : b; }
+SINKLAB_HD int min_of(int a, int b) { return a < b ? a : b; }
+
+// The spec as it applies to a sequence of T tokens.
+SINKLAB_HD AttentionSpec for_length(AttentionSpec spec, int T) {
+    if (spec.mask == MaskKind::prefix) spec.prefix = min_of(spec.prefix, T);
+    return spec;
+}
+
+SINKLAB_HD IndexRange keys_seen(const AttentionSpec& spec, int i) {
+    switch (spec.mask) {
+        case MaskKind::window: return {max_of(0, i - spec.window + 1), i + 1};
+        case MaskKind::prefix: return {0, max_of(i + 1, spec.prefix)};
+        case MaskKind::causal: break;
+    }
+    return {0, i + 1};
+}
+SINKLAB_HD IndexRange queries_seeing(const AttentionSpec& spec, int j, int T) {
+    switch (spec.mask) {
+        case MaskKind::window: return {j, min_of(T, j + spec.window)};
+        case MaskKind::prefix: return {j < spec.prefix ? 0 : j, T};
+        case MaskKind::causal: break;
+    }
+    return {j, T};
+}
 SINKLAB_HD bool key_visible(const AttentionSpec& spec, int i, int j) {
     const IndexRange keys = keys_seen(spec, i);
     return j >= keys.begin && j < keys.end;
 }
 // True when every query in [i_first, i_last] sees every key in [j_first, j_last], so that a kernel
 // may skip the per-element mask on that tile.
-SINKLAB_HD bool block_fully_visible(const AttentionSpec& /*spec*/, int i_first, int /*i_last*/, int /*j_first*/,
-                                    int j_last) {
+SINKLAB_HD bool block_fully_visible(const AttentionSpec& spec, int i_first, int i_last, int j_first, int j_last) {
+    switch (spec.mask) {
+        case MaskKind::window: return j_last <= i_first && j_first >= i_last - spec.window + 1;
+        case MaskKind::prefix: return j_last <= i_first || j_last < spec.prefix;
+        case MaskKind::causal: break;
+    }
     return j_last <= i_first;
 }
 
@@ -149,7 +189,8 @@ SINKLAB_HD T sim_grad(ScoreFunction f, T g) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The normaliser Z_i from a row's sum of g (for softmax: the sum of exp(s - max)).
+// The normaliser Z_i from a row's sum of g (for softmax: the sum of exp(s - max); dividing by
+// sum / alpha makes the row sum to alpha).
 template <typename T>
 SINKLAB_HD T row_normaliser(const AttentionSpec& spec, T sum) {
     switch (spec.normalizer) {
@@ -157,12 +198,19 @@ SINKLAB_HD T row_normaliser(const AttentionSpec& spec, T sum) {
         case Normalizer::none: return T(1);
         case Normalizer::softmax: break;
     }
-    return sum;
+    return sum / T(spec.softmax_alpha);
+}
+
+// Delta_i as score_grad needs it, from dot = sum_j w_ij dw_ij (= dO_i . O_i):
+//   softmax with alpha: w = alpha p, and the gradient through the softmax needs sum_j p_ij dw_ij.
+template <typename T>
+SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot) {
+    return spec.normalizer == Normalizer::softmax ? dot / T(spec.softmax_alpha) : dot;
 }
 
 // The gradient of the loss with respect to the score, times `scale` (ready for dq and dk), from
-//   dw    = dL/dw_ij,  w = w_ij,  g = g_ij,  inv_z = 1 / Z_i,  delta = Delta_i = sum_j' w_ij' dw_ij':
-//   softmax: ds = w (dw - delta)
+//   dw    = dL/dw_ij,  w = w_ij,  g = g_ij,  inv_z = 1 / Z_i,  delta = row_delta(sum_j' w_ij' dw_ij'):
+//   softmax: ds = w (dw - delta)          (alpha p (dw - sum_j' p dw), p the plain softmax)
 //   sum:     ds = (dw - delta) / Z g'(g)
 //   none:    ds = dw g'(g)
 template <typename T>

@@ -17,6 +17,31 @@ std::string AttentionSpec::name() const {
     return "?";
 }
 
+std::string AttentionSpec::describe() const {
+    std::string text = name();
+    if (score_bias != 0.0) text += fmt::format(", sigmoid bias {}", score_bias);
+    if (softmax_alpha != 1.0) text += fmt::format(", alpha {}", softmax_alpha);
+    if (mask == MaskKind::window) text += fmt::format(", window {}", window);
+    if (mask == MaskKind::prefix) text += fmt::format(", prefix {}", prefix);
+    return text;
+}
+
+std::string mask_name(MaskKind mask) {
+    switch (mask) {
+        case MaskKind::window: return "window";
+        case MaskKind::prefix: return "prefix";
+        case MaskKind::causal: break;
+    }
+    return "causal";
+}
+
+MaskKind parse_mask(const std::string& name) {
+    if (name == "causal") return MaskKind::causal;
+    if (name == "window") return MaskKind::window;
+    if (name == "prefix") return MaskKind::prefix;
+    fail("unknown mask '{}' (valid: causal, window, prefix)", name);
+}
+
 const std::vector<std::string>& attention_names() {
     static const std::vector<std::string> names = {"softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"};
     return names;
@@ -48,6 +73,30 @@ InitScheme parse_init(const std::string& name) {
 
 std::string init_name(InitScheme init) { return init == InitScheme::paper ? "paper" : "torch"; }
 
+namespace {
+
+// The softmax alpha and the mask (docs/attention.md, "Masks" and "Scaled softmax").
+void validate_attention_knobs(const AttentionSpec& a) {
+    if (!(a.softmax_alpha > 0.0) || !std::isfinite(a.softmax_alpha))
+        fail("invalid model configuration: --softmax-alpha must be a positive number (got {})", a.softmax_alpha);
+    if (a.softmax_alpha != 1.0 && !a.is_softmax())
+        fail("invalid model configuration: --softmax-alpha ({}) applies only to --attention softmax (got --attention {})",
+             a.softmax_alpha, a.name());
+    if (a.window < 0 || a.prefix < 0)
+        fail("invalid model configuration: --window and --prefix must not be negative");
+    if (a.window > 0 && a.prefix > 0)
+        fail("invalid model configuration: --window ({}) and --prefix ({}) cannot be combined (one mask per model)",
+             a.window, a.prefix);
+    const bool consistent = (a.mask == MaskKind::causal && a.window == 0 && a.prefix == 0) ||
+                            (a.mask == MaskKind::window && a.window > 0) || (a.mask == MaskKind::prefix && a.prefix > 0);
+    if (!consistent)
+        fail("invalid model configuration: mask '{}' with window {} and prefix {} (a window mask needs window >= 1, "
+             "a prefix mask prefix >= 1, the causal mask neither)",
+             mask_name(a.mask), a.window, a.prefix);
+}
+
+}  // namespace
+
 void ModelConfig::validate() const {
     auto positive = [](const char* field, size_t value) {
         if (value == 0) fail("invalid model configuration: {} must be positive (got 0)", field);
@@ -71,6 +120,7 @@ void ModelConfig::validate() const {
         fail("invalid model configuration: --sigmoid-bias ({}) applies only to --attention sigmoid or sigmoid-norm "
              "(got --attention {})",
              attention.score_bias, attention.name());
+    validate_attention_knobs(attention);
 }
 
 // Both counts come from the parameter declarations (params.h).
@@ -123,6 +173,10 @@ Json model_config_to_json(const ModelConfig& c) {
     j["rope_base"] = c.rope_base;
     j["attention"] = c.attention.name();
     j["sigmoid_bias"] = c.attention.score_bias;
+    j["softmax_alpha"] = c.attention.softmax_alpha;
+    j["mask"] = mask_name(c.attention.mask);
+    j["window"] = c.attention.window;
+    j["prefix"] = c.attention.prefix;
     j["init"] = init_name(c.init);
     j["architecture"] = "llama-prenorm-rope-swiglu";
     return j;
@@ -145,7 +199,14 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.norm_eps = j.at("norm_eps").as_number();
         c.rope_base = j.at("rope_base").as_number();
         c.attention = parse_attention(j.at("attention").as_string());
-        c.attention.score_bias = j.contains("sigmoid_bias") ? j.at("sigmoid_bias").as_number() : 0.0;
+        // Keys added after the first version are optional (their defaults are what older runs did).
+        auto number_or = [&](const char* key, double def) { return j.contains(key) ? j.at(key).as_number() : def; };
+        auto int_or = [&](const char* key, int def) { return j.contains(key) ? int(j.at(key).as_int()) : def; };
+        c.attention.score_bias = number_or("sigmoid_bias", 0.0);
+        c.attention.softmax_alpha = number_or("softmax_alpha", 1.0);
+        c.attention.mask = j.contains("mask") ? parse_mask(j.at("mask").as_string()) : MaskKind::causal;
+        c.attention.window = int_or("window", 0);
+        c.attention.prefix = int_or("prefix", 0);
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
         c.validate();
     } catch (const Error& e) {

@@ -11,6 +11,9 @@ namespace sinklab {
 // Parses an attention name as above; throws Error naming the flag and the valid names.
 AttentionSpec parse_attention(const std::string& name);
 const std::vector<std::string>& attention_names();
+// The mask names of config.json: "causal", "window", "prefix".
+std::string mask_name(MaskKind mask);
+MaskKind parse_mask(const std::string& name);
 
 // Initialisation (docs/model.md).
 //   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for

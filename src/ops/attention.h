@@ -47,14 +47,15 @@ inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
 //   softmax: w = exp(s - max) / sum exp(s - max).
 // The two products over d and j run as matrix products (gemm, the blocked kernel for float) on
 // blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) only computes the
-// scores of the keys below keys_seen(last row).end, so the blocks skip most of the masked half.
+// scores of the keys [kb, ke) from keys_seen(first row).begin to keys_seen(last row).end, so the
+// blocks skip most of the masked half (and, with a window, all keys before it).
 // One thread owns one (b, h).
 constexpr size_t kAttentionQueryBlock = 64;
 
 template <typename T>
 void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C, size_t H,
                        const AttentionSpec& spec_ref) {
-    const AttentionSpec spec = spec_ref;  // a local copy: loop-invariant for the vectorizer
+    const AttentionSpec spec = for_length(spec_ref, int(Tn));  // a local copy: loop-invariant for the vectorizer
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -68,9 +69,10 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
             T* o = out + b * Tn * C + h * D;
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
                 const size_t rows = std::min(kAttentionQueryBlock, Tn - i0);
-                const size_t keys = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
-                // dots q_i.k_j for the block's queries and keys j < keys:  w (rows, keys) = Q_blk . K^T
-                gemm<T>(rows, keys, D, q + i0 * C3, C3, 1, k, 1, C3, w_bh + i0 * Tn, Tn, false);
+                const size_t kb = size_t(keys_seen(spec, int(i0)).begin);
+                const size_t ke = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
+                // dots q_i.k_j for the block's queries and keys kb <= j < ke:  w (rows, ke - kb) = Q_blk . K^T
+                gemm<T>(rows, ke - kb, D, q + i0 * C3, C3, 1, k + kb * C3, 1, C3, w_bh + i0 * Tn + kb, Tn, false);
                 for (size_t i = i0; i < i0 + rows; i++) {
                     T* w = w_bh + i * Tn;
                     const IndexRange seen = keys_seen(spec, int(i));
@@ -87,7 +89,7 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                     if (spec.is_softmax()) {
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++) w[j] -= max_s;
-                        const T inv_sum = T(1) / attention_sim_row(spec.score, w + j0, j1 - j0);
+                        const T inv_sum = T(1) / row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
                     } else {
@@ -103,7 +105,7 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                     att_z[(b * H + h) * Tn + i] = z;
                 }
                 // weighted sum of values (the masked weights are zero):  out_blk (rows, D) = w . V
-                gemm<T>(rows, D, keys, w_bh + i0 * Tn, Tn, 1, v, C3, 1, o + i0 * C, C, false);
+                gemm<T>(rows, D, ke - kb, w_bh + i0 * Tn + kb, Tn, 1, v + kb * C3, C3, 1, o + i0 * C, C, false);
             }
         }
 }
@@ -118,7 +120,7 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
 template <typename T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t B, size_t Tn,
                         size_t C, size_t H, const AttentionSpec& spec_ref) {
-    const AttentionSpec spec = spec_ref;
+    const AttentionSpec spec = for_length(spec_ref, int(Tn));
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -135,13 +137,14 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
             std::vector<T> ds(kAttentionQueryBlock * Tn);  // (rows, keys) of the block, row stride Tn
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
                 const size_t rows = std::min(kAttentionQueryBlock, Tn - i0);
-                const size_t keys = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
+                const size_t kb = size_t(keys_seen(spec, int(i0)).begin);
+                const size_t ke = size_t(keys_seen(spec, int(i0 + rows - 1)).end);
                 const T* w_blk = w_bh + i0 * Tn;
                 const T* dout_blk = dout_bh + i0 * C;
-                // dw_ij = dout_i . v_j:  ds (rows, keys) = dOut_blk . V^T
-                gemm<T>(rows, keys, D, dout_blk, C, 1, v, 1, C3, ds.data(), Tn, false);
-                // dv_j += sum_i w_ij dout_i:  dV (keys, D) += w_blk^T . dOut_blk
-                gemm<T>(keys, D, rows, w_blk, 1, Tn, dout_blk, C, 1, dv, C3, true);
+                // dw_ij = dout_i . v_j:  ds (rows, ke - kb) = dOut_blk . V^T
+                gemm<T>(rows, ke - kb, D, dout_blk, C, 1, v + kb * C3, 1, C3, ds.data() + kb, Tn, false);
+                // dv_j += sum_i w_ij dout_i:  dV (ke - kb, D) += w_blk^T . dOut_blk
+                gemm<T>(ke - kb, D, rows, w_blk + kb, 1, Tn, dout_blk, C, 1, dv + kb * C3, C3, true);
                 // through the normaliser and the score function, row by row
                 for (size_t r = 0; r < rows; r++) {
                     const size_t i = i0 + r;
@@ -149,22 +152,23 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
                     T* dsi = ds.data() + r * Tn;
                     const IndexRange seen = keys_seen(spec, int(i));
                     const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
-                    T delta = 0;  // Delta_i = sum_j w_ij dw_ij (0 where the variant has no normaliser)
+                    T dot = 0;  // sum_j w_ij dw_ij, for Delta_i (not needed without a normaliser)
                     if (spec.is_normalised()) {
-#pragma omp simd reduction(+ : delta)
-                        for (size_t j = j0; j < j1; j++) delta += w[j] * dsi[j];
+#pragma omp simd reduction(+ : dot)
+                        for (size_t j = j0; j < j1; j++) dot += w[j] * dsi[j];
                     }
+                    const T delta = row_delta(spec, dot);
                     const T z = att_z[(b * H + h) * Tn + i], inv_z = T(1) / z;
 #pragma omp simd
                     for (size_t j = j0; j < j1; j++) dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * z, inv_z, delta);
                     // the keys i does not see: no gradient
-                    for (size_t j = 0; j < j0; j++) dsi[j] = 0;
-                    for (size_t j = j1; j < keys; j++) dsi[j] = 0;
+                    for (size_t j = kb; j < j0; j++) dsi[j] = 0;
+                    for (size_t j = j1; j < ke; j++) dsi[j] = 0;
                 }
                 // dq_i += scale sum_j ds_ij k_j:  dQ_blk (rows, D) += ds . K
-                gemm<T>(rows, D, keys, ds.data(), Tn, 1, k, C3, 1, dq + i0 * C3, C3, true);
+                gemm<T>(rows, D, ke - kb, ds.data() + kb, Tn, 1, k + kb * C3, C3, 1, dq + i0 * C3, C3, true);
                 // dk_j += scale sum_i ds_ij q_i:  dK (keys, D) += ds^T . Q_blk
-                gemm<T>(keys, D, rows, ds.data(), 1, Tn, q + i0 * C3, C3, 1, dk, C3, true);
+                gemm<T>(ke - kb, D, rows, ds.data() + kb, 1, Tn, q + i0 * C3, C3, 1, dk + kb * C3, C3, true);
             }
         }
 }

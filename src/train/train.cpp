@@ -44,6 +44,16 @@ void TrainOptions::validate() const {
     if (dtype != "fp32" && dtype != "bf16") fail("--dtype: unknown precision '{}' (valid: fp32, bf16, auto)", dtype);
     if (device == "cpu" && dtype != "fp32") fail("--dtype {}: the CPU backend computes in fp32 only", dtype);
     if (sink_every > 0 && probe.empty()) fail("--sink-every needs --probe FILE");
+    if (model.attention.mask == MaskKind::prefix && size_t(model.attention.prefix) > seq)
+        fail("--prefix {} is longer than --seq {} (the prefix is a part of each training sequence)",
+             model.attention.prefix, seq);
+}
+
+void drop_prefix_targets(int32_t* targets, size_t B, size_t T, const AttentionSpec& attention) {
+    if (attention.mask != MaskKind::prefix) return;
+    const size_t loss_from = std::min(T, size_t(attention.prefix) - 1);
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < loss_from; t++) targets[b * T + t] = -1;
 }
 
 double learning_rate(const TrainOptions& o, size_t step) {
@@ -188,7 +198,7 @@ private:
         fmt::print("model: {} layers, {} heads, width {}, ffn {}, vocab {}, attention {} | {:.2f}M parameters "
                    "({:.2f}M non-embedding)\n",
                    o_.model.n_layers, o_.model.n_heads, o_.model.d_model, o_.model.d_ffn, o_.model.vocab_size,
-                   o_.model.attention.name(), double(model_.n_params()) / 1e6,
+                   o_.model.attention.describe(), double(model_.n_params()) / 1e6,
                    double(o_.model.n_nonembedding_params()) / 1e6);
         fmt::print("data: {} tokens in training shards, {} tokens per step ({} x {} x {}), {} steps\n",
                    train_data_.total_tokens(), o_.tokens_per_step(), o_.batch, o_.seq, o_.grad_accum, o_.steps);
@@ -212,6 +222,14 @@ private:
         if (!metrics_) fail("{}: cannot open for writing", metrics_path_);
     }
 
+    // The next batch of `data` into inputs_ and targets_. Under the prefix-LM mask the targets of the
+    // positions before P - 1 are dropped (-1: not counted): the loss covers positions >= P - 1, the
+    // predictions of tokens P and later.
+    void load_batch(DataLoader& data) {
+        data.next_batch(inputs_.data(), targets_.data());
+        drop_prefix_targets(targets_.data(), o_.batch, o_.seq, o_.model.attention);
+    }
+
     // One optimizer step: grad_accum micro-batches forward and backward, the gradient norm, and
     // (when both are finite) the clipped AdamW update at the scheduled learning rate.
     StepResult train_step(size_t step) {
@@ -219,7 +237,7 @@ private:
         StepResult r{0.0, 0.0, learning_rate(o_, step), 0.0};
         model_.zero_grad();
         for (size_t micro = 0; micro < o_.grad_accum; micro++) {
-            train_data_.next_batch(inputs_.data(), targets_.data());
+            load_batch(train_data_);
             r.loss += model_.forward(inputs_.data(), targets_.data(), o_.batch, o_.seq) / double(o_.grad_accum);
             model_.backward(1.0 / double(o_.grad_accum));
         }
@@ -248,7 +266,7 @@ private:
         fmt::print(stderr,
                    "error: training diverged at step {}: loss {} grad norm {} ({} attention). Stopped without "
                    "saving; the last good checkpoint {} is untouched.\n",
-                   done, r.loss, r.grad_norm, o_.model.attention.name(),
+                   done, r.loss, r.grad_norm, o_.model.attention.describe(),
                    last_checkpoint_.empty() ? std::string("(none)") : last_checkpoint_);
         return 4;
     }
@@ -273,7 +291,7 @@ private:
         val_data_->reset();
         double sum = 0.0;
         for (size_t i = 0; i < o_.val_batches; i++) {
-            val_data_->next_batch(inputs_.data(), targets_.data());
+            load_batch(*val_data_);
             sum += model_.forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
         }
         return sum / double(o_.val_batches);

@@ -70,6 +70,11 @@ const std::vector<TrainOption>& train_options();
 // constant, or cosine from the peak down to min_lr at the last step.
 double learning_rate(const TrainOptions& o, size_t step);
 
+// Under the prefix-LM mask (docs/attention.md), the targets of the positions before P - 1 of each
+// of the B rows of T targets become -1 (not counted by the loss): the loss covers the predictions
+// of tokens P, P + 1, ... Other masks leave the targets as they are.
+void drop_prefix_targets(int32_t* targets, size_t B, size_t T, const AttentionSpec& attention);
+
 // Replaces device/dtype "auto" by what this machine has.
 void resolve_device(TrainOptions& o);
 

@@ -53,6 +53,13 @@ TrainOption model_option(const char* flag, const char* def, const char* metavar,
             [=](TrainOptions& o, const ArgParser& a) { apply(o.model, a, flag); }, nullptr, nullptr};
 }
 
+// The size of a mask (--window, --prefix): a token count that fits an int.
+int mask_size(const ArgParser& a, const char* flag) {
+    const size_t n = a.get_size(flag);
+    if (n > (size_t(1) << 30)) fail("--{} {} is too large", flag, n);
+    return int(n);
+}
+
 std::vector<TrainOption> make_train_options() {
     using O = TrainOptions;
     std::vector<TrainOption> options = {
@@ -74,6 +81,19 @@ std::vector<TrainOption> make_train_options() {
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention = parse_attention(a.get(f)); }),
         model_option("sigmoid-bias", "0", "B", "b inside sigmoid(s + b) for the sigmoid variants",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.score_bias = a.get_double(f); }),
+        model_option("softmax-alpha", "1", "A", "softmax only: scale the weights so that each row sums to A",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.softmax_alpha = a.get_double(f); }),
+        model_option("window", "0", "W", "sliding-window mask: each query sees its last W keys, itself included (0: off)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) {
+                         m.attention.window = mask_size(a, f);
+                         if (m.attention.window > 0) m.attention.mask = MaskKind::window;
+                     }),
+        model_option("prefix", "0", "P",
+                     "prefix-LM mask: the first P tokens see each other, the loss counts positions >= P-1 (0: off)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) {
+                         m.attention.prefix = mask_size(a, f);
+                         if (m.attention.prefix > 0) m.attention.mask = MaskKind::prefix;
+                     }),
         model_option("init", "paper", "NAME", "initialisation: paper (the paper's scheme, docs/model.md) or torch (framework defaults)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.init = parse_init(a.get(f)); }),
         model_option("layers", "", "N", "override the preset's number of layers",
