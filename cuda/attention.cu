@@ -174,8 +174,8 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
     if (spec.is_normalised()) {
         float* delta = static_cast<float*>(scratch(kScratchAttention, B * H * Tn * sizeof(float)));
         const size_t rows = B * H * Tn;
-        attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, int(B), int(Tn), int(C),
-                                                                    int(H), int(C / H), a.spec);
+        attention_delta_kernel<<<blocks_for(rows * 32, 256), 256>>>(delta, dout, out, att_z, int(B), int(Tn),
+                                                                    int(C), int(H), int(C / H), a.spec);
         CUDA_CHECK_LAUNCH();
         a.delta = delta;
     }

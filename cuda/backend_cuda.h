@@ -50,6 +50,10 @@ struct CudaBackend {
     template <class... A> static auto rope_forward(A... a) { return cuda::rope_forward(a...); }
     template <class... A> static auto rope_backward(A... a) { return cuda::rope_backward(a...); }
     template <class... A> static auto attention_forward(A... a) { return cuda::attention_forward(a...); }
+    template <class... A> static auto activation_forward(A... a) { return cuda::activation_forward(a...); }
+    template <class... A> static auto activation_backward(A... a) { return cuda::activation_backward(a...); }
+    template <class... A> static auto qkv_merge_forward(A... a) { return cuda::qkv_merge_forward(a...); }
+    template <class... A> static auto qkv_merge_backward(A... a) { return cuda::qkv_merge_backward(a...); }
     template <class... A> static auto swiglu_forward(A... a) { return cuda::swiglu_forward(a...); }
     template <class... A> static auto swiglu_backward(A... a) { return cuda::swiglu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return cuda::residual_add(a...); }

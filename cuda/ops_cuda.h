@@ -10,6 +10,7 @@
 namespace sinklab {
 struct AttentionSpec;
 struct AdamWHyper;
+enum class Activation : int;
 }  // namespace sinklab
 
 namespace sinklab::cuda {
@@ -43,6 +44,11 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
                         size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
 // Head dimensions the fused kernels take: any even D <= 128 (tiles are padded to 16/32/64/96/128).
 bool attention_supports_head_dim(size_t D);
+
+void activation_forward(float* out, const float* x, size_t n, Activation f);
+void activation_backward(float* dx, const float* dout, const float* x, size_t n, Activation f);
+void qkv_merge_forward(float* out, const float* qk_src, const float* v_src, size_t N, size_t C);
+void qkv_merge_backward(float* dqk_src, float* dv_src, const float* dout, size_t N, size_t C);
 
 void swiglu_forward(float* out, const float* fc, size_t N, size_t F);
 void swiglu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F);

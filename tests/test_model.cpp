@@ -34,11 +34,25 @@ std::vector<int32_t> random_tokens(size_t n, size_t vocab, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("whole model: backward matches central finite differences for every attention variant") {
-    for (const std::string& name : attention_names()) {
-        for (double bias : {0.0, -1.0}) {
-            if (bias != 0.0 && name != "sigmoid") continue;
-            ModelConfig c = tiny_config(name);
-            c.attention.score_bias = bias;
+    // Every named variant, the sigmoid bias, the softmax alpha and the two masks.
+    std::vector<AttentionSpec> specs;
+    for (const std::string& name : attention_names()) specs.push_back(parse_attention(name));
+    specs.push_back(parse_attention("sigmoid"));
+    specs.back().score_bias = -1.0;
+    specs.push_back(parse_attention("softmax"));
+    specs.back().softmax_alpha = 0.5;
+    for (const std::string name : {"softmax", "mlp-kernel-norm"}) {
+        specs.push_back(parse_attention(name));
+        specs.back().mask = MaskKind::window;
+        specs.back().window = 3;
+        specs.push_back(parse_attention(name));
+        specs.back().mask = MaskKind::prefix;
+        specs.back().prefix = 4;
+    }
+    for (const AttentionSpec& spec : specs) {
+        {
+            ModelConfig c = tiny_config("softmax");
+            c.attention = spec;
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
             // Larger weights than the init so that every nonlinearity is exercised.
@@ -74,7 +88,8 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                     }
                 }
             }
-            MESSAGE(name << " (bias " << bias << "): max relative error " << worst << " at parameter " << worst_index);
+            MESSAGE(spec.describe() << ": max relative error " << worst << " at parameter " << worst_index << " of "
+                                    << model.n_params());
             CHECK(worst < 1e-5);
         }
     }

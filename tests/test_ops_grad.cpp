@@ -98,6 +98,9 @@ const std::vector<Variant>& all_variants() {
         variant("softmax", 0.0, 2.0, MaskKind::prefix, 3),
         variant("sigmoid", -1.5, 1.0, MaskKind::prefix, 3),
         variant("elu-norm", 0.0, 1.0, MaskKind::prefix, 3),
+        variant("linear-kernel"),
+        variant("linear-kernel-norm"),
+        variant("linear-kernel-norm", 0.0, 1.0, MaskKind::window, 2),
     };
     return v;
 }
@@ -138,6 +141,9 @@ std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size
                 break;
             case ScoreFunction::elu:
                 g[j] = s[j] > 0 ? s[j] + 1.0L : std::exp(s[j]);
+                break;
+            case ScoreFunction::identity:
+                g[j] = s[j];
                 break;
         }
     }
@@ -319,6 +325,81 @@ TEST_CASE("gradcheck: attention, every variant (dqkv)") {
     }
 }
 
+TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (sum > 1, |sum| <= 1, sum < -1)") {
+    const AttentionSpec spec = parse_attention("linear-kernel-norm");
+    std::mt19937_64 rng(109);
+    // Wider inputs than above so that row sums cross 1 and -1 at T = 5.
+    Vec qkv = random_vector(rng, N * 3 * C, -2.5, 2.5), R = random_vector(rng, N * C);
+    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+    auto loss = [&] {
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        return dot(out, R);
+    };
+    loss();
+    size_t above = 0, clamped = 0, below = 0;
+    for (double z : att_z) (z > 1 ? above : z < -1 ? below : clamped)++;
+    MESSAGE("rows with sum > 1: " << above << ", |sum| <= 1: " << clamped << ", sum < -1: " << below);
+    CHECK(above > 0);
+    CHECK(clamped > 0);
+    CHECK(below > 0);
+    Vec dqkv(N * 3 * C, 0.0);
+    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    report("attention linear-kernel-norm (three branches) dqkv", gradcheck::check(qkv, dqkv, loss));
+}
+
+TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-norm), on positive features") {
+    // In the model, q and k reach the attention as elu(x) + 1 > 0, so every score and every row sum
+    // is positive; with signed inputs the sum + 1e-8 could be near zero, which the variant never sees.
+    const AttentionSpec spec = parse_attention("elu-kernel-norm");
+    std::mt19937_64 rng(111);
+    Vec qkv = random_vector(rng, N * 3 * C, 0.05, 2.0), R = random_vector(rng, N * C);
+    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+    auto loss = [&] {
+        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        return dot(out, R);
+    };
+    loss();
+    for (size_t bh = 0; bh < B * H; bh++)
+        for (size_t i = 0; i < Tn; i++) {
+            double row = 0;
+            for (size_t j = 0; j <= i; j++) row += att[(bh * Tn + i) * Tn + j];
+            CHECK(row == doctest::Approx(1.0 - 1e-8 / att_z[bh * Tn + i]).epsilon(1e-14));  // rows sum to 1 - eps / Z
+        }
+    Vec dqkv(N * 3 * C, 0.0);
+    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    report("attention elu-kernel-norm (positive features) dqkv", gradcheck::check(qkv, dqkv, loss));
+}
+
+TEST_CASE("gradcheck: activations (relu, elu + 1) and the qkv merge") {
+    std::mt19937_64 rng(110);
+    const size_t n = N * 3 * C;
+    for (Activation f : {Activation::relu, Activation::elu_plus_one}) {
+        Vec x = random_vector(rng, n, -2.0, 2.0), R = random_vector(rng, n), out(n);
+        auto loss = [&] {
+            activation_forward(out.data(), x.data(), n, f);
+            return dot(out, R);
+        };
+        Vec dx(n, 0.0);
+        activation_backward(dx.data(), R.data(), x.data(), n, f);
+        report(std::string("activation ") + (f == Activation::relu ? "relu" : "elu+1") + " dx",
+               gradcheck::check(x, dx, loss));
+        report_accumulation("activation dx", accumulation_error(
+                                                 n, [&](double* g) { activation_backward(g, R.data(), x.data(), n, f); },
+                                                 rng));
+    }
+    Vec a = random_vector(rng, n), v = random_vector(rng, n), R = random_vector(rng, n), out(n);
+    auto loss = [&] {
+        qkv_merge_forward(out.data(), a.data(), v.data(), N, C);
+        return dot(out, R);
+    };
+    loss();
+    for (size_t i = 0; i < n; i++) CHECK(out[i] == (i % (3 * C) < 2 * C ? a[i] : v[i]));
+    Vec da(n, 0.0), dv(n, 0.0);
+    qkv_merge_backward(da.data(), dv.data(), R.data(), N, C);
+    report("qkv_merge dqk_src", gradcheck::check(a, da, loss));
+    report("qkv_merge dv_src", gradcheck::check(v, dv, loss));
+}
+
 TEST_CASE("gradcheck: attention with window and prefix masks over several query blocks (dqkv)") {
     // T = 150 spans three of the CPU's query blocks (kAttentionQueryBlock = 64), so the blocks that
     // start after the window (keys from keys_seen(first row).begin) and the prefix's bidirectional
@@ -441,12 +522,16 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                     } else if (spec.normalizer == Normalizer::sum) {
                         z = sum + 1e-8L;
                         max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - z) / z));
+                    } else if (spec.normalizer == Normalizer::abs_sum) {  // saved with the sign of the sum
+                        const long double saved = std::fabs(sum) > 1 ? sum : 1.0L;
+                        max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - saved)));
+                        z = std::fabs(saved);
                     } else {
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                     }
                     const double* w = att.data() + ((b * H + h) * Tn + i) * Tn;
                     for (size_t j = 0; j < Tn; j++)
-                        if (g[j] != 0) max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / (g[j] / z)));
+                        if (g[j] != 0) max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / std::fabs(g[j] / z)));
                     for (size_t d = 0; d < D; d++) {
                         long double o = 0, scale = 0;
                         for (size_t j = 0; j < Tn; j++) {
@@ -560,6 +645,10 @@ TEST_CASE("attention forward: att_z semantics") {
                     CHECK(row == doctest::Approx(spec.softmax_alpha).epsilon(1e-14));
                 } else if (spec.normalizer == Normalizer::none) {
                     CHECK(z == 1.0);
+                } else if (spec.normalizer == Normalizer::abs_sum) {  // rows sum to sign(sum), or to the sum
+                    CHECK((z == 1.0 || std::fabs(z) > 1.0));
+                    if (z == 1.0) CHECK(std::fabs(row) <= 1.0 + 1e-14);
+                    else CHECK(row == doctest::Approx(z > 0 ? 1.0 : -1.0).epsilon(1e-14));
                 } else {
                     CHECK(z > 1e-8);
                     CHECK(row == doctest::Approx(1.0 - 1e-8 / z).epsilon(1e-14));

@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
                 const float zi = row_normaliser(a.spec, l);
                 a.lse[r] = 0.0f;
                 a.z[r] = zi;
-                inv = 1.0f / zi;
+                inv = 1.0f / normaliser_divisor(zi);
             }
         }
         rowinv[row] = inv;
@@ -336,7 +336,7 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
         float st = 1.0f, dl = 0.0f;
         if (qi < a.T) {
             const size_t idx = size_t(bh) * a.T + qi;
-            st = a.spec.is_softmax() ? a.lse[idx] : 1.0f / a.z[idx];
+            st = a.spec.is_softmax() ? a.lse[idx] : 1.0f / normaliser_divisor(a.z[idx]);
             if (a.delta) dl = a.delta[idx];
         }
         stat[r] = st;
@@ -455,9 +455,9 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_backward_q_kernel(AttnA
     }
 }
 
-// Delta_i = row_delta(dO_i . O_i) per (b, h, i): one warp per row.
-__global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, int B, int T, int C, int H,
-                                       int D, AttentionSpec spec) {
+// Delta_i = row_delta(dO_i . O_i, Z_i) per (b, h, i): one warp per row. z: the forward's att_z.
+__global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, const float* z, int B,
+                                       int T, int C, int H, int D, AttentionSpec spec) {
     const size_t w = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
     const int lane = int(threadIdx.x) % 32;
     if (w >= size_t(B) * T * H) return;
@@ -469,7 +469,8 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
     float s = 0.0f;
     for (int d = lane; d < D; d += 32) s += x[d] * y[d];
     s = warp_sum(s);
-    if (lane == 0) delta[(b * H + h) * T + t] = row_delta(spec, s);
+    const size_t row = (b * H + h) * T + t;
+    if (lane == 0) delta[row] = row_delta(spec, s, z[row]);
 }
 
 // The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets
@@ -505,7 +506,7 @@ __global__ void attention_weights_kernel(float* att, float* att_z, const float* 
     sum = block_sum(sum, red);
     const float z = row_normaliser(spec, sum);
     if (spec.is_normalised())
-        for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= z;
+        for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= normaliser_divisor(z);
     if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = spec.is_softmax() ? 1.0f : z;
 }
 

@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
             lse = m[r] * kLn2 + logf(zl);
         } else {
             z = row_normaliser(a.spec, sum);
-            inv = 1.0f / z;
+            inv = 1.0f / normaliser_divisor(z);
         }
         const int qi = rows[r];
         if (qi >= T) continue;
@@ -261,7 +261,7 @@ __device__ __forceinline__ ScoreGrad score_and_grad(const AttnArgs& a, float qk,
 
 // Row statistics for the backward: LSE * log2(e) for softmax (so that w = 2^(x log2 e - stat)), else 1 / Z.
 __device__ __forceinline__ float backward_stat(const AttnArgs& a, size_t idx) {
-    return a.spec.is_softmax() ? a.lse[idx] * kLog2e : 1.0f / a.z[idx];
+    return a.spec.is_softmax() ? a.lse[idx] * kLog2e : 1.0f / normaliser_divisor(a.z[idx]);
 }
 
 // dK and dV. grid (ceil(T / 64), B H), block 128.

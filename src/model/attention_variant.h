@@ -41,17 +41,25 @@
 namespace sinklab {
 
 // The score function g = sim(s).
-//   exp:     g = exp(s)                         (with the softmax normaliser: softmax)
-//   sigmoid: g = 1 / (1 + exp(-s))
-//   elu:     g = elu(s) + 1 = s + 1 (s > 0), exp(s) (s <= 0)
-enum class ScoreFunction : int { exp, sigmoid, elu };
+//   exp:      g = exp(s)                         (with the softmax normaliser: softmax)
+//   sigmoid:  g = 1 / (1 + exp(-s))
+//   elu:      g = elu(s) + 1 = s + 1 (s > 0), exp(s) (s <= 0)
+//   identity: g = s                              (kernel attention: s = scale phi(q).phi(k))
+enum class ScoreFunction : int { exp, sigmoid, elu, identity };
 
 // The normaliser Z_i of a row, from the sum of its g.
 //   softmax: Z = sum_j exp(s_ij); computed stably by subtracting the row maximum first (the kernels
 //            keep LSE_i = log Z_i instead of Z_i).
 //   sum:     Z = sum_j g_ij + 1e-8
+//   abs_sum: Z = max(|sum_j g_ij|, 1)            (the linear and mlp kernels: g may be negative)
 //   none:    Z = 1 (the weights are g itself and need not sum to one)
-enum class Normalizer : int { softmax, sum, none };
+enum class Normalizer : int { softmax, sum, none, abs_sum };
+
+// The feature map phi applied per head to q and k (after RoPE) before the scores, in the kernel
+// variants: none (phi(x) = x), elu (phi(x) = elu(x) + 1), mlp (phi(x) = W2 relu(W1 x), W1 and W2
+// of D x D, one pair per layer shared by q, k and all heads). The model applies it (the attention
+// sub-block in src/model/model.h); the attention operations see phi(q) and phi(k) as q and k.
+enum class FeatureMap : int { none, elu, mlp };
 
 // Which keys a query i sees.
 //   causal:  keys 0 .. i
@@ -68,6 +76,7 @@ struct AttentionSpec {
     Normalizer normalizer = Normalizer::softmax;
     double score_bias = 0.0;  // b added to every score (`--sigmoid-bias`; the sigmoid variants only)
     double softmax_alpha = 1.0;  // softmax only: the weights of a row sum to alpha (`--softmax-alpha`)
+    FeatureMap feature_map = FeatureMap::none;
     MaskKind mask = MaskKind::causal;
     int window = 0;  // keys per query of the window mask (`--window`)
     int prefix = 0;  // prefix length of the prefix mask (`--prefix`)
@@ -76,9 +85,12 @@ struct AttentionSpec {
     std::string name() const;
     // The name with every setting that differs from the default, e.g. "softmax, window 64".
     std::string describe() const;
-    // True when the weights are not a probability distribution: the sink metric then uses
-    // proxy scores A~ = |w| / (sum_j |w| + 1e-8) (docs/sinks.md).
-    SINKLAB_HD bool needs_proxy() const { return !is_normalised(); }
+    // True when the weights are not a probability distribution (no normaliser, or weights that may
+    // be negative): the sink metric then uses proxy scores A~ = |w| / (sum_j |w| + 1e-8)
+    // (docs/sinks.md).
+    SINKLAB_HD bool needs_proxy() const { return normalizer == Normalizer::none || normalizer == Normalizer::abs_sum; }
+    // A kernel variant: scores are plain dot products of feature maps (no exponential).
+    SINKLAB_HD bool is_kernel() const { return score == ScoreFunction::identity; }
     // The softmax normaliser: a running maximum, and LSE_i saved for the backward.
     SINKLAB_HD bool is_softmax() const { return normalizer == Normalizer::softmax; }
     // Any normaliser: the weights are divided by Z_i, and the backward needs
@@ -148,6 +160,7 @@ template <ScoreFunction F, class Math, typename T>
 SINKLAB_HD T sim(T s) {
     if constexpr (F == ScoreFunction::sigmoid) return Math::rcp(T(1) + Math::exp(-s));
     else if constexpr (F == ScoreFunction::elu) return s > T(0) ? s + T(1) : Math::exp(s);
+    else if constexpr (F == ScoreFunction::identity) return s;
     else return Math::exp(s);
 }
 template <class Math, typename T>
@@ -155,6 +168,7 @@ SINKLAB_HD T sim(ScoreFunction f, T s) {
     switch (f) {
         case ScoreFunction::sigmoid: return sim<ScoreFunction::sigmoid, Math>(s);
         case ScoreFunction::elu: return sim<ScoreFunction::elu, Math>(s);
+        case ScoreFunction::identity: return sim<ScoreFunction::identity, Math>(s);
         case ScoreFunction::exp: break;
     }
     return sim<ScoreFunction::exp, Math>(s);
@@ -171,6 +185,7 @@ SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
     switch (f) {
         case ScoreFunction::sigmoid: return body(ScoreFunctionTag<ScoreFunction::sigmoid>{});
         case ScoreFunction::elu: return body(ScoreFunctionTag<ScoreFunction::elu>{});
+        case ScoreFunction::identity: return body(ScoreFunctionTag<ScoreFunction::identity>{});
         case ScoreFunction::exp: break;
     }
     return body(ScoreFunctionTag<ScoreFunction::exp>{});
@@ -178,45 +193,65 @@ SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
 
 // dg/ds written in terms of g (what the backward has):
 //   exp: g' = g;   sigmoid: g' = g (1 - g);   elu+1: g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  min(g, 1)
+//   identity: g' = 1
 template <typename T>
 SINKLAB_HD T sim_grad(ScoreFunction f, T g) {
     switch (f) {
         case ScoreFunction::sigmoid: return g * (T(1) - g);
         case ScoreFunction::elu: return g < T(1) ? g : T(1);
+        case ScoreFunction::identity: return T(1);
         case ScoreFunction::exp: break;
     }
     return g;
 }
 
 // ------------------------------------------------------------------------------------------------
-// The normaliser Z_i from a row's sum of g (for softmax: the sum of exp(s - max); dividing by
-// sum / alpha makes the row sum to alpha).
+// The normaliser Z_i of a row, as saved for the backward (att_z), from the row's sum of g (for
+// softmax: the sum of exp(s - max); dividing by sum / alpha makes the row sum to alpha). For
+// abs_sum the saved value keeps the sign of the sum (Z = sum when |sum| > 1, else 1): the
+// backward needs it. The weights are g / |Z| (normaliser_divisor).
 template <typename T>
 SINKLAB_HD T row_normaliser(const AttentionSpec& spec, T sum) {
     switch (spec.normalizer) {
         case Normalizer::sum: return sum + T(kAttentionNormEps);
         case Normalizer::none: return T(1);
+        case Normalizer::abs_sum: return sum > T(1) || sum < T(-1) ? sum : T(1);
         case Normalizer::softmax: break;
     }
     return sum / T(spec.softmax_alpha);
 }
 
-// Delta_i as score_grad needs it, from dot = sum_j w_ij dw_ij (= dO_i . O_i):
-//   softmax with alpha: w = alpha p, and the gradient through the softmax needs sum_j p_ij dw_ij.
+// What the weights of a row are divided by, from its saved normaliser z: |z|.
 template <typename T>
-SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot) {
-    return spec.normalizer == Normalizer::softmax ? dot / T(spec.softmax_alpha) : dot;
+SINKLAB_HD T normaliser_divisor(T z) {
+    return z < T(0) ? -z : z;
+}
+
+// Delta_i as score_grad needs it, from dot = sum_j w_ij dw_ij (= dO_i . O_i) and the row's saved
+// normaliser z:
+//   softmax with alpha: w = alpha p, and the gradient through the softmax needs sum_j p_ij dw_ij;
+//   abs_sum: d|sum|/dg_j = sign(sum) where |sum| > 1, and Z does not depend on g where it is 1.
+template <typename T>
+SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot, T z) {
+    switch (spec.normalizer) {
+        case Normalizer::softmax: return dot / T(spec.softmax_alpha);
+        case Normalizer::abs_sum: return z > T(1) ? dot : (z < T(-1) ? -dot : T(0));
+        case Normalizer::sum:
+        case Normalizer::none: break;
+    }
+    return dot;
 }
 
 // The gradient of the loss with respect to the score, times `scale` (ready for dq and dk), from
-//   dw    = dL/dw_ij,  w = w_ij,  g = g_ij,  inv_z = 1 / Z_i,  delta = row_delta(sum_j' w_ij' dw_ij'):
-//   softmax: ds = w (dw - delta)          (alpha p (dw - sum_j' p dw), p the plain softmax)
-//   sum:     ds = (dw - delta) / Z g'(g)
-//   none:    ds = dw g'(g)
+//   dw = dL/dw_ij,  w = w_ij,  g = g_ij,  inv_z = 1 / |Z_i|,  delta = row_delta(sum_j' w_ij' dw_ij', Z_i):
+//   softmax:      ds = w (dw - delta)          (alpha p (dw - sum_j' p dw), p the plain softmax)
+//   sum, abs_sum: ds = (dw - delta) / |Z| g'(g)
+//   none:         ds = dw g'(g)
 template <typename T>
 SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T inv_z, T delta) {
     switch (spec.normalizer) {
-        case Normalizer::sum: return scale * ((dw - delta) * inv_z) * sim_grad(spec.score, g);
+        case Normalizer::sum:
+        case Normalizer::abs_sum: return scale * ((dw - delta) * inv_z) * sim_grad(spec.score, g);
         case Normalizer::none: return scale * dw * sim_grad(spec.score, g);
         case Normalizer::softmax: break;
     }

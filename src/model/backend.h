@@ -12,14 +12,15 @@
 #include <cstdint>
 
 #include "model/config.h"
-#include "ops/adamw.h"  // AdamWHyper
+#include "ops/activation.h"  // Activation
+#include "ops/adamw.h"       // AdamWHyper
 
 namespace sinklab {
 
 template <class B>
 concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scalar* in, int32_t* ids,
                                 const int32_t* const_ids, size_t n, typename B::Scalar scalar,
-                                const AttentionSpec& spec, const AdamWHyper& hp) {
+                                const AttentionSpec& spec, const AdamWHyper& hp, Activation act) {
     // ---- memory ----
     { B::template alloc<typename B::Scalar>(n) } -> std::same_as<typename B::Scalar*>;
     { B::template alloc<int32_t>(n) } -> std::same_as<int32_t*>;
@@ -45,6 +46,10 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::attention_forward(out, out, out, in, n, n, n, n, spec);  // (out, saved, att_z, qkv, B, T, C, H, spec)
     // (dqkv, dout, out, qkv, saved, att_z, B, T, C, H, spec)
     B::attention_backward(out, in, in, in, in, in, n, n, n, n, spec);
+    B::activation_forward(out, in, n, act);                     // (out, x, n, f)
+    B::activation_backward(out, in, in, n, act);                // (dx, dout, x, n, f)
+    B::qkv_merge_forward(out, in, in, n, n);                    // (out, qk_src, v_src, N, C)
+    B::qkv_merge_backward(out, out, in, n, n);                  // (dqk_src, dv_src, dout, N, C)
     B::swiglu_forward(out, in, n, n);                           // (out, fc, N, F)
     B::swiglu_backward(out, in, in, n, n);                      // (dfc, dout, fc, N, F)
     B::residual_add(out, in, n);                                // (x, y, n): x += y

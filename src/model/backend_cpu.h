@@ -52,6 +52,10 @@ struct CpuBackend {
     template <class... A> static auto rope_forward(A... a) { return sinklab::rope_forward(a...); }
     template <class... A> static auto rope_backward(A... a) { return sinklab::rope_backward(a...); }
     template <class... A> static auto attention_forward(A... a) { return sinklab::attention_forward(a...); }
+    template <class... A> static auto activation_forward(A... a) { return sinklab::activation_forward(a...); }
+    template <class... A> static auto activation_backward(A... a) { return sinklab::activation_backward(a...); }
+    template <class... A> static auto qkv_merge_forward(A... a) { return sinklab::qkv_merge_forward(a...); }
+    template <class... A> static auto qkv_merge_backward(A... a) { return sinklab::qkv_merge_backward(a...); }
     template <class... A> static auto swiglu_forward(A... a) { return sinklab::swiglu_forward(a...); }
     template <class... A> static auto swiglu_backward(A... a) { return sinklab::swiglu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return sinklab::residual_add(a...); }

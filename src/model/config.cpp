@@ -2,18 +2,45 @@
 
 #include <cmath>
 
+#include <fmt/ranges.h>
+
 #include "model/params.h"
 #include "util/error.h"
 
 namespace sinklab {
 
+namespace {
+
+// Every `--attention` name as data: its score function, normaliser and feature map
+// (docs/attention.md has the math of each).
+struct AttentionName {
+    const char* name;
+    ScoreFunction score;
+    Normalizer normalizer;
+    FeatureMap feature_map;
+};
+using SF = ScoreFunction;
+using NZ = Normalizer;
+using FM = FeatureMap;
+constexpr AttentionName kAttentionNames[] = {
+    {"softmax", SF::exp, NZ::softmax, FM::none},
+    {"sigmoid", SF::sigmoid, NZ::none, FM::none},
+    {"sigmoid-norm", SF::sigmoid, NZ::sum, FM::none},
+    {"elu", SF::elu, NZ::none, FM::none},
+    {"elu-norm", SF::elu, NZ::sum, FM::none},
+    {"linear-kernel", SF::identity, NZ::none, FM::none},
+    {"linear-kernel-norm", SF::identity, NZ::abs_sum, FM::none},
+    {"elu-kernel", SF::identity, NZ::none, FM::elu},
+    {"elu-kernel-norm", SF::identity, NZ::sum, FM::elu},
+    {"mlp-kernel", SF::identity, NZ::none, FM::mlp},
+    {"mlp-kernel-norm", SF::identity, NZ::abs_sum, FM::mlp},
+};
+
+}  // namespace
+
 std::string AttentionSpec::name() const {
-    const bool normalised = normalizer == Normalizer::sum;
-    switch (score) {
-        case ScoreFunction::exp: return "softmax";
-        case ScoreFunction::sigmoid: return normalised ? "sigmoid-norm" : "sigmoid";
-        case ScoreFunction::elu: return normalised ? "elu-norm" : "elu";
-    }
+    for (const AttentionName& n : kAttentionNames)
+        if (n.score == score && n.normalizer == normalizer && n.feature_map == feature_map) return n.name;
     return "?";
 }
 
@@ -43,26 +70,24 @@ MaskKind parse_mask(const std::string& name) {
 }
 
 const std::vector<std::string>& attention_names() {
-    static const std::vector<std::string> names = {"softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm"};
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> v;
+        for (const AttentionName& n : kAttentionNames) v.push_back(n.name);
+        return v;
+    }();
     return names;
 }
 
-// Each name as data: its score function and its normaliser.
 AttentionSpec parse_attention(const std::string& name) {
-    AttentionSpec spec;
-    if (name == "softmax") {
-        spec.score = ScoreFunction::exp;
-        spec.normalizer = Normalizer::softmax;
-    } else if (name == "sigmoid" || name == "sigmoid-norm") {
-        spec.score = ScoreFunction::sigmoid;
-        spec.normalizer = name == "sigmoid-norm" ? Normalizer::sum : Normalizer::none;
-    } else if (name == "elu" || name == "elu-norm") {
-        spec.score = ScoreFunction::elu;
-        spec.normalizer = name == "elu-norm" ? Normalizer::sum : Normalizer::none;
-    } else {
-        fail("--attention: unknown attention '{}' (valid: softmax, sigmoid, sigmoid-norm, elu, elu-norm)", name);
-    }
-    return spec;
+    for (const AttentionName& n : kAttentionNames)
+        if (name == n.name) {
+            AttentionSpec spec;
+            spec.score = n.score;
+            spec.normalizer = n.normalizer;
+            spec.feature_map = n.feature_map;
+            return spec;
+        }
+    fail("--attention: unknown attention '{}' (valid: {})", name, fmt::join(attention_names(), ", "));
 }
 
 InitScheme parse_init(const std::string& name) {

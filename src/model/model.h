@@ -40,6 +40,12 @@ struct Activations {
     T* attn_rstd;   // (L, B, T)
     T* qkv;         // (L, B, T, 3C)   before RoPE
     T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied)
+    // the feature map of the kernel variants (null without one; docs/attention.md), over whole qkv
+    // rows seen as (3 B T H, D) head rows:
+    T* phi_pre;     // (L, B, T, 3C)   mlp: W1 . qkv_rope
+    T* phi_act;     // (L, B, T, 3C)   elu: elu(qkv_rope) + 1;  mlp: relu(phi_pre)
+    T* phi_out;     // (L, B, T, 3C)   mlp: W2 . phi_act
+    T* qkv_feat;    // (L, B, T, 3C)   [phi(q) | phi(k) | v]: what the attention reads
     T* att;         // (L, attention_saved_size)
     T* att_z;       // (L, B, H, T)    normaliser Z_i
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
@@ -56,6 +62,10 @@ struct Activations {
     T* d_norm;      // (B, T, C)
     T* d_qkv_rope;  // (B, T, 3C)
     T* d_qkv;       // (B, T, 3C)
+    T* d_qkv_feat;  // (B, T, 3C)      with a feature map only, as are the three below
+    T* d_phi_pre;   // (B, T, 3C)      mlp
+    T* d_phi_act;   // (B, T, 3C)
+    T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
     T* d_ffn_fc;    // (B, T, 2F)
     T* d_ffn_act;   // (B, T, F)
@@ -227,14 +237,16 @@ private:
     // parameters and gradients of block l (layer_view), al the activations of layer l (layer_acts),
     // with al.resid = x_l (N, C), al.resid_mid = x_mid, al.resid + N C = x_{l+1}. ----
 
-    // Attention sub-block, forward:  x_mid = x + Wo . Attention(RoPE(Wqkv . RMSNorm(x)))
-    //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) -> attn_y (N, C) -> resid_mid (N, C)
+    // Attention sub-block, forward:  x_mid = x + Wo . Attention(phi(RoPE(Wqkv . RMSNorm(x))))
+    //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) [-> qkv_feat (N, 3C)] -> attn_y (N, C)
+    //   -> resid_mid (N, C);  phi: the feature map of the kernel variants, on q and k only.
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
         Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
         Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
-        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.qkv_rope, B, Tn, C, H, config_.attention);
+        const T* attn_in = feature_map_forward(pl, al, N);
+        Backend::attention_forward(al.attn_y, al.att, al.att_z, attn_in, B, Tn, C, H, config_.attention);
         Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
         Backend::residual_add(al.resid_mid, al.resid, N * C);
     }
@@ -270,14 +282,71 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::zero(al.d_attn_y, N * C);
         Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
-        Backend::zero(al.d_qkv_rope, N * 3 * C);
-        Backend::attention_backward(al.d_qkv_rope, al.d_attn_y, al.attn_y, al.qkv_rope, al.att, al.att_z, B, Tn, C, H,
-                                    config_.attention);
+        const bool has_phi = config_.attention.feature_map != FeatureMap::none;
+        T* d_attn_in = has_phi ? al.d_qkv_feat : al.d_qkv_rope;
+        Backend::zero(d_attn_in, N * 3 * C);
+        Backend::attention_backward(d_attn_in, al.d_attn_y, al.attn_y, has_phi ? al.qkv_feat : al.qkv_rope, al.att,
+                                    al.att_z, B, Tn, C, H, config_.attention);
+        if (has_phi) {
+            Backend::zero(al.d_qkv_rope, N * 3 * C);
+            feature_map_backward(pl, gl, al, N);
+        }
         Backend::zero(al.d_qkv, N * 3 * C);
         Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
         Backend::zero(al.d_norm, N * C);
         Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
         Backend::rmsnorm_backward(al.d_resid, gl.attn_norm, al.d_norm, al.resid, pl.attn_norm, al.attn_rstd, N, C);
+    }
+
+    // The feature map phi of the kernel variants (docs/attention.md) on q and k, v kept, over whole
+    // qkv rows seen as (3 N H, D) head rows (v's rows are computed and then dropped by the merge):
+    //   elu: qkv_feat = merge(elu(qkv_rope) + 1, qkv_rope)
+    //   mlp: qkv_feat = merge(W2 . relu(W1 . qkv_rope), qkv_rope)
+    // Returns what the attention reads: qkv_feat, or qkv_rope without a feature map.
+    const T* feature_map_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
+        const size_t C = config_.d_model, D = config_.head_dim(), head_rows = 3 * N * config_.n_heads;
+        switch (config_.attention.feature_map) {
+            case FeatureMap::none: return al.qkv_rope;
+            case FeatureMap::elu:
+                Backend::activation_forward(al.phi_act, al.qkv_rope, N * 3 * C, Activation::elu_plus_one);
+                Backend::qkv_merge_forward(al.qkv_feat, al.phi_act, al.qkv_rope, N, C);
+                break;
+            case FeatureMap::mlp:
+                Backend::matmul_forward(al.phi_pre, al.qkv_rope, pl.attn_phi_w1, head_rows, D, D);
+                Backend::activation_forward(al.phi_act, al.phi_pre, N * 3 * C, Activation::relu);
+                Backend::matmul_forward(al.phi_out, al.phi_act, pl.attn_phi_w2, head_rows, D, D);
+                Backend::qkv_merge_forward(al.qkv_feat, al.phi_out, al.qkv_rope, N, C);
+                break;
+        }
+        return al.qkv_feat;
+    }
+
+    // The feature map, backward: d_qkv_feat -> d_qkv_rope (+=, zeroed by the caller) and the
+    // gradients of W1, W2. The merge sends v's gradient straight to d_qkv_rope and leaves zeros in
+    // v's rows of d_phi_*, so those rows add nothing to the weight gradients.
+    void feature_map_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
+                              size_t N) {
+        const size_t C = config_.d_model, D = config_.head_dim(), head_rows = 3 * N * config_.n_heads;
+        switch (config_.attention.feature_map) {
+            case FeatureMap::none: break;
+            case FeatureMap::elu:
+                Backend::zero(al.d_phi_act, N * 3 * C);
+                Backend::qkv_merge_backward(al.d_phi_act, al.d_qkv_rope, al.d_qkv_feat, N, C);
+                Backend::activation_backward(al.d_qkv_rope, al.d_phi_act, al.qkv_rope, N * 3 * C,
+                                             Activation::elu_plus_one);
+                break;
+            case FeatureMap::mlp:
+                Backend::zero(al.d_phi_out, N * 3 * C);
+                Backend::qkv_merge_backward(al.d_phi_out, al.d_qkv_rope, al.d_qkv_feat, N, C);
+                Backend::zero(al.d_phi_act, N * 3 * C);
+                Backend::matmul_backward(al.d_phi_act, gl.attn_phi_w2, al.d_phi_out, al.phi_act, pl.attn_phi_w2,
+                                         head_rows, D, D);
+                Backend::zero(al.d_phi_pre, N * 3 * C);
+                Backend::activation_backward(al.d_phi_pre, al.d_phi_act, al.phi_pre, N * 3 * C, Activation::relu);
+                Backend::matmul_backward(al.d_qkv_rope, gl.attn_phi_w1, al.d_phi_pre, al.qkv_rope, pl.attn_phi_w1,
+                                         head_rows, D, D);
+                break;
+        }
     }
 
     // The activations with every per-layer buffer moved to layer l's slice (the others unchanged).
@@ -325,6 +394,11 @@ private:
         per_layer(&A::attn_rstd, "attn_rstd", L, {N});
         per_layer(&A::qkv, "qkv", L, {N, 3 * C});
         per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
+        const FeatureMap phi = config_.attention.feature_map;
+        if (phi == FeatureMap::mlp) per_layer(&A::phi_pre, "phi_pre", L, {N, 3 * C});
+        if (phi != FeatureMap::none) per_layer(&A::phi_act, "phi_act", L, {N, 3 * C});
+        if (phi == FeatureMap::mlp) per_layer(&A::phi_out, "phi_out", L, {N, 3 * C});
+        if (phi != FeatureMap::none) per_layer(&A::qkv_feat, "qkv_feat", L, {N, 3 * C});
         per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
         per_layer(&A::att_z, "att_z", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
@@ -340,6 +414,10 @@ private:
         once(&A::d_norm, "d_norm", {N, C});
         once(&A::d_qkv_rope, "d_qkv_rope", {N, 3 * C});
         once(&A::d_qkv, "d_qkv", {N, 3 * C});
+        if (phi != FeatureMap::none) once(&A::d_qkv_feat, "d_qkv_feat", {N, 3 * C});
+        if (phi == FeatureMap::mlp) once(&A::d_phi_pre, "d_phi_pre", {N, 3 * C});
+        if (phi != FeatureMap::none) once(&A::d_phi_act, "d_phi_act", {N, 3 * C});
+        if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
         once(&A::d_ffn_fc, "d_ffn_fc", {N, 2 * F});
         once(&A::d_ffn_act, "d_ffn_act", {N, F});

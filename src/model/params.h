@@ -6,6 +6,7 @@
 //   embed.weight            (V, C)
 //   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
 //   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
+//   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
 //   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]
 //   blocks.ffn_out.weight   (L, C, F)       W3 (down)
 //   final_norm.weight       (C)             lm_head.weight (V, C)
@@ -24,6 +25,7 @@ namespace sinklab {
 template <typename T>
 struct ParamTensors {
     T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
+    T *attn_phi_w1 = nullptr, *attn_phi_w2 = nullptr;  // the mlp feature map, when the config has one
 };
 
 // How Model::init_weights fills a tensor (docs/model.md gives the formulas):
@@ -53,7 +55,7 @@ struct ParamDecl {
 template <typename T, class Visit>
 void for_each_param(const ModelConfig& c, Visit&& visit) {
     using P = ParamTensors<T>;
-    const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size;
+    const size_t L = c.n_layers, C = c.d_model, F = c.d_ffn, V = c.vocab_size, D = c.head_dim();
     // A tensor of the whole model, and one stacked over the layers (given one layer's shape).
     auto once = [&](T* P::*field, const char* name, std::vector<size_t> shape, InitKind init, Counted counted) {
         visit(ParamDecl<T>{field, name, std::move(shape), init, counted, 0});
@@ -67,6 +69,10 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
     once(&P::embed, "embed.weight", {V, C}, InitKind::embedding, Counted::vocabulary);
     per_layer(&P::attn_norm, "blocks.attn_norm.weight", {C}, InitKind::norm_gain);
     per_layer(&P::attn_qkv, "blocks.attn_qkv.weight", {3 * C, C}, InitKind::projection);
+    if (c.attention.feature_map == FeatureMap::mlp) {  // phi(x) = W2 relu(W1 x), shared by q, k and the heads
+        per_layer(&P::attn_phi_w1, "blocks.attn_phi_w1.weight", {D, D}, InitKind::projection);
+        per_layer(&P::attn_phi_w2, "blocks.attn_phi_w2.weight", {D, D}, InitKind::projection);
+    }
     per_layer(&P::attn_out, "blocks.attn_out.weight", {C, C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);
     per_layer(&P::ffn_in, "blocks.ffn_in.weight", {2 * F, C}, InitKind::projection);

@@ -95,8 +95,9 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                     } else {
                         z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
                         if (spec.is_normalised()) {
+                            const T divisor = normaliser_divisor(z);
 #pragma omp simd
-                            for (size_t j = j0; j < j1; j++) w[j] /= z;
+                            for (size_t j = j0; j < j1; j++) w[j] /= divisor;
                         }
                     }
                     // the mask: exactly zero outside [j0, j1)
@@ -157,10 +158,12 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
 #pragma omp simd reduction(+ : dot)
                         for (size_t j = j0; j < j1; j++) dot += w[j] * dsi[j];
                     }
-                    const T delta = row_delta(spec, dot);
-                    const T z = att_z[(b * H + h) * Tn + i], inv_z = T(1) / z;
+                    const T z = att_z[(b * H + h) * Tn + i];
+                    const T delta = row_delta(spec, dot, z);
+                    const T divisor = normaliser_divisor(z), inv_z = T(1) / divisor;
 #pragma omp simd
-                    for (size_t j = j0; j < j1; j++) dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * z, inv_z, delta);
+                    for (size_t j = j0; j < j1; j++)
+                        dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
                     // the keys i does not see: no gradient
                     for (size_t j = kb; j < j0; j++) dsi[j] = 0;
                     for (size_t j = j1; j < ke; j++) dsi[j] = 0;

@@ -5,12 +5,14 @@
 // scalar type so that gradient checks run in double; the trainer runs in float. The conventions
 // (shapes, layouts, += in backward) are in src/ops/common.h.
 #pragma once
+#include "ops/activation.h"
 #include "ops/adamw.h"
 #include "ops/attention.h"
 #include "ops/common.h"
 #include "ops/crossentropy.h"
 #include "ops/embedding.h"
 #include "ops/matmul.h"
+#include "ops/qkv_merge.h"
 #include "ops/residual.h"
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"

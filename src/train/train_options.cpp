@@ -77,7 +77,9 @@ std::vector<TrainOption> make_train_options() {
              o.model = preset(o.preset);
          },
          [](const O& o) { return Json(o.preset); }, [](O& o, const Json& j) { o.preset = j.as_string(); }},
-        model_option("attention", "softmax", "NAME", "softmax, sigmoid, sigmoid-norm, elu, elu-norm",
+        model_option("attention", "softmax", "NAME",
+                     "softmax, sigmoid, sigmoid-norm, elu, elu-norm, linear-kernel, linear-kernel-norm, elu-kernel, "
+                     "elu-kernel-norm, mlp-kernel, mlp-kernel-norm (docs/attention.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention = parse_attention(a.get(f)); }),
         model_option("sigmoid-bias", "0", "B", "b inside sigmoid(s + b) for the sigmoid variants",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.score_bias = a.get_double(f); }),
