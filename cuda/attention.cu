@@ -24,6 +24,7 @@
 //       ds = score_grad(dP, w, g, 1 / Z_i, Delta_i) (attention_variant.h).
 //     dV_j += sum_i w_ij dO_i,  dK_j += scale sum_i ds_ij q_i,  dQ_i += scale sum_j ds_ij k_j.
 //   Each output element is owned by one block and summed in a fixed order.
+// The key slot (`--slot`): kernels/attention_slot.cuh, around the fused kernels (its header says how).
 //
 // Precision (cuda_api.h):
 //   fp32: tiles stay fp32 in shared memory and the tile products run on CUDA cores (Br = Bc = 32);
@@ -41,6 +42,7 @@
 #include "cuda_api.h"
 #include "kernels/attention.cuh"
 #include "kernels/attention_mma.cuh"
+#include "kernels/attention_slot.cuh"
 #include "model/config.h"
 #include "ops_cuda.h"
 
@@ -148,22 +150,37 @@ void dispatch(bool forward, int Dp, const AttnArgs& a, size_t B) {
 
 bool attention_supports_head_dim(size_t D) { return D >= 2 && D <= 128 && D % 2 == 0; }
 
-void attention_forward(float* out, float* saved, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C,
-                       size_t H, const AttentionSpec& spec) {
+void attention_forward(float* out, float* saved, float* att_z, float* att_slot, const float* qkv, const float* slot_k,
+                       const float* slot_v, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
     if (B == 0 || Tn == 0) return;
     AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
     a.out = out;
     a.lse = saved;
     a.z = att_z;
+    const size_t rows = B * H * Tn;
+    if (slot_k) {  // the key slot's scores s_i*, which start each row's statistics (attention_slot.cuh)
+        float* slot_s = static_cast<float*>(scratch(kScratchAttention, rows * sizeof(float)));
+        attention_slot_score_kernel<<<blocks_for(rows * 32, 256), 256>>>(slot_s, qkv, slot_k, int(B), a.T, a.C, a.H,
+                                                                         a.D, a.scale, a.spec);
+        CUDA_CHECK_LAUNCH();
+        a.slot_s = slot_s;
+    }
     const int Dp = padded_head_dim(C / H);
     if (precision() == Precision::bf16)
         dispatch<bf16>(true, Dp, a, B);
     else
         dispatch<float>(true, Dp, a, B);
+    if (slot_k) {  // w_i*, and out_i += w_i* v*
+        attention_slot_output_kernel<<<blocks_for(rows * 32, 256), 256>>>(out, att_slot, a.slot_s, saved, att_z, slot_v,
+                                                                          int(B), a.T, a.C, a.H, a.D, a.spec);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* out, const float* qkv, const float* saved,
-                        const float* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+void attention_backward(float* dqkv, float* d_slot_k, float* d_slot_v, const float* dout, const float* out,
+                        const float* qkv, const float* slot_k, const float* slot_v, const float* saved,
+                        const float* att_z, const float* att_slot, size_t B, size_t Tn, size_t C, size_t H,
+                        const AttentionSpec& spec) {
     if (B == 0 || Tn == 0) return;
     AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
     a.lse = const_cast<float*>(saved);
@@ -184,14 +201,20 @@ void attention_backward(float* dqkv, const float* dout, const float* out, const 
         dispatch<bf16>(false, Dp, a, B);
     else
         dispatch<float>(false, Dp, a, B);
+    if (slot_k) {  // the slot's terms: dq_i += ds_i* k*, and d_slot_k, d_slot_v per (b, h)
+        attention_slot_backward_kernel<<<unsigned(B * H), 32 * kSlotBackwardWarps>>>(
+            dqkv, d_slot_k, slot_v ? d_slot_v : nullptr, dout, qkv, slot_k, slot_v, att_slot, att_z, a.delta, a.T, a.C,
+            a.H, a.D, a.scale, a.spec);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 
-void attention_weights(float* att, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C, size_t H,
-                       const AttentionSpec& spec) {
+void attention_weights(float* att, float* att_z, float* att_slot, const float* qkv, const float* slot_k, size_t B,
+                       size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
     if (B == 0 || Tn == 0) return;
     const AttnArgs a = make_args(qkv, B, Tn, C, H, spec);
-    attention_weights_kernel<<<dim3(unsigned(Tn), unsigned(B * H)), 128>>>(att, att_z, qkv, a.T, a.C, a.H, a.D,
-                                                                           a.scale, a.spec);
+    attention_weights_kernel<<<dim3(unsigned(Tn), unsigned(B * H)), 128>>>(att, att_z, att_slot, qkv, slot_k, a.T, a.C,
+                                                                           a.H, a.D, a.scale, a.spec);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -57,14 +57,13 @@ struct CudaBackend {
     template <class... A> static auto swiglu_forward(A... a) { return cuda::swiglu_forward(a...); }
     template <class... A> static auto swiglu_backward(A... a) { return cuda::swiglu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return cuda::residual_add(a...); }
+    template <class... A> static auto bias_add_forward(A... a) { return cuda::bias_add_forward(a...); }
+    template <class... A> static auto bias_add_backward(A... a) { return cuda::bias_add_backward(a...); }
     template <class... A> static auto crossentropy_forward(A... a) { return cuda::crossentropy_forward(a...); }
     template <class... A> static auto crossentropy_backward(A... a) { return cuda::crossentropy_backward(a...); }
     template <class... A> static auto sum_squares(A... a) { return cuda::sum_squares(a...); }
     template <class... A> static auto adamw_update(A... a) { return cuda::adamw_update(a...); }
-    static void attention_backward(T* dqkv, const T* dout, const T* out, const T* qkv, const T* saved,
-                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
-        cuda::attention_backward(dqkv, dout, out, qkv, saved, att_z, B, Tn, C, H, spec);
-    }
+    template <class... A> static auto attention_backward(A... a) { return cuda::attention_backward(a...); }
 };
 
 static_assert(ModelBackend<CudaBackend>);

@@ -34,6 +34,7 @@ inline unsigned grid_for(size_t n) {
 enum ScratchSlot {
     kScratchReduce,
     kScratchAttention,
+    kScratchColumnSum,   // the chunks' sums of bias_add_backward (bias.cu)
     kScratchEmbedding,
     kScratchGemmInput,   // bf16 copies of a matmul's operands (matmul.cu, bf16 mode)
     kScratchGemmWeight,

@@ -65,8 +65,9 @@ void count_device_bytes(size_t bytes);
 // The sink analysis' materialising path (not part of the Backend interface): the attention
 // weights w[b, h, i, j] as the CPU's attention_forward writes them into `att` (B, H, T, T),
 // zeros above the diagonal, and the normaliser Z (B, H, T) (1 for softmax and unnormalised
-// variants). qkv (B, T, 3C) after RoPE. Always fp32. Device pointers.
-void attention_weights(float* att, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C, size_t H,
-                       const AttentionSpec& spec);
+// variants); with a key slot (slot_k, else null) its weights into att_slot (B, H, T). qkv (B, T, 3C)
+// after RoPE. Always fp32. Device pointers.
+void attention_weights(float* att, float* att_z, float* att_slot, const float* qkv, const float* slot_k, size_t B,
+                       size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
 
 }  // namespace sinklab::cuda

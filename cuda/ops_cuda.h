@@ -36,12 +36,14 @@ void rope_backward(float* dqkv, const float* dout, const float* cos_t, const flo
 // Fused causal attention (attention.cu). `saved` (B, H, T): the softmax log-sum-exp per row
 // (0 for the other variants); att_z (B, H, T): Z_i as on the CPU (1 for softmax and the
 // unnormalised variants). No T x T matrix is written. The backward also takes the forward's
-// output `out` (for Delta_i = dO_i . O_i of the normalised variants).
-void attention_forward(float* out, float* saved, float* att_z, const float* qkv, size_t B, size_t Tn, size_t C,
-                       size_t H, const AttentionSpec& spec);
-void attention_backward(float* dqkv, const float* dout, const float* out, const float* qkv, const float* saved,
-                        const float* att_z,
-                        size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
+// output `out` (for Delta_i = dO_i . O_i of the normalised variants). The key slot's arguments
+// (att_slot, slot_k, slot_v, d_slot_k, d_slot_v) as in src/ops/attention.h.
+void attention_forward(float* out, float* saved, float* att_z, float* att_slot, const float* qkv, const float* slot_k,
+                       const float* slot_v, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec);
+void attention_backward(float* dqkv, float* d_slot_k, float* d_slot_v, const float* dout, const float* out,
+                        const float* qkv, const float* slot_k, const float* slot_v, const float* saved,
+                        const float* att_z, const float* att_slot, size_t B, size_t Tn, size_t C, size_t H,
+                        const AttentionSpec& spec);
 // Head dimensions the fused kernels take: any even D <= 128 (tiles are padded to 16/32/64/96/128).
 bool attention_supports_head_dim(size_t D);
 
@@ -53,6 +55,8 @@ void qkv_merge_backward(float* dqk_src, float* dv_src, const float* dout, size_t
 void swiglu_forward(float* out, const float* fc, size_t N, size_t F);
 void swiglu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F);
 void residual_add(float* x, const float* y, size_t n);
+void bias_add_forward(float* x, const float* bias, size_t rows, size_t n);
+void bias_add_backward(float* dbias, const float* dx, size_t rows, size_t n);
 
 void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, size_t N, size_t V);
 void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, float dloss, size_t N,

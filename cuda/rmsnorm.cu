@@ -25,8 +25,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
     rmsnorm_backward_dw_partial_kernel<<<dim3(blocks_for(C, kThreads), unsigned(chunks)), kThreads>>>(
         partial, dout, x, rstd, N, C);
     CUDA_CHECK_LAUNCH();
-    column_sum_kernel<<<blocks_for(C, kThreads), kThreads>>>(dw, partial, chunks, C);
-    CUDA_CHECK_LAUNCH();
+    bias_add_backward(dw, partial, chunks, C);  // dw += the chunks' sums (bias.cu)
 }
 
 }  // namespace sinklab::cuda

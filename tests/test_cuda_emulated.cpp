@@ -12,6 +12,8 @@
 #include "kernels/adamw.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/attention_mma.cuh"
+#include "kernels/attention_slot.cuh"
+#include "kernels/bias.cuh"
 #include "kernels/crossentropy.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/residual.cuh"
@@ -19,6 +21,8 @@
 #include "kernels/rope.cuh"
 #include "kernels/swiglu.cuh"
 #include "matmul_calls.h"
+
+#include "attention_inputs.h"
 
 #include <cmath>
 #include <string>
@@ -61,21 +65,24 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     const double tol = bf16 ? 3e-2 : 2e-5;
     const size_t C = H * D;
     auto qkv_storage = random_normal(B * T * 3 * C + 1, 7 + D + T, 1.5);
-    // elu-kernel-norm sees q, k after elu(x) + 1 in the model: positive, so that Z is never near 0.
-    if (spec.is_kernel() && spec.normalizer == Normalizer::sum)
-        for (float& x : qkv_storage) x = std::fabs(x) * 0.3f + 0.05f;
-    // max(|sum|, 1): the weights are signed, so the row sums and outputs are cancellations whose
-    // relative rounding error grows with the scores; at the scale of the others (std 1.5) the bf16
-    // dqkv error is 3.7e-2 (fp32: 1.1e-6), at half of it 1.9e-2, within the bf16 tolerance.
-    if (spec.normalizer == Normalizer::abs_sum) for (float& x : qkv_storage) x *= 0.5f;
+    testing::condition_attention_inputs(spec, qkv_storage);
     const std::vector<float> qkv(qkv_storage.begin() + (misalign ? 1 : 0),
                                  qkv_storage.begin() + (misalign ? 1 : 0) + B * T * 3 * C);
     const float* qkv_ptr = qkv_storage.data() + (misalign ? 1 : 0);  // the same values
     const auto dout = random_normal(B * T * C, 8 + D + T);
 
-    std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
-    attention_forward(out.data(), att.data(), z.data(), qkv.data(), B, T, C, H, spec);
-    attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), B, T, C, H, spec);
+    // The key slot's k* and v* (null without them).
+    const bool slot = spec.has_key_slot();
+    const size_t S = size_t(spec.slot_heads(int(H)));
+    const auto slot_k_values = random_normal(S * D, 9 + D, 1.5), slot_v_values = random_normal(S * D, 10 + D);
+    const float* slot_k = slot ? slot_k_values.data() : nullptr;
+    const float* slot_v = slot && spec.has_slot_value() ? slot_v_values.data() : nullptr;
+
+    std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), att_slot(B * H * T), dqkv(B * T * 3 * C, 0.0f);
+    std::vector<float> d_slot_k(B * H * D), d_slot_v(B * H * D);
+    attention_forward(out.data(), att.data(), z.data(), att_slot.data(), qkv.data(), slot_k, slot_v, B, T, C, H, spec);
+    attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), slot_k, slot_v,
+                       att.data(), z.data(), att_slot.data(), B, T, C, H, spec);
 
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> e_out(out.size(), nan), e_lse(B * H * T, nan), e_z(B * H * T, nan), e_delta(B * H * T, nan);
@@ -87,7 +94,18 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     a.dout = dout.data();
     a.dqkv = e_dqkv.data();
     const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
+    const size_t rows = B * H * T;
+    const emu::Dim row_warps{unsigned((rows * 32 + 255) / 256), 1, 1};  // one warp per row, 256 threads a block
+    std::vector<float> e_slot_s(rows, nan), e_att_slot(rows, nan), e_d_slot_k(B * H * D, nan), e_d_slot_v(B * H * D,
+                                nan);
     emu::g_violations = 0;
+    if (slot) {
+        emu::launch(row_warps, 256, 0, [&] {
+            attn::attention_slot_score_kernel(e_slot_s.data(), qkv_ptr, slot_k, int(B), int(T), int(C), int(H), int(D),
+                                              a.scale, a.spec);
+        });
+        a.slot_s = e_slot_s.data();
+    }
     emu::launch(grid, K::NT, K::kForwardBytes, [&] {
         if constexpr (bf16) {
             if (spec.is_softmax())
@@ -101,8 +119,12 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
                 attn::attention_forward_kernel<Dp, false>(a);
         }
     });
-    const size_t rows = B * H * T;
-    emu::launch({unsigned((rows * 32 + 255) / 256), 1, 1}, 256, 0, [&] {
+    if (slot)
+        emu::launch(row_warps, 256, 0, [&] {
+            attn::attention_slot_output_kernel(e_out.data(), e_att_slot.data(), e_slot_s.data(), e_lse.data(),
+                                               e_z.data(), slot_v, int(B), int(T), int(C), int(H), int(D), a.spec);
+        });
+    emu::launch(row_warps, 256, 0, [&] {
         attn::attention_delta_kernel(e_delta.data(), dout.data(), e_out.data(), e_z.data(), int(B), int(T), int(C),
                                      int(H), int(D), a.spec);
     });
@@ -113,6 +135,19 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     } else {
         emu::launch(grid, K::NT, K::kBackwardKVBytes, [&] { attn::attention_backward_kv_kernel<Dp>(a); });
         emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Dp>(a); });
+    }
+    if (slot) {
+        emu::launch({unsigned(B * H), 1, 1}, 32 * attn::kSlotBackwardWarps, 0, [&] {
+            attn::attention_slot_backward_kernel(e_dqkv.data(), e_d_slot_k.data(), slot_v ? e_d_slot_v.data() : nullptr,
+                                                 dout.data(), qkv_ptr, slot_k, slot_v, e_att_slot.data(), e_z.data(),
+                                                 a.delta, int(T), int(C), int(H), int(D), a.scale, a.spec);
+        });
+        const double ew = rel_err(e_att_slot, att_slot), ek = rel_err(e_d_slot_k, d_slot_k);
+        const double ev = slot_v ? rel_err(e_d_slot_v, d_slot_v) : 0.0;
+        MESSAGE("  slot: rel err w* " << ew << " dk* " << ek << " dv* " << ev);
+        CHECK(ew <= tol);
+        CHECK(ek <= tol);
+        CHECK(ev <= tol);
     }
     CHECK(emu::g_violations == 0);
 
@@ -125,13 +160,14 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
 
     // The materialising path.
     if (!bf16) {
-        std::vector<float> w(att.size(), nan), wz(z.size(), nan);
+        std::vector<float> w(att.size(), nan), wz(z.size(), nan), w_slot(rows, nan);
         emu::launch({unsigned(T), unsigned(B * H), 1}, 128, 0, [&] {
-            attn::attention_weights_kernel(w.data(), wz.data(), qkv_ptr, int(T), int(C), int(H), int(D), a.scale,
-                                           a.spec);
+            attn::attention_weights_kernel(w.data(), wz.data(), w_slot.data(), qkv_ptr, slot_k, int(T), int(C), int(H),
+                                           int(D), a.scale, a.spec);
         });
         CHECK(rel_err(w, att) <= 2e-5);
         CHECK(rel_err(wz, z) <= 2e-5);
+        if (slot) CHECK(rel_err(w_slot, att_slot) <= 2e-5);
     }
 }
 
@@ -152,6 +188,13 @@ std::vector<std::string> distinct_operations() {
         if (spec.feature_map == FeatureMap::none || spec.normalizer == Normalizer::sum) names.push_back(v);
     }
     return names;
+}
+
+// The attention `spec` with a key slot.
+AttentionSpec with_slot(AttentionSpec spec, SlotKind slot, bool shared = false) {
+    spec.slot = slot;
+    spec.slot_shared = shared;
+    return spec;
 }
 
 AttentionSpec masked(const std::string& name, MaskKind mask, int size) {
@@ -184,6 +227,22 @@ TEST_CASE("emulated attention kernels, fp32 path, window and prefix masks") {
         run_case<float, 64>(masked("softmax", MaskKind::prefix, p), 64, 100, 1, 1);
         run_case<float, 64>(masked("elu", MaskKind::prefix, p), 64, 100, 1, 1);
     }
+}
+
+TEST_CASE("emulated attention kernels with a key slot, fp32 and bf16") {
+    run_case<float, 64>(with_slot(variant("softmax"), SlotKind::key_value), 64, 70, 1, 2);
+    run_case<float, 64>(with_slot(variant("softmax"), SlotKind::key, true), 64, 70, 1, 2);
+    run_case<float, 64>(with_slot(variant("softmax", &AttentionSpec::softmax_alpha, 0.5), SlotKind::sink_token), 64, 70,
+                        1, 1);
+    run_case<float, 64>(with_slot(variant("sigmoid-norm"), SlotKind::key_value, true), 64, 70, 1, 2);
+    run_case<float, 64>(with_slot(variant("elu"), SlotKind::key_value), 64, 70, 1, 1);
+    run_case<float, 64>(with_slot(variant("linear-kernel-norm"), SlotKind::key_value), 64, 70, 1, 1);
+    run_case<float, 64>(with_slot(masked("softmax", MaskKind::window, 20), SlotKind::key_value), 64, 100, 1, 1);
+    run_case<float, 16>(with_slot(variant("softmax"), SlotKind::key_value), 8, 33, 2, 1);  // padded head dim
+    run_case<__nv_bfloat16, 64>(with_slot(variant("softmax"), SlotKind::key_value), 64, 130, 1, 2);
+    run_case<__nv_bfloat16, 64>(with_slot(variant("sigmoid"), SlotKind::key_value, true), 64, 130, 1, 2);
+    run_case<__nv_bfloat16, 64>(with_slot(variant("elu-norm"), SlotKind::key), 64, 130, 1, 1);
+    run_case<__nv_bfloat16, 64>(with_slot(masked("softmax", MaskKind::prefix, 70), SlotKind::key_value), 64, 150, 1, 1);
 }
 
 TEST_CASE("emulated attention kernels, bf16 mma.sync path, every variant") {
@@ -220,7 +279,8 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         const auto wte = random_normal(V * C, 1), dout = random_normal(N * C, 2);
         std::vector<float> out(N * C), e_out(N * C, nan);
         embedding_forward(out.data(), tokens.data(), wte.data(), N, C);
-        emu::launch({3, 1, 1}, NT, 0, [&] { kn::embedding_forward_kernel(e_out.data(), tokens.data(), wte.data(), N, C); });
+        emu::launch({3, 1, 1}, NT, 0,
+                    [&] { kn::embedding_forward_kernel(e_out.data(), tokens.data(), wte.data(), N, C); });
         CHECK(rel_err(e_out, out) == 0.0);
         auto dwte = random_normal(V * C, 3);
         auto e_dwte = dwte;
@@ -277,6 +337,27 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
             kn::rope_backward_kernel(e_dx.data(), dy.data(), cs.data(), sn.data(), B * T, T, C, D);
         });
         CHECK(rel_err(e_dx, dx) <= 1e-6);
+    }
+    // bias add: forward, and the column sums of its backward in one pass and in two
+    {
+        const size_t rows = 700, n = 33;
+        const auto bias = random_normal(n, 20), dx = random_normal(rows * n, 21);
+        auto x = random_normal(rows * n, 22);
+        auto e_x = x;
+        bias_add_forward(x.data(), bias.data(), rows, n);
+        emu::launch({4, 1, 1}, NT, 0, [&] { kn::bias_add_forward_kernel(e_x.data(), bias.data(), rows, n); });
+        CHECK(rel_err(e_x, x) == 0.0);
+        for (size_t r : {size_t(5), rows}) {
+            auto dbias = random_normal(n, 23);
+            auto e_dbias = dbias;
+            bias_add_backward(dbias.data(), dx.data(), r, n);
+            const size_t chunks = (r + kn::kRowChunk - 1) / kn::kRowChunk;
+            std::vector<float> partial(chunks * n, nan);
+            emu::launch({1, unsigned(chunks), 1}, NT, 0,
+                        [&] { kn::column_sum_partial_kernel(partial.data(), dx.data(), r, n); });
+            emu::launch({1, 1, 1}, NT, 0, [&] { kn::column_sum_kernel(e_dbias.data(), partial.data(), chunks, n); });
+            CHECK(rel_err(e_dbias, dbias) <= 1e-6);
+        }
     }
     // swiglu, residual
     for (const size_t F : {70, 72}) {  // one column per thread; four (16-byte loads)

@@ -148,7 +148,8 @@ TEST_CASE("whole model: the materialising attention path matches the CPU weights
     // Layer 1's weights from its post-RoPE qkv.
     const size_t N = B * T;
     DeviceBuffer<float> att(B * H * T * T), z(B * H * T);
-    cuda::attention_weights(att.ptr, z.ptr, gpu.acts().qkv_rope + 1 * N * 3 * C, B, T, C, H, config.attention);
+    cuda::attention_weights(att.ptr, z.ptr, nullptr, gpu.acts().qkv_rope + 1 * N * 3 * C, nullptr, B, T, C, H,
+                            config.attention);
     const std::vector<float> want(cpu.acts().att + 1 * B * H * T * T, cpu.acts().att + 2 * B * H * T * T);
     CHECK(rel_err(att.host(), want) <= 1e-4);
 }

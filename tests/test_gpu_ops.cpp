@@ -11,6 +11,7 @@
 //                      relative 2^-9 each), fp32 accumulation.
 //   kBf16Attn (3e-2)   attention in bf16 mode: q, k, v, dO and the weights P / dS rounded to bf16
 //                      for the tensor cores; statistics and accumulators fp32.
+#include "attention_inputs.h"
 #include "gpu_test_util.h"
 
 #include <algorithm>
@@ -194,41 +195,68 @@ TEST_CASE("sum of squares and AdamW") {
 namespace {
 
 struct AttentionCase {
-    std::string variant;
-    double bias;
+    AttentionSpec spec;
     size_t D, T;
 };
+
+AttentionSpec spec_of(const std::string& name, double bias = 0.0) {
+    AttentionSpec spec = parse_attention(name);
+    spec.score_bias = bias;
+    return spec;
+}
 
 // Forward and backward of one attention case on both backends; returns the worst relative error.
 void check_attention(const AttentionCase& c, Precision p) {
     PrecisionScope scope(p);
     const double tol = p == Precision::fp32 ? kFp32 : kBf16Attn;
     const size_t B = 2, H = 2, D = c.D, T = c.T, C = H * D;
-    AttentionSpec spec = parse_attention(c.variant);
-    spec.score_bias = c.bias;
+    const AttentionSpec& spec = c.spec;
     const uint64_t seed = 1000 + D * 7 + T * 13 + uint64_t(spec.score) * 3 + (spec.is_normalised() ? 1 : 0);
-    const auto qkv = random_normal(B * T * 3 * C, seed, 1.5);
+    auto qkv = random_normal(B * T * 3 * C, seed, 1.5);
+    testing::condition_attention_inputs(spec, qkv);
     const auto dout = random_normal(B * T * C, seed + 1);
 
+    // The key slot's k* and v* (null pointers without them).
+    const bool slot = spec.has_key_slot(), slot_value = slot && spec.has_slot_value();
+    const size_t S = size_t(spec.slot_heads(int(H)));
+    const auto slot_k = random_normal(S * D, seed + 2, 1.5), slot_v = random_normal(S * D, seed + 3);
+    const float* h_slot_k = slot ? slot_k.data() : nullptr;
+    const float* h_slot_v = slot_value ? slot_v.data() : nullptr;
+
     std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
-    attention_forward(out.data(), att.data(), z.data(), qkv.data(), B, T, C, H, spec);
-    attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), B, T, C, H, spec);
+    std::vector<float> att_slot(B * H * T), d_slot_k(B * H * D), d_slot_v(B * H * D);
+    attention_forward(out.data(), att.data(), z.data(), att_slot.data(), qkv.data(), h_slot_k, h_slot_v, B, T, C, H,
+                      spec);
+    attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), h_slot_k, h_slot_v,
+                       att.data(), z.data(), att_slot.data(), B, T, C, H, spec);
 
     DeviceBuffer<float> d_qkv(qkv), d_dout(dout), d_out(filled(out.size(), kNaN));
     DeviceBuffer<float> d_saved(filled(CudaBackend::attention_saved_size(B, H, T), kNaN)), d_z(filled(z.size(), kNaN));
-    DeviceBuffer<float> d_dqkv(dqkv.size());
-    CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_qkv.ptr, B, T, C, H, spec);
-    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+    DeviceBuffer<float> d_dqkv(dqkv.size()), d_slot_kv(slot_k), d_slot_vv(slot_v);
+    DeviceBuffer<float> d_att_slot(filled(att_slot.size(), kNaN)), d_dslot_k(filled(d_slot_k.size(), kNaN)),
+        d_dslot_v(filled(d_slot_v.size(), kNaN));
+    const float* g_slot_k = slot ? d_slot_kv.ptr : nullptr;
+    const float* g_slot_v = slot_value ? d_slot_vv.ptr : nullptr;
+    CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_att_slot.ptr, d_qkv.ptr, g_slot_k, g_slot_v, B, T,
+                                   C, H, spec);
+    CudaBackend::attention_backward(d_dqkv.ptr, d_dslot_k.ptr, d_dslot_v.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, g_slot_k,
+                                    g_slot_v, d_saved.ptr, d_z.ptr, d_att_slot.ptr, B, T, C, H, spec);
+    if (slot) {
+        CHECK(rel_err(d_att_slot.host(), att_slot) <= tol);
+        CHECK(rel_err(d_dslot_k.host(), d_slot_k) <= tol);
+        if (slot_value) CHECK(rel_err(d_dslot_v.host(), d_slot_v) <= tol);
+    }
     const auto g_out = d_out.host(), g_z = d_z.host(), g_dqkv = d_dqkv.host();
     const double e_out = rel_err(g_out, out), e_z = rel_err(g_z, z), e_d = rel_err(g_dqkv, dqkv);
-    MESSAGE(cuda::precision_name(p) << " " << spec.name() << " bias " << c.bias << " D " << D << " T " << T
+    MESSAGE(cuda::precision_name(p) << " " << spec.describe() << " D " << D << " T " << T
                                     << ": rel err out " << e_out << " Z " << e_z << " dqkv " << e_d);
     CHECK(e_out <= tol);
     CHECK(e_z <= tol);
     CHECK(e_d <= tol);
 
     // Accumulates (+=): a second backward doubles the gradient, bitwise reproducibly.
-    CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+    CudaBackend::attention_backward(d_dqkv.ptr, d_dslot_k.ptr, d_dslot_v.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, g_slot_k,
+                                    g_slot_v, d_saved.ptr, d_z.ptr, d_att_slot.ptr, B, T, C, H, spec);
     const auto g_twice = d_dqkv.host();
     std::vector<float> doubled(g_dqkv.size());
     for (size_t i = 0; i < doubled.size(); i++) doubled[i] = 2.0f * g_dqkv[i];
@@ -237,9 +265,11 @@ void check_attention(const AttentionCase& c, Precision p) {
     // The materialising path for the sink analysis (always fp32).
     if (p == Precision::fp32) {
         DeviceBuffer<float> d_att(filled(att.size(), kNaN)), d_z2(filled(z.size(), kNaN));
-        cuda::attention_weights(d_att.ptr, d_z2.ptr, d_qkv.ptr, B, T, C, H, spec);
+        DeviceBuffer<float> d_w_slot(filled(att_slot.size(), kNaN));
+        cuda::attention_weights(d_att.ptr, d_z2.ptr, d_w_slot.ptr, d_qkv.ptr, g_slot_k, B, T, C, H, spec);
         CHECK(rel_err(d_att.host(), att) <= kFp32);
         CHECK(rel_err(d_z2.host(), z) <= kFp32);
+        if (slot) CHECK(rel_err(d_w_slot.host(), att_slot) <= kFp32);
     }
 }
 
@@ -248,8 +278,8 @@ std::vector<AttentionCase> attention_cases(const std::vector<size_t>& dims, cons
     for (const std::string& v : attention_names())
         for (size_t D : dims)
             for (size_t T : lengths) {
-                cases.push_back({v, 0.0, D, T});
-                if (v == "sigmoid") cases.push_back({v, -2.0, D, T});
+                cases.push_back({spec_of(v), D, T});
+                if (v == "sigmoid") cases.push_back({spec_of(v, -2.0), D, T});
             }
     return cases;
 }
@@ -266,10 +296,34 @@ TEST_CASE("attention forward and backward, every variant, bf16 tensor cores") {
 
 TEST_CASE("attention: padded head dimensions and many tiles") {
     for (Precision p : {Precision::fp32, Precision::bf16}) {
-        for (size_t D : {8, 24, 40}) check_attention({"softmax", 0.0, D, 70}, p);
+        for (size_t D : {8, 24, 40}) check_attention({spec_of("softmax"), D, 70}, p);
         for (const std::string& v : {std::string("softmax"), std::string("sigmoid"), std::string("elu-norm")})
-            check_attention({v, 0.0, 64, 600}, p);
+            check_attention({spec_of(v), 64, 600}, p);
     }
+}
+
+TEST_CASE("attention: alpha, window and prefix masks, and key slots, fp32 and bf16") {
+    auto with = [](const std::string& name, auto&& change) {
+        AttentionSpec spec = parse_attention(name);
+        change(spec);
+        return spec;
+    };
+    const std::vector<AttentionSpec> specs = {
+        with("softmax", [](AttentionSpec& s) { s.softmax_alpha = 0.5; }),
+        with("softmax", [](AttentionSpec& s) { s.mask = MaskKind::window, s.window = 64; }),
+        with("sigmoid-norm", [](AttentionSpec& s) { s.mask = MaskKind::window, s.window = 1; }),
+        with("softmax", [](AttentionSpec& s) { s.mask = MaskKind::prefix, s.prefix = 100; }),
+        with("elu", [](AttentionSpec& s) { s.mask = MaskKind::prefix, s.prefix = 5; }),
+        with("softmax", [](AttentionSpec& s) { s.slot = SlotKind::key_value; }),
+        with("softmax", [](AttentionSpec& s) { s.slot = SlotKind::key, s.slot_shared = true; }),
+        with("sigmoid", [](AttentionSpec& s) { s.slot = SlotKind::sink_token; }),
+        with("elu-norm", [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.slot_shared = true; }),
+        with("linear-kernel-norm", [](AttentionSpec& s) { s.slot = SlotKind::key_value; }),
+        with("softmax",
+             [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.mask = MaskKind::window, s.window = 64; }),
+    };
+    for (Precision p : {Precision::fp32, Precision::bf16})
+        for (const AttentionSpec& spec : specs) check_attention({spec, 64, 300}, p);
 }
 
 TEST_CASE("attention is bitwise deterministic") {
@@ -282,8 +336,10 @@ TEST_CASE("attention is bitwise deterministic") {
         std::vector<float> first;
         for (int run = 0; run < 2; run++) {
             DeviceBuffer<float> d_dqkv(B * T * 3 * C);
-            CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_qkv.ptr, B, T, C, H, spec);
-            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+            CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, nullptr, d_qkv.ptr, nullptr, nullptr, B, T,
+                                           C, H, spec);
+            CudaBackend::attention_backward(d_dqkv.ptr, nullptr, nullptr, d_dout.ptr, d_out.ptr, d_qkv.ptr, nullptr,
+                                            nullptr, d_saved.ptr, d_z.ptr, nullptr, B, T, C, H, spec);
             auto result = d_out.host();
             const auto g = d_dqkv.host();
             result.insert(result.end(), g.begin(), g.end());
@@ -308,8 +364,10 @@ TEST_CASE("attention: unaligned qkv (scalar loads) gives bitwise the aligned res
         for (int k = 0; k < 2; k++) {
             const float* q = k == 0 ? d_a.ptr : d_u.ptr + 1;
             DeviceBuffer<float> d_out(B * T * C), d_saved(B * H * T), d_z(B * H * T), d_dqkv(n);
-            CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, q, B, T, C, H, spec);
-            CudaBackend::attention_backward(d_dqkv.ptr, d_dout.ptr, d_out.ptr, q, d_saved.ptr, d_z.ptr, B, T, C, H, spec);
+            CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, nullptr, q, nullptr, nullptr, B, T, C, H,
+                                           spec);
+            CudaBackend::attention_backward(d_dqkv.ptr, nullptr, nullptr, d_dout.ptr, d_out.ptr, q, nullptr, nullptr,
+                                            d_saved.ptr, d_z.ptr, nullptr, B, T, C, H, spec);
             results[k] = d_out.host();
             const auto g = d_dqkv.host();
             results[k].insert(results[k].end(), g.begin(), g.end());
@@ -321,8 +379,8 @@ TEST_CASE("attention: unaligned qkv (scalar loads) gives bitwise the aligned res
 TEST_CASE("unsupported head dimension is a clear error") {
     const size_t B = 1, H = 1, D = 130, T = 4, C = H * D;
     DeviceBuffer<float> d_qkv(B * T * 3 * C), d_out(B * T * C), d_saved(B * H * T), d_z(B * H * T);
-    CHECK_THROWS_AS(CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, d_qkv.ptr, B, T, C, H,
-                                                   parse_attention("softmax")),
+    CHECK_THROWS_AS(CudaBackend::attention_forward(d_out.ptr, d_saved.ptr, d_z.ptr, nullptr, d_qkv.ptr, nullptr,
+                                                   nullptr, B, T, C, H, parse_attention("softmax")),
                     Error);
 }
 

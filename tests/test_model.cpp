@@ -7,6 +7,7 @@
 
 #include "model/backend_cpu.h"
 #include "model/model.h"
+#include "sink/sink_model.h"
 
 using namespace sinklab;
 
@@ -49,14 +50,35 @@ TEST_CASE("whole model: backward matches central finite differences for every at
         specs.back().mask = MaskKind::prefix;
         specs.back().prefix = 4;
     }
+    // The slots: each kind, per head and shared, with normalised and unnormalised variants and a mask.
+    auto slotted = [&](const std::string& name, SlotKind slot, bool shared) {
+        specs.push_back(parse_attention(name));
+        specs.back().slot = slot;
+        specs.back().slot_shared = shared;
+        return &specs.back();
+    };
+    slotted("softmax", SlotKind::key, false);
+    slotted("softmax", SlotKind::key_value, true);
+    slotted("softmax", SlotKind::value, false);
+    slotted("sigmoid-norm", SlotKind::value, true);
+    slotted("sigmoid-norm", SlotKind::sink_token, false);
+    slotted("elu", SlotKind::key_value, false);
+    slotted("linear-kernel-norm", SlotKind::key_value, false);
+    AttentionSpec* windowed = slotted("softmax", SlotKind::key_value, false);
+    windowed->mask = MaskKind::window;
+    windowed->window = 3;
     for (const AttentionSpec& spec : specs) {
         {
             ModelConfig c = tiny_config("softmax");
             c.attention = spec;
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
-            // Larger weights than the init so that every nonlinearity is exercised.
+            // Larger weights than the init so that every nonlinearity is exercised (and the slot's
+            // k*, v*, initialised at 0.02, as large as the other weights).
             for (size_t i = 0; i < model.n_params(); i++) model.params()[i] *= 3.0;
+            for (const TensorSpec& s : model.param_table().specs())
+                if (s.name.find("attn_slot") != std::string::npos)
+                    for (size_t k = 0; k < s.numel; k++) model.params()[s.offset + k] *= 10.0;
             const size_t B = 2, T = 6;
             const auto inputs = random_tokens(B * T, c.vocab_size, 1);
             auto targets = random_tokens(B * T, c.vocab_size, 2);
@@ -102,4 +124,49 @@ TEST_CASE("whole model: forward rejects token ids outside the vocabulary") {
     inputs[2] = 11;
     CHECK_THROWS_WITH_AS(model.forward(inputs.data(), targets.data(), 1, 4),
                          doctest::Contains("input token id 11 at position 2 is outside the vocabulary"), Error);
+}
+
+TEST_CASE("whole model: the slot's parameters, and the (T+1)-key maps the sink measurement reads") {
+    ModelConfig c = tiny_config("softmax");
+    c.attention.slot = SlotKind::key_value;
+    c.attention.softmax_alpha = 0.5;
+    const size_t L = c.n_layers, H = c.n_heads, D = c.head_dim(), B = 2, T = 6, Tm = T + 1;
+    Model<CpuBackend<double>> model(c);
+    model.init_weights(3);
+    size_t slot_tensors = 0;
+    for (const TensorSpec& s : model.param_table().specs())
+        if (s.name == "blocks.attn_slot_k" || s.name == "blocks.attn_slot_v") {
+            slot_tensors++;
+            CHECK(s.shape == std::vector<size_t>{L, H, D});
+            double sum_sq = 0;
+            for (size_t k = 0; k < s.numel; k++) sum_sq += model.params()[s.offset + k] * model.params()[s.offset + k];
+            const double rms = std::sqrt(sum_sq / double(s.numel));
+            CHECK(rms > 0.01);  // N(0, 0.02^2): 32 values put the rms within [0.01, 0.03] with certainty
+            CHECK(rms < 0.03);
+        }
+    CHECK(slot_tensors == 2);
+    ModelConfig shared = c;
+    shared.attention.slot_shared = true;
+    CHECK(shared.n_params() == c.n_params() - 2 * L * (H - 1) * D);
+
+    const auto inputs = random_tokens(B * T, c.vocab_size, 5);
+    model.forward(inputs.data(), nullptr, B, T);
+    const Activations<double>& a = model.acts();
+    std::vector<float> att(a.att, a.att + L * B * H * T * T), att_slot(a.att_slot, a.att_slot + L * B * H * T), maps;
+    maps_with_slot(maps, att, att_slot, L * B * H, T, float(slot_own_weight<HostMath, double>(c.attention)));
+    REQUIRE(maps.size() == L * B * H * Tm * Tm);
+    for (size_t m = 0; m < L * B * H; m++) {
+        const float* map = maps.data() + m * Tm * Tm;
+        // row 0 is the slot's own row, q_0 = 0: the slot alone, with the whole row's mass alpha
+        CHECK(map[0] == doctest::Approx(0.5));
+        for (size_t j = 1; j < Tm; j++) CHECK(map[j] == 0.0f);
+        // every row sums to alpha over the slot and the real keys, and sees no future key
+        for (size_t i = 1; i < Tm; i++) {
+            double row = 0;
+            for (size_t j = 0; j < Tm; j++) row += map[i * Tm + j];
+            CHECK(row == doctest::Approx(0.5).epsilon(1e-5));
+            for (size_t j = i + 1; j < Tm; j++) CHECK(map[i * Tm + j] == 0.0f);
+            CHECK(map[i * Tm] > 0.0f);
+        }
+    }
 }

@@ -307,19 +307,24 @@ TEST_CASE("gradcheck: attention, every variant (dqkv)") {
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                              spec);
             return dot(out, R);
         };
         loss();
         Vec dqkv(N * 3 * C, 0.0);
-        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
+                           att_z.data(), nullptr, B, Tn, C, H, spec);
         report("attention " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
         report_accumulation("attention " + var.label() + " dqkv", accumulation_error(
                                                                       N * 3 * C,
                                                                       [&](double* g) {
-                                                                          attention_backward(
-                                                                              g, R.data(), qkv.data(), att.data(),
-                                                                              att_z.data(), B, Tn, C, H, spec);
+                                                                          attention_backward(g, nullptr, nullptr,
+                                                                                             R.data(), qkv.data(),
+                                                                                             nullptr, nullptr,
+                                                                                             att.data(), att_z.data(),
+                                                                                             nullptr, B, Tn, C, H,
+                                                                                             spec);
                                                                       },
                                                                       rng));
     }
@@ -332,7 +337,8 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     Vec qkv = random_vector(rng, N * 3 * C, -2.5, 2.5), R = random_vector(rng, N * C);
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
     auto loss = [&] {
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          spec);
         return dot(out, R);
     };
     loss();
@@ -343,7 +349,8 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     CHECK(clamped > 0);
     CHECK(below > 0);
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(), att_z.data(),
+                       nullptr, B, Tn, C, H, spec);
     report("attention linear-kernel-norm (three branches) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -355,7 +362,8 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
     Vec qkv = random_vector(rng, N * 3 * C, 0.05, 2.0), R = random_vector(rng, N * C);
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
     auto loss = [&] {
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          spec);
         return dot(out, R);
     };
     loss();
@@ -366,7 +374,8 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
             CHECK(row == doctest::Approx(1.0 - 1e-8 / att_z[bh * Tn + i]).epsilon(1e-14));  // rows sum to 1 - eps / Z
         }
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(), att_z.data(),
+                       nullptr, B, Tn, C, H, spec);
     report("attention elu-kernel-norm (positive features) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -415,7 +424,8 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
         Vec qkv = random_vector(rng, Nl * 3 * Cl, -1.5, 1.5), R = random_vector(rng, Nl * Cl);
         Vec out(Nl * Cl), att(Bl * Hl * Tl * Tl, 7.0), att_z(Bl * Hl * Tl);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec);
+            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, Bl, Tl, Cl,
+                              Hl, spec);
             return dot(out, R);
         };
         loss();
@@ -424,7 +434,8 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
             for (size_t j = 0; j < Tl; j++) mask_errors += (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
         CHECK(mask_errors == 0);
         Vec dqkv(Nl * 3 * Cl, 0.0);
-        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
+        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
+                           att_z.data(), nullptr, Bl, Tl, Cl, Hl, spec);
         report("attention T=150 " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
     }
 }
@@ -506,7 +517,8 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
         std::mt19937_64 rng(201);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          spec);
         double max_err = 0;
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < H; h++)
@@ -531,7 +543,8 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                     }
                     const double* w = att.data() + ((b * H + h) * Tn + i) * Tn;
                     for (size_t j = 0; j < Tn; j++)
-                        if (g[j] != 0) max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) / std::fabs(g[j] / z)));
+                        if (g[j] != 0) max_err = std::max(max_err,
+                                                          double(std::fabs(w[j] - g[j] / z) / std::fabs(g[j] / z)));
                     for (size_t d = 0; d < D; d++) {
                         long double o = 0, scale = 0;
                         for (size_t j = 0; j < Tn; j++) {
@@ -555,7 +568,8 @@ TEST_CASE("attention forward: masked entries are exactly 0, the others not, ever
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         // Fill att with garbage first: the mask must be written, not assumed.
         Vec out(N * C), att(B * H * Tn * Tn, 123.0), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, var.spec());
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          var.spec());
         size_t bad = 0;
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++)
@@ -573,7 +587,8 @@ TEST_CASE("attention forward: all-equal keys give uniform softmax weights 1/(i+1
         for (size_t t = 1; t < Tn; t++)
             for (size_t c = 0; c < C; c++) qkv[(b * Tn + t) * 3 * C + C + c] = qkv[(b * Tn) * 3 * C + C + c];
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-    attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, parse_attention("softmax"));
+    attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                      parse_attention("softmax"));
     double max_out_err = 0;
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
@@ -600,7 +615,8 @@ TEST_CASE("attention forward: sigmoid without normalisation and q = 0 gives sigm
         AttentionSpec spec = parse_attention("sigmoid");
         spec.score_bias = bias;
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          spec);
         const double want = 1.0 / (1.0 + std::exp(-bias));
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
@@ -634,7 +650,8 @@ TEST_CASE("attention forward: att_z semantics") {
         std::mt19937_64 rng(205);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                          spec);
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
                 const double z = att_z[bh * Tn + i];
@@ -787,14 +804,17 @@ TEST_CASE("attention float vs double: forward and backward agree to ~1e-4, every
         const std::vector<float> qkv_f(qkv.begin(), qkv.end()), R_f(R.begin(), R.end());
 
         Vec out(Nf * Cf), att(Bf * Hf * Tf * Tf), att_z(Bf * Hf * Tf), dqkv(Nf * 3 * Cf, 0.0);
-        attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), Bf, Tf, Cf, Hf, spec);
-        attention_backward(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bf, Tf, Cf, Hf, spec);
+        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, Bf, Tf, Cf, Hf,
+                          spec);
+        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
+                           att_z.data(), nullptr, Bf, Tf, Cf, Hf, spec);
 
         std::vector<float> out_f(Nf * Cf), att_f(Bf * Hf * Tf * Tf), att_z_f(Bf * Hf * Tf),
             dqkv_f(Nf * 3 * Cf, 0.f);
-        attention_forward(out_f.data(), att_f.data(), att_z_f.data(), qkv_f.data(), Bf, Tf, Cf, Hf, spec);
-        attention_backward(dqkv_f.data(), R_f.data(), qkv_f.data(), att_f.data(), att_z_f.data(), Bf, Tf, Cf, Hf,
-                           spec);
+        attention_forward(out_f.data(), att_f.data(), att_z_f.data(), nullptr, qkv_f.data(), nullptr, nullptr, Bf, Tf,
+                          Cf, Hf, spec);
+        attention_backward(dqkv_f.data(), nullptr, nullptr, R_f.data(), qkv_f.data(), nullptr, nullptr, att_f.data(),
+                           att_z_f.data(), nullptr, Bf, Tf, Cf, Hf, spec);
 
         const double e_out = gradcheck::normwise_rel_diff(out_f, out);
         const double e_att = gradcheck::normwise_rel_diff(att_f, att);
@@ -924,8 +944,10 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
         for (const char* name : {"softmax", "sigmoid-norm"}) {
             const AttentionSpec spec = parse_attention(name);
             std::vector<float> out(Nd * Cd), att(Bd * Hd * Td * Td), z(Bd * Hd * Td), dqkv(Nd * 3 * Cd, 0.f);
-            attention_forward(out.data(), att.data(), z.data(), qkv.data(), Bd, Td, Cd, Hd, spec);
-            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), Bd, Td, Cd, Hd, spec);
+            attention_forward(out.data(), att.data(), z.data(), nullptr, qkv.data(), nullptr, nullptr, Bd, Td, Cd, Hd,
+                              spec);
+            attention_backward(dqkv.data(), nullptr, nullptr, dout.data(), qkv.data(), nullptr, nullptr, att.data(),
+                               z.data(), nullptr, Bd, Td, Cd, Hd, spec);
             r.push_back(out);
             r.push_back(dqkv);
         }
@@ -952,4 +974,84 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
         CHECK(r1[k] == r2[k]);
         CHECK(r1[k] == r3[k]);
     }
+}
+
+TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and shared") {
+    // The slot joins every row as one more key (docs/attention.md, "Extra key/value slots"). The
+    // per-(b, h) gradients of k* and v* are summed by bias_add_backward, as the model does.
+    struct Case {
+        Variant var;
+        SlotKind slot;
+        bool shared;
+    };
+    const std::vector<Case> cases = {
+        {variant("softmax"), SlotKind::key, false},
+        {variant("softmax"), SlotKind::key_value, false},
+        {variant("softmax"), SlotKind::key_value, true},
+        {variant("softmax", 0.0, 0.5), SlotKind::sink_token, false},
+        {variant("sigmoid", -1.5), SlotKind::key_value, false},
+        {variant("sigmoid-norm"), SlotKind::key_value, true},
+        {variant("elu"), SlotKind::key_value, false},
+        {variant("elu-norm"), SlotKind::key, false},
+        {variant("linear-kernel"), SlotKind::key_value, false},
+        {variant("linear-kernel-norm"), SlotKind::key_value, false},
+        {variant("softmax", 0.0, 1.0, MaskKind::window, 2), SlotKind::key_value, false},
+        {variant("sigmoid-norm", 0.0, 1.0, MaskKind::prefix, 3), SlotKind::key, true},
+    };
+    for (const Case& c : cases) {
+        AttentionSpec spec = c.var.spec();
+        spec.slot = c.slot;
+        spec.slot_shared = c.shared;
+        CAPTURE(spec.describe());
+        const size_t S = size_t(spec.slot_heads(int(H)));
+        std::mt19937_64 rng(113);
+        Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
+        Vec slot_k = random_vector(rng, S * D, -1.5, 1.5), slot_v = random_vector(rng, S * D, -1.5, 1.5);
+        const bool has_v = spec.has_slot_value();
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
+        auto loss = [&] {
+            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), slot_k.data(),
+                              has_v ? slot_v.data() : nullptr, B, Tn, C, H, spec);
+            return dot(out, R);
+        };
+        loss();
+        // The slot's weight is part of each row: softmax rows (slot included) sum to alpha.
+        if (spec.is_softmax())
+            for (size_t bh = 0; bh < B * H; bh++)
+                for (size_t i = 0; i < Tn; i++) {
+                    double row = att_slot[bh * Tn + i];
+                    for (size_t j = 0; j < Tn; j++) row += att[(bh * Tn + i) * Tn + j];
+                    CHECK(row == doctest::Approx(spec.softmax_alpha).epsilon(1e-14));
+                    CHECK(att_slot[bh * Tn + i] > 0.0);
+                }
+        Vec dqkv(N * 3 * C, 0.0), partial_k(B * H * D, 7.0), partial_v(B * H * D, 7.0);
+        attention_backward(dqkv.data(), partial_k.data(), has_v ? partial_v.data() : nullptr, R.data(), qkv.data(),
+                           slot_k.data(), has_v ? slot_v.data() : nullptr, att.data(), att_z.data(), att_slot.data(), B,
+                           Tn, C, H, spec);
+        Vec dk(S * D, 0.0), dv(S * D, 0.0);
+        bias_add_backward(dk.data(), partial_k.data(), B * H / S, S * D);
+        bias_add_backward(dv.data(), partial_v.data(), B * H / S, S * D);
+        report("attention with slot, " + spec.describe() + ": dqkv", gradcheck::check(qkv, dqkv, loss));
+        report("attention with slot, " + spec.describe() + ": dk*", gradcheck::check(slot_k, dk, loss));
+        if (has_v) report("attention with slot, " + spec.describe() + ": dv*", gradcheck::check(slot_v, dv, loss));
+    }
+}
+
+TEST_CASE("gradcheck: bias add (dx, dbias), and a bias that only shifts the output") {
+    std::mt19937_64 rng(114);
+    const size_t rows = 6, n = 5;
+    Vec x0 = random_vector(rng, rows * n), bias = random_vector(rng, n), R = random_vector(rng, rows * n), x(rows * n);
+    auto loss = [&] {
+        x = x0;
+        bias_add_forward(x.data(), bias.data(), rows, n);
+        return dot(x, R);
+    };
+    loss();
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < n; c++) CHECK(x[r * n + c] == x0[r * n + c] + bias[c]);
+    Vec dbias(n, 0.0);
+    bias_add_backward(dbias.data(), R.data(), rows, n);
+    report("bias_add dbias", gradcheck::check(bias, dbias, loss));
+    report_accumulation("bias_add dbias", accumulation_error(
+                                              n, [&](double* g) { bias_add_backward(g, R.data(), rows, n); }, rng));
 }

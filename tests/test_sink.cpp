@@ -85,7 +85,8 @@ size_t count_of(const std::string& text, const std::string& needle) {
 
 TEST_CASE("sink: all attention on the first key gives Sink_1 = 100% and nothing elsewhere") {
     const size_t L = 2, S = 3, H = 4, T = 12;
-    const auto att = build_maps(L, S, H, T, [](size_t, size_t, size_t, size_t, size_t j) { return j == 0 ? 1.0 : 0.0; });
+    const auto att = build_maps(L, S, H, T,
+                                [](size_t, size_t, size_t, size_t, size_t j) { return j == 0 ? 1.0 : 0.0; });
     const SinkReport r = measure(att, L, S, H, T);
     REQUIRE(r.sink_k.size() == 10);
     CHECK(r.sink_k[0] == doctest::Approx(100.0));
@@ -99,7 +100,8 @@ TEST_CASE("sink: all attention on the first key gives Sink_1 = 100% and nothing 
 
 TEST_CASE("sink: uniform causal attention gives alpha_k = 1/(T-k+1) sum_{i=k..T} 1/i") {
     for (size_t T : {8, 10, 64}) {
-        const auto att = build_maps(1, 2, 2, T, [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
+        const auto att = build_maps(1, 2, 2, T,
+                                    [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
         const SinkReport r = measure(att, 1, 2, 2, T);
         for (size_t k = 1; k <= std::min<size_t>(10, T); k++) {
             double sum = 0.0;
@@ -110,7 +112,8 @@ TEST_CASE("sink: uniform causal attention gives alpha_k = 1/(T-k+1) sum_{i=k..T}
         }
     }
     // T = 8: alpha_1 = H_8 / 8 = 0.3397 > 0.3 (a sink), alpha_2 = (H_8 - 1) / 7 = 0.2454 (not)
-    const auto att8 = build_maps(1, 1, 1, 8, [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
+    const auto att8 = build_maps(1, 1, 1, 8,
+                                 [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
     const SinkReport r8 = measure(att8, 1, 1, 1, 8);
     CHECK(r8.alpha_k[0] == doctest::Approx(761.0 / 280.0 / 8.0).epsilon(1e-6));
     CHECK(r8.sink_k[0] == 100.0);
@@ -120,7 +123,8 @@ TEST_CASE("sink: uniform causal attention gives alpha_k = 1/(T-k+1) sum_{i=k..T}
 
 TEST_CASE("sink: a score of exactly eps is not a sink (strict >)") {
     // T = 2: A[1,1] = 1 (first query), A[2,1] = 0, A[2,2] = 1  ->  alpha_1 = 0.5 exactly
-    const auto att = build_maps(1, 1, 1, 2, [](size_t, size_t, size_t, size_t i, size_t j) { return i == j ? 1.0 : 0.0; });
+    const auto att = build_maps(1, 1, 1, 2,
+                                [](size_t, size_t, size_t, size_t i, size_t j) { return i == j ? 1.0 : 0.0; });
     SinkOptions options;
     options.eps = 0.5;
     CHECK(measure(att, 1, 1, 1, 2, options).sink_k[0] == 0.0);
@@ -163,6 +167,18 @@ TEST_CASE("sink: proxy scores |w| / (sum |w| + 1e-8) on an unnormalised map") {
     CHECK(key_alpha(att.data(), 3, 0, false) == doctest::Approx(2.0));  // raw weights: not a distribution
     CHECK(sink_report_json(r).at("proxy").as_bool());
     CHECK(r.mean_maps[2 * 3 + 1] == doctest::Approx(0.5 / 3.0).epsilon(1e-6));  // maps hold |w| / sum too
+}
+
+TEST_CASE("sink: all the mass on the extra slot is Sink* = 100% and Sink_1 = 0") {
+    const size_t L = 2, H = 3, T = 5, Tm = T + 1;
+    const auto att = build_maps(L, 2, H, Tm,
+                                [](size_t, size_t, size_t, size_t, size_t j) { return j == 0 ? 1.0 : 0.0; });
+    SinkOptions options;
+    options.extra_slot = true;
+    const SinkReport r = measure(att, L, 2, H, T, options);
+    CHECK(r.sink_star == doctest::Approx(100.0));
+    CHECK(r.alpha_star == doctest::Approx(1.0));
+    CHECK(r.sink_k[0] == doctest::Approx(0.0));
 }
 
 TEST_CASE("sink: extra key slot reports Sink* and Sink_1 separately") {
@@ -215,7 +231,8 @@ TEST_CASE("sink: norm statistics match a direct computation") {
             h[0] = t == 0 ? 30.0f : 3.0f;
             h[1] = t == 0 ? 40.0f : 4.0f;
         }
-    const auto att = build_maps(L, S, H, T, [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
+    const auto att = build_maps(L, S, H, T,
+                                [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
     const SinkReport r = measure_sinks(att.data(), resid.data(), qkv.data(), L, H, T, C, ProbeInfo{"random", S, T}, {});
     REQUIRE(r.has_norms);
     CHECK(r.norms.massive_ratio[2] == doctest::Approx(10.0));
@@ -300,8 +317,10 @@ TEST_CASE("sink: the JSON report has the documented keys and lengths, and reads 
     std::vector<float> resid((L + 1) * S * T * C), qkv(L * S * T * 3 * C);
     for (float& x : resid) x = float(rng.normal());
     for (float& x : qkv) x = float(rng.normal());
-    const auto att = build_maps(L, S, H, T, [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
-    const SinkReport r = measure_sinks(att.data(), resid.data(), qkv.data(), L, H, T, C, ProbeInfo{"repeated", S, T}, {});
+    const auto att = build_maps(L, S, H, T,
+                                [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
+    const SinkReport r = measure_sinks(att.data(), resid.data(), qkv.data(), L, H, T, C, ProbeInfo{"repeated", S, T},
+                                       {});
     const Json j = Json::parse(sink_report_json(r, true).dump(2), "report");
     CHECK(j.at("sink_k").size() == 10);
     CHECK(j.at("alpha_k").size() == 10);
@@ -359,7 +378,8 @@ TEST_CASE("svg: charts and heat maps are well-formed, heat maps draw one cell pe
     CHECK(count_of(bar, "class=\"bar\"") == 6);
 
     // attention maps of a report: L = 2, H = 3, T = 5 -> 6 maps x 15 causal cells
-    const auto att = build_maps(2, 1, 3, 5, [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
+    const auto att = build_maps(2, 1, 3, 5,
+                                [](size_t, size_t, size_t, size_t i, size_t) { return 1.0 / double(i + 1); });
     const SinkReport r = measure(att, 2, 1, 3, 5);
     const std::string maps = attention_maps_svg(r, "test");
     CHECK(maps.rfind("<svg", 0) == 0);
@@ -490,7 +510,8 @@ TEST_CASE("compare: two hand-written run directories") {
         CHECK(balanced_roots(read_file((dir / "cmp" / "compare_loss.svg").string())) == 1);
         CHECK(balanced_roots(read_file((dir / "cmp" / "compare_sink.svg").string())) == 1);
         CHECK(Json::parse(read_file((dir / "c.json").string())).at("runs").size() == 2);
-        const std::string bad = fmt::format("{} compare {} > {} 2>&1", bin, (dir / "missing").string(), (dir / "err.txt").string());
+        const std::string bad = fmt::format("{} compare {} > {} 2>&1", bin, (dir / "missing").string(),
+                                            (dir / "err.txt").string());
         CHECK(std::system(bad.c_str()) != 0);
         CHECK(read_file((dir / "err.txt").string()).find("missing") != std::string::npos);
     }

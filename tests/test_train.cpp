@@ -112,17 +112,18 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
-TEST_CASE("window, prefix and alpha: recorded in config.json, resumed exactly") {
+TEST_CASE("window, prefix, alpha and slot: recorded in config.json, resumed exactly") {
     TempDir dir("masks");
     write_data(dir);
     REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
-    for (const std::string knob : {"window", "prefix", "alpha"}) {
+    for (const std::string knob : {"window", "prefix", "alpha", "slot"}) {
         CAPTURE(knob);
         auto run = [&](const std::string& name, size_t steps) {
             TrainOptions o = tiny_run(dir, knob + "_" + name);
             if (knob == "window") o.model.attention.window = 3, o.model.attention.mask = MaskKind::window;
             if (knob == "prefix") o.model.attention.prefix = 5, o.model.attention.mask = MaskKind::prefix;
             if (knob == "alpha") o.model.attention.softmax_alpha = 0.5;
+            if (knob == "slot") o.model.attention.slot = SlotKind::key_value, o.model.attention.slot_shared = true;
             o.steps = steps;
             return o;
         };
@@ -133,13 +134,16 @@ TEST_CASE("window, prefix and alpha: recorded in config.json, resumed exactly") 
         CHECK(final_weights(dir / (knob + "_straight")) == final_weights(dir / (knob + "_split")));
         // The run's config.json and the checkpoint's metadata both carry the knob.
         const std::string config_path = dir / (knob + "_straight") + "/config.json";
-        const ModelConfig from_config = model_config_from_json(Json::parse(read_file(config_path)).at("model"), "config");
+        const ModelConfig from_config = model_config_from_json(Json::parse(read_file(config_path)).at("model"),
+                                                               "config");
         const ModelConfig from_weights = load_safetensors(resolve_weights_path(dir / (knob + "_straight"))).config;
         for (const ModelConfig& m : {from_config, from_weights}) {
             CHECK(m.attention.describe() == run("", 1).model.attention.describe());
             CHECK(m.attention.window == run("", 1).model.attention.window);
             CHECK(m.attention.prefix == run("", 1).model.attention.prefix);
             CHECK(m.attention.softmax_alpha == run("", 1).model.attention.softmax_alpha);
+            CHECK(m.attention.slot == run("", 1).model.attention.slot);
+            CHECK(m.attention.slot_shared == run("", 1).model.attention.slot_shared);
         }
         // A masked model trains differently from the causal one.
         CHECK(metric_values(dir / (knob + "_straight"), "loss") != metric_values(dir / "causal", "loss"));
@@ -213,7 +217,8 @@ TEST_CASE("checkpoints: safetensors and run state round trip; corruption is dete
     flipped[100] ^= 1;
     write_file_atomic(dir / "flipped.bin", flipped);
     CHECK_THROWS_WITH_AS(load_run_state(dir / "flipped.bin", model.n_params()), doctest::Contains("checksum"), Error);
-    CHECK_THROWS_WITH_AS(load_run_state(ckpt + "/state.bin", model.n_params() + 1), doctest::Contains("parameters"), Error);
+    CHECK_THROWS_WITH_AS(load_run_state(ckpt + "/state.bin", model.n_params() + 1), doctest::Contains("parameters"),
+                         Error);
 
     // A save that died half-way (a leftover .tmp directory) does not disturb the latest checkpoint.
     std::filesystem::create_directories(dir.path + "/checkpoints/step_0000008.tmp");
@@ -282,6 +287,13 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --softmax-alpha 0", "--softmax-alpha must be a positive number");
     expect_error("--preset tiny --prefix 9", "--prefix 9 is longer than --seq 8");
     expect_error("--preset tiny --attention elu --sigmoid-bias 1", "--sigmoid-bias (1) applies only to");
+    expect_error("--preset tiny --slot z-bias",
+                 "--slot: unknown slot 'z-bias' (valid: none, k-bias, kv-bias, sink-token, v-bias)");
+    expect_error("--preset tiny --attention sigmoid --slot v-bias",
+                 "--slot v-bias needs normalised attention weights (got --attention sigmoid");
+    expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
+    expect_error("--preset tiny --slot-sharing shared", "--slot-sharing shared needs a slot (got --slot none)");
+    expect_error("--preset tiny --slot kv-bias --slot-sharing some", "--slot-sharing: unknown value 'some'");
 
     // Shards: truncated, wrong magic, empty pattern.
     std::string shard = testing::slurp(dir / "train.bin");

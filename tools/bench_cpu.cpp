@@ -310,10 +310,12 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     for (const std::string& name : attention_names()) {
         const AttentionSpec spec = parse_attention(name);
         const Timing tf = time_median([&] {
-            attention_forward(out.data(), att.data(), att_z.data(), qkv.data(), B, T, C, H, spec);
+            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, T, C, H,
+                              spec);
         });
         const Timing tb = time_median([&] {
-            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), att_z.data(), B, T, C, H, spec);
+            attention_backward(dqkv.data(), nullptr, nullptr, dout.data(), qkv.data(), nullptr, nullptr, att.data(),
+                               att_z.data(), nullptr, B, T, C, H, spec);
         });
         results.push_back({name, fwd_flops / tf.median * 1e-9, 2 * fwd_flops / tb.median * 1e-9,
                            fwd_flops / tf.best * 1e-9, 2 * fwd_flops / tb.best * 1e-9});

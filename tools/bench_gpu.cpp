@@ -79,39 +79,99 @@ struct AttentionShape {
 constexpr AttentionShape kAttentionShapes[] = {{96, 2048, 8}, {128, 2048, 8}, {96, 4096, 8}};
 
 // Device inputs shared by every attention shape (131072 tokens, up to 8 heads of 128): random
-// once, each shape reads a prefix.
+// once, each shape reads a prefix. With them the key slot's k*, v* (8 heads of 128), its weights and
+// the per-(b, h) gradients of k* and v* (at most 64 x 8 heads of 128).
 struct AttentionBuffers {
-    static constexpr size_t kTokens = 131072, kMaxC = 8 * 128;
-    float *qkv, *dout, *out, *saved, *z, *dqkv;
+    static constexpr size_t kTokens = 131072, kMaxC = 8 * 128, kMaxBHD = 64 * 8 * 128;
+    float *qkv, *dout, *out, *saved, *z, *dqkv, *slot_k, *slot_v, *att_slot, *d_slot_k, *d_slot_v;
     AttentionBuffers() {
         const auto q = random_normal(kTokens * 3 * kMaxC, 1), d = random_normal(kTokens * kMaxC, 2);
+        const auto slot = random_normal(2 * kMaxC, 3);
         qkv = CudaBackend::alloc<float>(q.size());
         dout = CudaBackend::alloc<float>(d.size());
         out = CudaBackend::alloc<float>(kTokens * kMaxC);
         saved = CudaBackend::alloc<float>(kTokens * 8);
         z = CudaBackend::alloc<float>(kTokens * 8);
         dqkv = CudaBackend::alloc<float>(q.size());
+        slot_k = CudaBackend::alloc<float>(kMaxC);
+        slot_v = CudaBackend::alloc<float>(kMaxC);
+        att_slot = CudaBackend::alloc<float>(kTokens * 8);
+        d_slot_k = CudaBackend::alloc<float>(kMaxBHD);
+        d_slot_v = CudaBackend::alloc<float>(kMaxBHD);
         CudaBackend::upload(qkv, q.data(), q.size());
         CudaBackend::upload(dout, d.data(), d.size());
+        CudaBackend::upload(slot_k, slot.data(), kMaxC);
+        CudaBackend::upload(slot_v, slot.data() + kMaxC, kMaxC);
     }
     ~AttentionBuffers() {
-        for (float* p : {qkv, dout, out, saved, z, dqkv}) CudaBackend::release(p);
+        for (float* p : {qkv, dout, out, saved, z, dqkv, slot_k, slot_v, att_slot, d_slot_k, d_slot_v})
+            CudaBackend::release(p);
     }
 };
 
-Json bench_attention(AttentionBuffers& buf, const std::string& variant, const AttentionShape& shape, bool quick) {
+// One attention variant to time: its label in the table and its spec.
+struct AttentionBenchCase {
+    std::string label;
+    AttentionSpec spec;
+};
+
+// At the yardstick shape: every operation the named variants ask of the kernels (the mlp kernels
+// and the unnormalised elu kernel run linear-kernel's on other inputs), the scaled softmax, a window
+// of 64 (about 1/16 of causal attention's work at T = 2048), a prefix of 1024, and the KV slot. At
+// the other shapes: softmax and sigmoid.
+std::vector<AttentionBenchCase> attention_bench_cases(bool yardstick) {
+    std::vector<AttentionBenchCase> cases;
+    auto add = [&](const std::string& label, AttentionSpec spec) { cases.push_back({label, spec}); };
+    if (!yardstick) {
+        for (const char* v : {"softmax", "sigmoid"}) add(v, parse_attention(v));
+        return cases;
+    }
+    for (const std::string& v : attention_names()) {
+        const AttentionSpec spec = parse_attention(v);
+        if (spec.feature_map == FeatureMap::none || spec.normalizer == Normalizer::sum) add(v, spec);
+    }
+    AttentionSpec spec = parse_attention("softmax");
+    spec.softmax_alpha = 0.5;
+    add("softmax a=0.5", spec);
+    spec = parse_attention("softmax");
+    spec.mask = MaskKind::window;
+    spec.window = 64;
+    add("softmax w=64", spec);
+    spec = parse_attention("softmax");
+    spec.mask = MaskKind::prefix;
+    spec.prefix = 1024;
+    add("softmax p=1024", spec);
+    spec = parse_attention("softmax");
+    spec.slot = SlotKind::key_value;
+    add("softmax kv-bias", spec);
+    return cases;
+}
+
+Json bench_attention(AttentionBuffers& buf, const AttentionBenchCase& c, const AttentionShape& shape, bool quick) {
     const size_t D = shape.D, T = shape.T, H = shape.H, B = AttentionBuffers::kTokens / T, C = H * D;
-    const AttentionSpec spec = parse_attention(variant);
+    const AttentionSpec& spec = c.spec;
+    const bool slot = spec.has_key_slot();
+    const float* slot_k = slot ? buf.slot_k : nullptr;
+    const float* slot_v = slot && spec.has_slot_value() ? buf.slot_v : nullptr;
     const int reps = quick ? 5 : 15;
     const double fwd = median_seconds(
-        [&] { CudaBackend::attention_forward(buf.out, buf.saved, buf.z, buf.qkv, B, T, C, H, spec); }, 2, reps);
+        [&] {
+            CudaBackend::attention_forward(buf.out, buf.saved, buf.z, buf.att_slot, buf.qkv, slot_k, slot_v, B, T, C, H,
+                                           spec);
+        },
+        2, reps);
     const double bwd = median_seconds(
-        [&] { CudaBackend::attention_backward(buf.dqkv, buf.dout, buf.out, buf.qkv, buf.saved, buf.z, B, T, C, H, spec); }, 2,
-        reps);
+        [&] {
+            CudaBackend::attention_backward(buf.dqkv, buf.d_slot_k, buf.d_slot_v, buf.dout, buf.out, buf.qkv, slot_k,
+                                            slot_v, buf.saved, buf.z, buf.att_slot, B, T, C, H, spec);
+        },
+        2, reps);
+    // Causal FLOPs for every variant (a window or a prefix does less or more work in the same time
+    // budget: compare their ms with softmax's).
     const double flops_fwd = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
     Json j = Json::object();
     j["bench"] = "attention";
-    j["variant"] = variant;
+    j["variant"] = c.label;
     j["head_dim"] = double(D);
     j["context"] = double(T);
     j["batch"] = double(B);
@@ -356,15 +416,21 @@ struct ProfiledCudaBackend : CudaBackend {
                               size_t C, size_t H) {
         timed("rope_backward", [&] { CudaBackend::rope_backward(dqkv, dout, cos_t, sin_t, B, Tn, C, H); });
     }
-    static void attention_forward(T* out, T* saved, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C,
-                                  size_t H, const AttentionSpec& spec) {
-        timed("attention_forward",
-              [&] { CudaBackend::attention_forward(out, saved, att_z, qkv, B, Tn, C, H, spec); });
+    template <class... A>
+    static void attention_forward(A... a) {
+        timed("attention_forward", [&] { CudaBackend::attention_forward(a...); });
     }
-    static void attention_backward(T* dqkv, const T* dout, const T* out, const T* qkv, const T* saved,
-                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
-        timed("attention_backward",
-              [&] { CudaBackend::attention_backward(dqkv, dout, out, qkv, saved, att_z, B, Tn, C, H, spec); });
+    template <class... A>
+    static void attention_backward(A... a) {
+        timed("attention_backward", [&] { CudaBackend::attention_backward(a...); });
+    }
+    template <class... A>
+    static void bias_add_forward(A... a) {
+        timed("bias_add_forward", [&] { CudaBackend::bias_add_forward(a...); });
+    }
+    template <class... A>
+    static void bias_add_backward(A... a) {
+        timed("bias_add_backward", [&] { CudaBackend::bias_add_backward(a...); });
     }
     static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) {
         timed("swiglu_forward", [&] { CudaBackend::swiglu_forward(out, fc, N, F); });
@@ -611,13 +677,14 @@ int main(int argc, char** argv) {
             }
         };
         if (wanted("attention")) {
-            fmt::print("{:<10} {:>4} {:>6} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "attention", "D", "T", "B x H", "fwd ms",
-                       "fwd TF/s", "bwd ms", "bwd TF/s");
+            fmt::print("{:<20} {:>4} {:>6} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "attention", "D", "T", "B x H",
+                       "fwd ms", "fwd TF/s", "bwd ms", "bwd TF/s");
             AttentionBuffers buf;
             for (const AttentionShape& shape : kAttentionShapes)
-                for (const char* v : {"softmax", "sigmoid"}) {
-                    const Json j = bench_attention(buf, v, shape, quick);
-                    fmt::print("{:<10} {:>4} {:>6} {:>7} {:>10.3f} {:>10.1f} {:>10.3f} {:>10.1f}\n", v, shape.D, shape.T,
+                for (const AttentionBenchCase& c : attention_bench_cases(&shape == &kAttentionShapes[0])) {
+                    const Json j = bench_attention(buf, c, shape, quick);
+                    fmt::print("{:<20} {:>4} {:>6} {:>7} {:>10.3f} {:>10.1f} {:>10.3f} {:>10.1f}\n", c.label, shape.D,
+                               shape.T,
                                fmt::format("{}x{}", AttentionBuffers::kTokens / shape.T, shape.H),
                                j.at("fwd_ms").as_number(), j.at("fwd_tflops").as_number(), j.at("bwd_ms").as_number(),
                                j.at("bwd_tflops").as_number());

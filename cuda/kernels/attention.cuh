@@ -41,6 +41,7 @@ struct AttnArgs {
     int T, C, H, D;
     float scale;         // 1 / sqrt(D)
     AttentionSpec spec;
+    const float* slot_s;  // (B, H, T)      forward: the key slot's score s_i* (null: no slot; attention_slot.cuh)
 };
 
 // The arguments every attention kernel shares, for qkv of shape (B, T, 3C) with H heads. The caller
@@ -62,6 +63,28 @@ struct DeviceMath {
     static __device__ __forceinline__ float exp(float x) { return expf(x); }
     static __device__ __forceinline__ float rcp(float x) { return 1.0f / x; }
 };
+
+// k* (or v*) of head h: per head, or one row shared by all heads.   slot: (spec.slot_heads(H), D)
+__device__ __forceinline__ const float* slot_row(const float* slot, const AttentionSpec& spec, int h, int D) {
+    return slot + (spec.slot_shared ? 0 : size_t(h) * D);
+}
+
+// The running statistics of a row before its first key tile, in the units of the caller's m
+// (`units`: 1, or log2(e) for the exp2-based tensor-core kernels): nothing (m = -inf, l = 0), or the
+// slot's s_i*: softmax m = s*, l = exp(s* - m) = 1; otherwise l = sim(s*).
+__device__ __forceinline__ void slot_row_start(const float* slot_s, const AttentionSpec& spec, size_t row, float units,
+                                               float& m, float& l) {
+    m = -INFINITY;
+    l = 0.0f;
+    if (!slot_s) return;
+    const float s = slot_s[row];
+    if (spec.is_softmax()) {
+        m = s * units;
+        l = 1.0f;
+    } else {
+        l = sim<DeviceMath>(spec.score, s);
+    }
+}
 
 // fp32 -> the element type of a shared tile (float here, bf16 in attention_mma.cuh).
 template <typename Tin>
@@ -227,7 +250,8 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
 
     const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
     const int qi = q0 + row;
-    float m = -INFINITY, l = 0.0f;  // running maximum (softmax only) and running sum, per row
+    float m, l;  // running maximum (softmax only) and running sum, per row
+    slot_row_start(qi < T ? a.slot_s : nullptr, a.spec, size_t(bh) * T + qi, 1.0f, m, l);
     // The key tiles that some row of this tile sees (attention_variant.h: the ranges are monotone).
     const int k_begin = keys_seen(a.spec, q0).begin / Bc * Bc;
     const int k_end = min(keys_seen(a.spec, min(q0 + Br, T) - 1).end, T);
@@ -474,16 +498,25 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
 }
 
 // The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets
-// the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax).
-__global__ void attention_weights_kernel(float* att, float* att_z, const float* qkv, int T, int C, int H, int D,
-                                         float scale, AttentionSpec spec) {
+// the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax);
+// with a key slot (slot_k (spec.slot_heads(H), D), else null) att_slot (B, H, T) its weights.
+__global__ void attention_weights_kernel(float* att, float* att_z, float* att_slot, const float* qkv,
+                                         const float* slot_k, int T, int C, int H, int D, float scale,
+                                         AttentionSpec spec) {
     __shared__ float red[32];
     const int i = int(blockIdx.x), bh = int(blockIdx.y), b = bh / H, h = bh % H;
     const size_t C3 = size_t(3) * C;
     float* w = att + (size_t(bh) * T + i) * T;
     const float* q = qkv + (size_t(b) * T + i) * C3 + size_t(h) * D;
     const IndexRange seen = keys_seen(spec, i);
-    float mx = -INFINITY;
+    float slot_s = -INFINITY;  // the slot's score, computed by every thread
+    if (slot_k) {
+        const float* k = slot_row(slot_k, spec, h, D);
+        float dot = 0.0f;
+        for (int d = 0; d < D; d++) dot += q[d] * k[d];
+        slot_s = dot * scale + slot_score_bias<float>(spec);
+    }
+    float mx = slot_s;
     for (int j = int(threadIdx.x); j < T; j += int(blockDim.x)) {
         if (j >= seen.begin && j < seen.end) {
             const float* k = qkv + (size_t(b) * T + j) * C3 + C + size_t(h) * D;
@@ -497,7 +530,9 @@ __global__ void attention_weights_kernel(float* att, float* att_z, const float* 
         }
     }
     mx = block_max(mx, red);
-    float sum = 0.0f;
+    float slot_g = 0.0f;
+    if (slot_k) slot_g = spec.is_softmax() ? expf(slot_s - mx) : sim<DeviceMath>(spec.score, slot_s);
+    float sum = threadIdx.x == 0 ? slot_g : 0.0f;
     for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) {
         const float g = spec.is_softmax() ? expf(w[j] - mx) : sim<DeviceMath>(spec.score, w[j]);
         w[j] = g;
@@ -508,6 +543,8 @@ __global__ void attention_weights_kernel(float* att, float* att_z, const float* 
     if (spec.is_normalised())
         for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= normaliser_divisor(z);
     if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = spec.is_softmax() ? 1.0f : z;
+    if (slot_k && threadIdx.x == 0)
+        att_slot[size_t(bh) * T + i] = spec.is_normalised() ? slot_g / normaliser_divisor(z) : slot_g;
 }
 
 }  // namespace sinklab::cuda::attn

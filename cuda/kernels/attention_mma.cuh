@@ -148,7 +148,13 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
 #pragma unroll
     for (int nd = 0; nd < K::ND; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f;
     // Per row: running maximum (softmax, in log2 units) and this thread's part of the running sum.
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // (With a key slot, the row starts from its score: slot_row_start, l held by the quad's thread 0.)
+    float m[2], l[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        slot_row_start(rows[r] < T ? a.slot_s : nullptr, a.spec, size_t(bh) * T + rows[r], kLog2e, m[r], l[r]);
+        if (t != 0) l[r] = 0.0f;
+    }
     const float scale_log2 = a.scale * kLog2e;
     // The key tiles that some row of this block sees (attention_variant.h: the ranges are monotone).
     const int k_begin = keys_seen(a.spec, q0).begin / K::Bc * K::Bc;

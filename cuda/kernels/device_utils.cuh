@@ -16,6 +16,9 @@ namespace kernels {
 constexpr unsigned kThreads = 256;
 
 // for (i = this thread's first index; i < n; i += the grid's thread count)
+// Rows per chunk of the two-pass column sums (bias.cuh, rmsnorm.cuh).
+constexpr size_t kRowChunk = 256;
+
 #define GRID_STRIDE_LOOP(i, n) \
     for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += size_t(gridDim.x) * blockDim.x)
 

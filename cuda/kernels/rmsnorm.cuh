@@ -41,8 +41,8 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const f
     for (size_t c = lane; c < C; c += 32) dx[n * C + c] += r * w[c] * dy[c] - coef * xn[c];
 }
 
-// Column sums over row chunks: partial[chunk, c] = sum_{n in chunk} dout[n, c] x[n, c] rstd[n].
-constexpr size_t kRowChunk = 256;
+// Column sums over row chunks of kRowChunk rows (device_utils.cuh), which rmsnorm.cu then adds up
+// with bias_add_backward:  partial[chunk, c] = sum_{n in chunk} dout[n, c] x[n, c] rstd[n].
 __global__ void rmsnorm_backward_dw_partial_kernel(float* partial, const float* dout, const float* x,
                                                    const float* rstd, size_t N, size_t C) {
     const size_t c = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -52,14 +52,6 @@ __global__ void rmsnorm_backward_dw_partial_kernel(float* partial, const float* 
     float sum = 0.0f;
     for (size_t n = chunk * kRowChunk; n < end; n++) sum += dout[n * C + c] * x[n * C + c] * rstd[n];
     partial[chunk * C + c] = sum;
-}
-// dw[c] += sum over chunks, in chunk order.
-__global__ void column_sum_kernel(float* dw, const float* partial, size_t chunks, size_t C) {
-    const size_t c = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float sum = 0.0f;
-    for (size_t k = 0; k < chunks; k++) sum += partial[k * C + c];
-    dw[c] += sum;
 }
 
 }  // namespace sinklab::cuda::kernels

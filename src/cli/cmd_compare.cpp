@@ -101,6 +101,9 @@ Json summarize(const RunData& run, const std::map<std::string, std::string>& fla
             if (line.contains("sink_k") && line.at("sink_k").is_array()) {
                 sinks = first_three(line.at("sink_k"));
                 source = "metrics.jsonl";
+                if (line.contains("sink_proxy") && line.at("sink_proxy").is_bool())
+                    r["sink_proxy"] = line.at("sink_proxy").as_bool();
+                if (line.contains("sink_star") && line.at("sink_star").is_number()) r["sink_star"] = line.at("sink_star");
                 sink_step = line.contains("step") && line.at("step").is_number() ? line.at("step").as_number() : NAN;
             }
     }
@@ -216,7 +219,7 @@ std::string format_comparison(const Json& comparison) {
     if (any_running) out += "* still running: fewer steps logged than configured\n";
     if (any_diverged) out += "diverged: a non-finite loss was logged\n";
     if (any_from_metrics) out += "m: Sink_k from the last sink evaluation in metrics.jsonl (no sink.json)\n";
-    if (any_proxy) out += "p: measured on proxy scores |w| / sum |w| (attention without normalisation)\n";
+    if (any_proxy) out += "p: measured on proxy scores |w| / sum |w| (weights that are not a distribution: no normaliser, or signed ones)\n";
     if (any_star)
         for (const Json& r : runs)
             if (r.contains("sink_star"))

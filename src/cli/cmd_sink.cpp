@@ -71,7 +71,7 @@ int cmd_sink(int argc, char** argv) {
                 "config.json), none, or an id", "ID");
     args.option("eps", "0.3", "a head is a sink head when alpha_k > eps (strict)");
     args.option("max-k", "10", "report Sink_1 .. Sink_K", "K");
-    args.option("proxy", "auto", "measure on proxy scores |w| / sum |w|: auto (when the attention is not normalised) | on | off");
+    args.option("proxy", "auto", "measure on proxy scores |w| / sum |w|: auto (when the weights are not a distribution: no normaliser, or signed) | on | off");
     args.option("batch", "16", "probe sequences per forward pass", "B");
     args.option("json", "", "write the report as JSON (sink.json in a run directory is what compare reads)", "OUT");
     args.flag("maps", "include the mean attention maps (L, H, T, T) in the JSON report");

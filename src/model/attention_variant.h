@@ -20,7 +20,8 @@
 //   score bias      score_bias(h, i, j)                 (ALiBi, T5 buckets)
 //   mask            keys_seen, queries_seeing,          (causal, sliding window and prefix LM are there)
 //                   key_visible, block_fully_visible
-//   extra slot      an extra key joining every row      (sink token, K/V biases, a learned sink logit)
+//   extra slot      slot_score_bias, and the slot term   (sink token, K/V biases are there; a learned
+//                   in the loops                         sink logit is a slot with a fixed score)
 // The masks must keep both ranges monotone: keys_seen(i).begin and .end never decrease with i, and
 // likewise queries_seeing(j) with j. The kernels rely on it to bound a tile's walk by its first and
 // last rows.
@@ -68,6 +69,19 @@ enum class FeatureMap : int { none, elu, mlp };
 //            (bidirectional); every later token sees the whole prefix and the keys up to itself.
 enum class MaskKind : int { causal, window, prefix };
 
+// An extra key/value slot (`--slot`, docs/attention.md "Extra key/value slots"): a learned key k*
+// that every query sees besides the keys of its mask, position-free (no RoPE, no position bias),
+// with the value v* or 0; or a learned value v* added to every output, without a slot. k* and v*
+// are one vector of D per head, or one shared by all heads (`--slot-shared`).
+//   none
+//   key:         key k*, value 0                              (`--slot k-bias`)
+//   key_value:   key k*, value v*                             (`--slot kv-bias`)
+//   sink_token:  key k*, value v*: the same computation as key_value, under the paper's name for it
+//                                                             (`--slot sink-token`)
+//   value:       out_i += v*, no slot                         (`--slot v-bias`)
+// The sink measurement sees a key slot as key 0 of a (T+1)-key map whose query 0 is q_0 = 0.
+enum class SlotKind : int { none, key, key_value, sink_token, value };
+
 // The epsilon of the sum normaliser.
 constexpr double kAttentionNormEps = 1e-8;
 
@@ -80,8 +94,11 @@ struct AttentionSpec {
     MaskKind mask = MaskKind::causal;
     int window = 0;  // keys per query of the window mask (`--window`)
     int prefix = 0;  // prefix length of the prefix mask (`--prefix`)
+    SlotKind slot = SlotKind::none;
+    bool slot_shared = false;  // one k* (and v*) for all heads instead of one per head
 
-    // The command-line name: "softmax", "sigmoid", "sigmoid-norm", "elu", "elu-norm".
+    // The command-line name of the score function, normaliser and feature map (config.cpp: e.g.
+    // "softmax", "sigmoid-norm", "mlp-kernel").
     std::string name() const;
     // The name with every setting that differs from the default, e.g. "softmax, window 64".
     std::string describe() const;
@@ -96,6 +113,16 @@ struct AttentionSpec {
     // Any normaliser: the weights are divided by Z_i, and the backward needs
     // Delta_i = sum_j w_ij dL/dw_ij.
     SINKLAB_HD bool is_normalised() const { return normalizer != Normalizer::none; }
+    // A key slot k* that joins every row (the K and KV biases, the sink token).
+    SINKLAB_HD bool has_key_slot() const {
+        return slot == SlotKind::key || slot == SlotKind::key_value || slot == SlotKind::sink_token;
+    }
+    // A learned value v*: the slot's value, or the V bias added to every output.
+    SINKLAB_HD bool has_slot_value() const {
+        return slot == SlotKind::key_value || slot == SlotKind::sink_token || slot == SlotKind::value;
+    }
+    // The rows of k* and v*: one per head, or one shared by all heads.
+    SINKLAB_HD int slot_heads(int n_heads) const { return slot_shared ? 1 : n_heads; }
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -151,6 +178,13 @@ SINKLAB_HD bool block_fully_visible(const AttentionSpec& spec, int i_first, int 
 // The score bias b(h, i, j) added to scale q_i.k_j.
 template <typename T>
 SINKLAB_HD T score_bias(const AttentionSpec& spec, int /*h*/, int /*i*/, int /*j*/) {
+    return T(spec.score_bias);
+}
+
+// The bias added to the slot's score scale q_i.k*: the constant part of score_bias only, as the
+// slot has no position.
+template <typename T>
+SINKLAB_HD T slot_score_bias(const AttentionSpec& spec) {
     return T(spec.score_bias);
 }
 
@@ -256,6 +290,16 @@ SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T in
         case Normalizer::softmax: break;
     }
     return scale * w * (dw - delta);
+}
+
+// The weight of a key slot in its own row: query 0 of the (T+1)-key map that the sink measurement
+// reads, with q_0 = 0, sees the slot alone, whose score is then the bias b. So w = sim(b) / Z(sim(b))
+// (softmax: alpha; sum: ~1), or sim(b) without a normaliser.
+template <class Math, typename T>
+SINKLAB_HD T slot_own_weight(const AttentionSpec& spec) {
+    if (spec.is_softmax()) return T(spec.softmax_alpha);
+    const T g = sim<Math>(spec.score, slot_score_bias<T>(spec));
+    return spec.is_normalised() ? g / normaliser_divisor(row_normaliser(spec, g)) : g;
 }
 
 }  // namespace sinklab

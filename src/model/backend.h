@@ -43,9 +43,12 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::matmul_backward(out, out, in, in, in, n, n, n);          // (dinp, dweight, dout, inp, weight, N, IC, OC)
     B::rope_forward(out, in, in, in, n, n, n, n);               // (out, qkv, cos, sin, B, T, C, H)
     B::rope_backward(out, in, in, in, n, n, n, n);              // (dqkv, dout, cos, sin, B, T, C, H)
-    B::attention_forward(out, out, out, in, n, n, n, n, spec);  // (out, saved, att_z, qkv, B, T, C, H, spec)
-    // (dqkv, dout, out, qkv, saved, att_z, B, T, C, H, spec)
-    B::attention_backward(out, in, in, in, in, in, n, n, n, n, spec);
+    // (out, saved, att_z, att_slot, qkv, slot_k, slot_v, B, T, C, H, spec)
+    B::attention_forward(out, out, out, out, in, in, in, n, n, n, n, spec);
+    // (dqkv, d_slot_k, d_slot_v, dout, out, qkv, slot_k, slot_v, saved, att_z, att_slot, B, T, C, H, spec)
+    B::attention_backward(out, out, out, in, in, in, in, in, in, in, in, n, n, n, n, spec);
+    B::bias_add_forward(out, in, n, n);                         // (x, bias, rows, n)
+    B::bias_add_backward(out, in, n, n);                        // (dbias, dx, rows, n)
     B::activation_forward(out, in, n, act);                     // (out, x, n, f)
     B::activation_backward(out, in, in, n, act);                // (dx, dout, x, n, f)
     B::qkv_merge_forward(out, in, in, n, n);                    // (out, qk_src, v_src, N, C)

@@ -59,14 +59,18 @@ struct CpuBackend {
     template <class... A> static auto swiglu_forward(A... a) { return sinklab::swiglu_forward(a...); }
     template <class... A> static auto swiglu_backward(A... a) { return sinklab::swiglu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return sinklab::residual_add(a...); }
+    template <class... A> static auto bias_add_forward(A... a) { return sinklab::bias_add_forward(a...); }
+    template <class... A> static auto bias_add_backward(A... a) { return sinklab::bias_add_backward(a...); }
     template <class... A> static auto crossentropy_forward(A... a) { return sinklab::crossentropy_forward(a...); }
     template <class... A> static auto crossentropy_backward(A... a) { return sinklab::crossentropy_backward(a...); }
     template <class... A> static auto sum_squares(A... a) { return sinklab::sum_squares(a...); }
     template <class... A> static auto adamw_update(A... a) { return sinklab::adamw_update(a...); }
     // `out` (the forward's output) is what a fused kernel needs; the CPU keeps the weights instead.
-    static void attention_backward(T* dqkv, const T* dout, const T* /*out*/, const T* qkv, const T* saved,
-                                   const T* att_z, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
-        sinklab::attention_backward(dqkv, dout, qkv, saved, att_z, B, Tn, C, H, spec);
+    static void attention_backward(T* dqkv, T* d_slot_k, T* d_slot_v, const T* dout, const T* /*out*/, const T* qkv,
+                                   const T* slot_k, const T* slot_v, const T* saved, const T* att_z, const T* att_slot,
+                                   size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
+        sinklab::attention_backward(dqkv, d_slot_k, d_slot_v, dout, qkv, slot_k, slot_v, saved, att_z, att_slot, B, Tn,
+                                    C, H, spec);
     }
 };
 

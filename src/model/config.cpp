@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <iterator>
 
 #include <fmt/ranges.h>
 
@@ -50,7 +51,25 @@ std::string AttentionSpec::describe() const {
     if (softmax_alpha != 1.0) text += fmt::format(", alpha {}", softmax_alpha);
     if (mask == MaskKind::window) text += fmt::format(", window {}", window);
     if (mask == MaskKind::prefix) text += fmt::format(", prefix {}", prefix);
+    if (slot != SlotKind::none) text += fmt::format(", {}{}", slot_name(slot), slot_shared ? " (shared)" : "");
     return text;
+}
+
+// The `--slot` names, in the order of SlotKind.
+static const char* const kSlotNames[] = {"none", "k-bias", "kv-bias", "sink-token", "v-bias"};
+
+std::string slot_name(SlotKind slot) { return kSlotNames[int(slot)]; }
+
+SlotKind parse_slot(const std::string& name) {
+    for (int i = 0; i < int(std::size(kSlotNames)); i++)
+        if (name == kSlotNames[i]) return SlotKind(i);
+    fail("--slot: unknown slot '{}' (valid: {})", name, fmt::join(kSlotNames, ", "));
+}
+
+bool parse_slot_sharing(const std::string& name) {
+    if (name == "per-head") return false;
+    if (name == "shared") return true;
+    fail("--slot-sharing: unknown value '{}' (valid: per-head, shared)", name);
 }
 
 std::string mask_name(MaskKind mask) {
@@ -118,6 +137,14 @@ void validate_attention_knobs(const AttentionSpec& a) {
         fail("invalid model configuration: mask '{}' with window {} and prefix {} (a window mask needs window >= 1, "
              "a prefix mask prefix >= 1, the causal mask neither)",
              mask_name(a.mask), a.window, a.prefix);
+    // Without a normaliser, a K bias (value 0) changes nothing, and a V bias is only a constant
+    // added to unnormalised sums: both need weights that a normaliser ties together.
+    if ((a.slot == SlotKind::key || a.slot == SlotKind::value) && !a.is_normalised())
+        fail("invalid model configuration: --slot {} needs normalised attention weights (got --attention {}, which has "
+             "no normaliser)",
+             slot_name(a.slot), a.name());
+    if (a.slot_shared && a.slot == SlotKind::none)
+        fail("invalid model configuration: --slot-sharing shared needs a slot (got --slot none)");
 }
 
 }  // namespace
@@ -202,6 +229,8 @@ Json model_config_to_json(const ModelConfig& c) {
     j["mask"] = mask_name(c.attention.mask);
     j["window"] = c.attention.window;
     j["prefix"] = c.attention.prefix;
+    j["slot"] = slot_name(c.attention.slot);
+    j["slot_shared"] = c.attention.slot_shared;
     j["init"] = init_name(c.init);
     j["architecture"] = "llama-prenorm-rope-swiglu";
     return j;
@@ -232,6 +261,8 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.mask = j.contains("mask") ? parse_mask(j.at("mask").as_string()) : MaskKind::causal;
         c.attention.window = int_or("window", 0);
         c.attention.prefix = int_or("prefix", 0);
+        c.attention.slot = j.contains("slot") ? parse_slot(j.at("slot").as_string()) : SlotKind::none;
+        c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
         c.validate();
     } catch (const Error& e) {

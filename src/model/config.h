@@ -14,6 +14,11 @@ const std::vector<std::string>& attention_names();
 // The mask names of config.json: "causal", "window", "prefix".
 std::string mask_name(MaskKind mask);
 MaskKind parse_mask(const std::string& name);
+// The slot names of `--slot` and config.json: "none", "k-bias", "kv-bias", "sink-token", "v-bias";
+// and of `--slot-sharing`: "per-head" (false), "shared" (true).
+std::string slot_name(SlotKind slot);
+SlotKind parse_slot(const std::string& name);
+bool parse_slot_sharing(const std::string& name);
 
 // Initialisation (docs/model.md).
 //   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for

@@ -48,6 +48,7 @@ struct Activations {
     T* qkv_feat;    // (L, B, T, 3C)   [phi(q) | phi(k) | v]: what the attention reads
     T* att;         // (L, attention_saved_size)
     T* att_z;       // (L, B, H, T)    normaliser Z_i
+    T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
     T* ffn_norm;    // (L, B, T, C)
     T* ffn_rstd;    // (L, B, T)
@@ -67,6 +68,8 @@ struct Activations {
     T* d_phi_act;   // (B, T, 3C)
     T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
+    T* d_slot_k;    // (B, H, D)       the key slot's k* and v* gradients per (b, h), before the sum
+    T* d_slot_v;    // (B, H, D)       over b (and h when shared); null without them
     T* d_ffn_fc;    // (B, T, 2F)
     T* d_ffn_act;   // (B, T, F)
 };
@@ -135,6 +138,8 @@ public:
                 double value;
                 if (d.init == InitKind::norm_gain)
                     value = 1.0;
+                else if (d.init == InitKind::slot)
+                    value = 0.02 * rng.normal();
                 else if (paper && d.init == InitKind::output_projection)
                     value = 1.0 / (std::sqrt(C) * L) * rng.normal();
                 else if (paper)
@@ -240,13 +245,20 @@ private:
     // Attention sub-block, forward:  x_mid = x + Wo . Attention(phi(RoPE(Wqkv . RMSNorm(x))))
     //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) [-> qkv_feat (N, 3C)] -> attn_y (N, C)
     //   -> resid_mid (N, C);  phi: the feature map of the kernel variants, on q and k only.
+    //   `--slot`: the key slot k* (and v*) joins the attention; the V bias is added to attn_y.
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
         Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
         Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
         const T* attn_in = feature_map_forward(pl, al, N);
-        Backend::attention_forward(al.attn_y, al.att, al.att_z, attn_in, B, Tn, C, H, config_.attention);
+        const AttentionSpec& spec = config_.attention;
+        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
+                                   spec.has_key_slot() ? pl.attn_slot_v : nullptr, B, Tn, C, H, spec);
+        if (spec.slot == SlotKind::value) {  // the V bias: attn_y (N, H, D) += v* on every row
+            const size_t S = size_t(spec.slot_heads(int(H)));
+            Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
+        }
         Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
         Backend::residual_add(al.resid_mid, al.resid, N * C);
     }
@@ -282,11 +294,21 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::zero(al.d_attn_y, N * C);
         Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
-        const bool has_phi = config_.attention.feature_map != FeatureMap::none;
+        const AttentionSpec& spec = config_.attention;
+        const size_t D = config_.head_dim(), S = size_t(spec.slot_heads(int(H)));
+        if (spec.slot == SlotKind::value)  // the V bias: dv* += the sum of d_attn_y over the rows
+            Backend::bias_add_backward(gl.attn_slot_v, al.d_attn_y, N * H / S, S * D);
+        const bool has_phi = spec.feature_map != FeatureMap::none;
         T* d_attn_in = has_phi ? al.d_qkv_feat : al.d_qkv_rope;
         Backend::zero(d_attn_in, N * 3 * C);
-        Backend::attention_backward(d_attn_in, al.d_attn_y, al.attn_y, has_phi ? al.qkv_feat : al.qkv_rope, al.att,
-                                    al.att_z, B, Tn, C, H, config_.attention);
+        const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
+        Backend::attention_backward(d_attn_in, al.d_slot_k, al.d_slot_v, al.d_attn_y, al.attn_y,
+                                    has_phi ? al.qkv_feat : al.qkv_rope, pl.attn_slot_k, slot_v, al.att, al.att_z,
+                                    al.att_slot, B, Tn, C, H, spec);
+        if (spec.has_key_slot()) {  // k* (and v*): the per-(b, h) gradients summed over b (and h when shared)
+            Backend::bias_add_backward(gl.attn_slot_k, al.d_slot_k, B * H / S, S * D);
+            if (slot_v) Backend::bias_add_backward(gl.attn_slot_v, al.d_slot_v, B * H / S, S * D);
+        }
         if (has_phi) {
             Backend::zero(al.d_qkv_rope, N * 3 * C);
             feature_map_backward(pl, gl, al, N);
@@ -401,6 +423,8 @@ private:
         if (phi != FeatureMap::none) per_layer(&A::qkv_feat, "qkv_feat", L, {N, 3 * C});
         per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
         per_layer(&A::att_z, "att_z", L, {B, H, Tn});
+        const AttentionSpec& spec = config_.attention;
+        if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
         per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
         per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
@@ -419,6 +443,8 @@ private:
         if (phi != FeatureMap::none) once(&A::d_phi_act, "d_phi_act", {N, 3 * C});
         if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
+        if (spec.has_key_slot()) once(&A::d_slot_k, "d_slot_k", {B, H, config_.head_dim()});
+        if (spec.has_key_slot() && spec.has_slot_value()) once(&A::d_slot_v, "d_slot_v", {B, H, config_.head_dim()});
         once(&A::d_ffn_fc, "d_ffn_fc", {N, 2 * F});
         once(&A::d_ffn_act, "d_ffn_act", {N, F});
         act_memory_ = Backend::template alloc<T>(t.total());

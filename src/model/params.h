@@ -7,6 +7,7 @@
 //   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
 //   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
+//   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
 //   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]
 //   blocks.ffn_out.weight   (L, C, F)       W3 (down)
 //   final_norm.weight       (C)             lm_head.weight (V, C)
@@ -26,6 +27,7 @@ template <typename T>
 struct ParamTensors {
     T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
     T *attn_phi_w1 = nullptr, *attn_phi_w2 = nullptr;  // the mlp feature map, when the config has one
+    T *attn_slot_k = nullptr, *attn_slot_v = nullptr;  // the slot's k* and v*, when the config has them
 };
 
 // How Model::init_weights fills a tensor (docs/model.md gives the formulas):
@@ -33,7 +35,8 @@ struct ParamTensors {
 //   embedding:          paper: N(0, 2 / (5 C)); torch: N(0, 1)
 //   projection:         paper: N(0, 2 / (5 C)); torch: U(-1 / sqrt(fan_in), 1 / sqrt(fan_in))
 //   output_projection:  paper: N(0, (1 / (sqrt(C) L))^2), the FFN's output; torch: as projection
-enum class InitKind { norm_gain, embedding, projection, output_projection };
+//   slot:               N(0, 0.02^2) in both schemes (the slot's k* and v*)
+enum class InitKind { norm_gain, embedding, projection, output_projection, slot };
 
 // Whether a tensor is one of the two vocabulary-sized matrices (embedding, LM head), which the
 // non-embedding parameter count leaves out.
@@ -73,6 +76,9 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
         per_layer(&P::attn_phi_w1, "blocks.attn_phi_w1.weight", {D, D}, InitKind::projection);
         per_layer(&P::attn_phi_w2, "blocks.attn_phi_w2.weight", {D, D}, InitKind::projection);
     }
+    const size_t S = size_t(c.attention.slot_heads(int(c.n_heads)));  // k*, v*: per head, or shared
+    if (c.attention.has_key_slot()) per_layer(&P::attn_slot_k, "blocks.attn_slot_k", {S, D}, InitKind::slot);
+    if (c.attention.has_slot_value()) per_layer(&P::attn_slot_v, "blocks.attn_slot_v", {S, D}, InitKind::slot);
     per_layer(&P::attn_out, "blocks.attn_out.weight", {C, C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);
     per_layer(&P::ffn_in, "blocks.ffn_in.weight", {2 * F, C}, InitKind::projection);

@@ -2,6 +2,7 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "model/attention_variant.h"
@@ -45,6 +46,10 @@ inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
 //   s_ij = scale q_i.k_j + bias(h, i, j);  w_ij = sim(s_ij) / Z_i  for the keys j that i sees;
 //   out_i = sum_j w_ij v_j.
 //   softmax: w = exp(s - max) / sum exp(s - max).
+// With a key slot (spec.has_key_slot(); otherwise the three slot pointers are null):
+//   slot_k, slot_v: (spec.slot_heads(H), D) k* and v* (slot_v null: v* = 0, the K bias),
+//   att_slot: (B, H, T) the slot's weight w_i* in each row.
+//   s_i* = scale q_i.k* + b  joins row i's scores, and Z_i;  out_i += w_i* v*.
 // The two products over d and j run as matrix products (gemm, the blocked kernel for float) on
 // blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) only computes the
 // scores of the keys [kb, ke) from keys_seen(first row).begin to keys_seen(last row).end, so the
@@ -52,19 +57,45 @@ inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
 // One thread owns one (b, h).
 constexpr size_t kAttentionQueryBlock = 64;
 
+// The key slot's pointers, null without one: not used to deduce T, so that a caller may pass nullptr.
 template <typename T>
-void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t Tn, size_t C, size_t H,
-                       const AttentionSpec& spec_ref) {
+using SlotPtr = std::type_identity_t<T>*;
+
+// The rows of one (b, h) in the (B, T, 3C) qkv layout: row t of q is q + t * 3C, likewise k and v;
+// and the slot's k* and v* of head h (null without them).
+template <typename T>
+struct HeadRows {
+    const T *q, *k, *v, *slot_k, *slot_v;
+    HeadRows(const T* qkv, const T* slot_k_all, const T* slot_v_all, size_t b, size_t h, size_t Tn, size_t C,
+             size_t H, const AttentionSpec& spec) {
+        const size_t D = C / H, slot_row = spec.slot_shared ? 0 : h * D;
+        q = qkv + b * Tn * 3 * C + h * D;
+        k = q + C;
+        v = q + 2 * C;
+        slot_k = slot_k_all ? slot_k_all + slot_row : nullptr;
+        slot_v = slot_v_all ? slot_v_all + slot_row : nullptr;
+    }
+};
+
+template <typename T>
+inline T dot_product(const T* a, const T* b, size_t n) {
+    T sum = 0;
+    for (size_t d = 0; d < n; d++) sum += a[d] * b[d];
+    return sum;
+}
+
+template <typename T>
+void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* qkv, SlotPtr<const T> slot_k,
+                       SlotPtr<const T> slot_v, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec_ref) {
     const AttentionSpec spec = for_length(spec_ref, int(Tn));  // a local copy: loop-invariant for the vectorizer
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++) {
-            // Row t of q, k, v for this (b, h) is q + t * C3 (and k, v); w_bh is the (T, T) map.
-            const T* q = qkv + b * Tn * C3 + h * D;
-            const T* k = q + C;
-            const T* v = q + 2 * C;
+            // w_bh is the (T, T) map of this (b, h)
+            const HeadRows<T> rows_bh(qkv, slot_k, slot_v, b, h, Tn, C, H, spec);
+            const T *q = rows_bh.q, *k = rows_bh.k, *v = rows_bh.v;
             T* w_bh = att + (b * H + h) * Tn * Tn;
             T* o = out + b * Tn * C + h * D;
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
@@ -77,36 +108,53 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
                     T* w = w_bh + i * Tn;
                     const IndexRange seen = keys_seen(spec, int(i));
                     const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
-                    // scores s_ij for the keys i sees
+                    // scores s_ij for the keys i sees, and the slot's s_i*
                     T max_s = -INFINITY;
 #pragma omp simd reduction(max : max_s)
                     for (size_t j = j0; j < j1; j++) {
                         w[j] = w[j] * scale + score_bias<T>(spec, int(h), int(i), int(j));
                         max_s = std::max(max_s, w[j]);
                     }
-                    // score function and normaliser
-                    T z = 1;
+                    const bool slot = rows_bh.slot_k != nullptr;
+                    const T slot_s =
+                        slot ? scale * dot_product(q + i * C3, rows_bh.slot_k, D) + slot_score_bias<T>(spec) : T(0);
+                    if (slot) max_s = std::max(max_s, slot_s);
+                    // score function and normaliser (the slot's g_i* joins the sum)
+                    T z = 1, slot_w = 0;
                     if (spec.is_softmax()) {
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++) w[j] -= max_s;
-                        const T inv_sum = T(1) / row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
+                        const T slot_g = slot ? HostMath::exp(slot_s - max_s) : T(0);
+                        const T inv_sum =
+                            T(1) / row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
+                        slot_w = slot_g * inv_sum;
                     } else {
-                        z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0));
+                        const T slot_g = slot ? sim<HostMath>(spec.score, slot_s) : T(0);
+                        z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
+                        slot_w = slot_g;
                         if (spec.is_normalised()) {
                             const T divisor = normaliser_divisor(z);
 #pragma omp simd
                             for (size_t j = j0; j < j1; j++) w[j] /= divisor;
+                            slot_w /= divisor;
                         }
                     }
                     // the mask: exactly zero outside [j0, j1)
                     for (size_t j = 0; j < j0; j++) w[j] = 0;
                     for (size_t j = j1; j < Tn; j++) w[j] = 0;
                     att_z[(b * H + h) * Tn + i] = z;
+                    if (slot) att_slot[(b * H + h) * Tn + i] = slot_w;
                 }
                 // weighted sum of values (the masked weights are zero):  out_blk (rows, D) = w . V
                 gemm<T>(rows, D, ke - kb, w_bh + i0 * Tn + kb, Tn, 1, v + kb * C3, C3, 1, o + i0 * C, C, false);
+                // the slot's value:  out_i += w_i* v*
+                if (rows_bh.slot_v)
+                    for (size_t i = i0; i < i0 + rows; i++) {
+                        const T slot_w = att_slot[(b * H + h) * Tn + i];
+                        for (size_t d = 0; d < D; d++) o[i * C + d] += slot_w * rows_bh.slot_v[d];
+                    }
             }
         }
 }
@@ -115,21 +163,31 @@ void attention_forward(T* out, T* att, T* att_z, const T* qkv, size_t B, size_t 
 //   dw_ij = dout_i . v_j,   dv_j += w_ij dout_i
 //   ds_ij = score_grad(...) (attention_variant.h: through the normaliser and the score function)
 //   dq_i += scale sum_j ds_ij k_j,   dk_j += scale ds_ij q_i
+// The key slot, as one more key of every row: dw_i* = dout_i . v*, ds_i* from score_grad, then
+//   dq_i += ds_i* k*,  and per (b, h), written (not accumulated):
+//   d_slot_k: (B, H, D) sum_i ds_i* q_i;   d_slot_v: (B, H, D) sum_i w_i* dout_i (with v* only).
+// The caller sums them over b (and h when k* is shared) into the gradients of k* and v*.
 // Blocked over queries as in the forward pass; each sum is a matrix product (gemm) over the block.
 // One thread owns one (b, h), and the blocks are visited in order, so the sums over i into dk_j and
 // dv_j are in a fixed order.
 template <typename T>
-void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t B, size_t Tn,
-                        size_t C, size_t H, const AttentionSpec& spec_ref) {
+void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const T* dout, const T* qkv,
+                        SlotPtr<const T> slot_k, SlotPtr<const T> slot_v, const T* att, const T* att_z,
+                        SlotPtr<const T> att_slot, size_t B, size_t Tn, size_t C, size_t H,
+                        const AttentionSpec& spec_ref) {
     const AttentionSpec spec = for_length(spec_ref, int(Tn));
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++) {
-            const T* q = qkv + b * Tn * C3 + h * D;
-            const T* k = q + C;
-            const T* v = q + 2 * C;
+            const HeadRows<T> rows_bh(qkv, slot_k, slot_v, b, h, Tn, C, H, spec);
+            const T *q = rows_bh.q, *k = rows_bh.k, *v = rows_bh.v;
+            const bool slot = rows_bh.slot_k != nullptr;
+            T* dk_slot = slot ? d_slot_k + (b * H + h) * D : nullptr;
+            T* dv_slot = rows_bh.slot_v ? d_slot_v + (b * H + h) * D : nullptr;
+            if (dk_slot) std::fill(dk_slot, dk_slot + D, T(0));
+            if (dv_slot) std::fill(dv_slot, dv_slot + D, T(0));
             T* dq = dqkv + b * Tn * C3 + h * D;
             T* dk = dq + C;
             T* dv = dq + 2 * C;
@@ -153,7 +211,10 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
                     T* dsi = ds.data() + r * Tn;
                     const IndexRange seen = keys_seen(spec, int(i));
                     const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
-                    T dot = 0;  // sum_j w_ij dw_ij, for Delta_i (not needed without a normaliser)
+                    const T* dout_i = dout_blk + r * C;
+                    const T slot_w = slot ? att_slot[(b * H + h) * Tn + i] : T(0);
+                    const T slot_dw = rows_bh.slot_v ? dot_product(dout_i, rows_bh.slot_v, D) : T(0);
+                    T dot = slot_w * slot_dw;  // sum_j w_ij dw_ij, for Delta_i (not needed without a normaliser)
                     if (spec.is_normalised()) {
 #pragma omp simd reduction(+ : dot)
                         for (size_t j = j0; j < j1; j++) dot += w[j] * dsi[j];
@@ -164,6 +225,17 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* att, cons
 #pragma omp simd
                     for (size_t j = j0; j < j1; j++)
                         dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
+                    if (slot) {  // the slot's key: dq_i += ds_i* k*,  dk* += ds_i* q_i,  dv* += w_i* dout_i
+                        const T slot_ds = score_grad(spec, scale, slot_dw, slot_w, slot_w * divisor, inv_z, delta);
+                        const T* q_i = q + i * C3;
+                        T* dq_i = dq + i * C3;
+                        for (size_t d = 0; d < D; d++) {
+                            dq_i[d] += slot_ds * rows_bh.slot_k[d];
+                            dk_slot[d] += slot_ds * q_i[d];
+                        }
+                        if (dv_slot)
+                            for (size_t d = 0; d < D; d++) dv_slot[d] += slot_w * dout_i[d];
+                    }
                     // the keys i does not see: no gradient
                     for (size_t j = kb; j < j0; j++) dsi[j] = 0;
                     for (size_t j = j1; j < ke; j++) dsi[j] = 0;

@@ -8,6 +8,7 @@
 #include "ops/activation.h"
 #include "ops/adamw.h"
 #include "ops/attention.h"
+#include "ops/bias.h"
 #include "ops/common.h"
 #include "ops/crossentropy.h"
 #include "ops/embedding.h"

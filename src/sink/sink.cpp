@@ -355,6 +355,7 @@ void add_sink_metrics(Json& line, const SinkReport& r) {
     line["sink_k"] = r.sink_k;
     line["alpha_k"] = r.alpha_k;
     line["sink_eps"] = r.options.eps;
+    line["sink_proxy"] = r.options.proxy;
     if (r.options.extra_slot) line["sink_star"] = r.sink_star;
 }
 

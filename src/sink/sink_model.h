@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "ops/attention.h"  // HostMath
 #include "sink/sink.h"
 #include "util/error.h"
 
@@ -31,7 +32,26 @@ inline SinkOptions sink_options_for(const ModelConfig& config, double eps = 0.3)
     SinkOptions options;
     options.eps = eps;
     options.proxy = config.attention.needs_proxy();
+    options.extra_slot = config.attention.has_key_slot();
     return options;
+}
+
+// The (T+1)-key maps of a model with a key slot, from what its forward keeps:
+//   att (L, B, H, T, T) the weights of the real keys, att_slot (L, B, H, T) the slot's weights
+//   -> maps (L, B, H, T+1, T+1): key 0 is the slot, key j+1 real token j; query 0 is the slot's own
+//   row (q_0 = 0, which sees the slot alone: slot_own_weight), query i+1 real token i.
+inline void maps_with_slot(std::vector<float>& maps, const std::vector<float>& att, const std::vector<float>& att_slot,
+                           size_t n_maps, size_t T, float own_weight) {
+    const size_t Tm = T + 1;
+    maps.assign(n_maps * Tm * Tm, 0.0f);
+    for (size_t m = 0; m < n_maps; m++) {
+        float* map = maps.data() + m * Tm * Tm;
+        map[0] = own_weight;
+        for (size_t i = 0; i < T; i++) {
+            map[(i + 1) * Tm] = att_slot[m * T + i];
+            for (size_t j = 0; j < T; j++) map[(i + 1) * Tm + j + 1] = att[(m * T + i) * T + j];
+        }
+    }
 }
 
 // Measures Sink_k and the norm statistics of `model` on `probe`, `batch` sequences per forward pass.
@@ -42,10 +62,13 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
     const size_t L = c.n_layers, H = c.n_heads, C = c.d_model, T = probe.info.length, S = probe.info.count;
     if (S == 0 || T == 0) fail("sink measurement: the probe is empty ({} sequences of {} tokens)", S, T);
     if (T > c.context) fail("sink measurement: probe length {} exceeds the model's context {}", T, c.context);
-    if (options.extra_slot) fail("sink measurement: this model has no extra key slot");
+    const bool slot = c.attention.has_key_slot();
+    if (options.extra_slot != slot)
+        fail("sink measurement: the options say {} extra key slot, the model has {}", options.extra_slot ? "an" : "no",
+             slot ? "one" : "none");
     batch = std::max<size_t>(1, std::min(batch, S));
     SinkAccumulator acc(L, H, T, C, options);
-    std::vector<float> att, resid, qkv;
+    std::vector<float> att, att_slot, maps, resid, qkv;
     for (size_t first = 0; first < S; first += batch) {
         const size_t B = std::min(batch, S - first);
         model.forward(probe.sequence(first), nullptr, B, T);
@@ -56,7 +79,13 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
         download_as_float<Backend>(att, a.att, L * B * H * T * T);
         download_as_float<Backend>(resid, a.resid, (L + 1) * B * T * C);
         download_as_float<Backend>(qkv, a.qkv_rope, L * B * T * 3 * C);
-        acc.add_attention(att.data(), B);
+        if (slot) {
+            download_as_float<Backend>(att_slot, a.att_slot, L * B * H * T);
+            maps_with_slot(maps, att, att_slot, L * B * H, T, float(slot_own_weight<HostMath, double>(c.attention)));
+            acc.add_attention(maps.data(), B);
+        } else {
+            acc.add_attention(att.data(), B);
+        }
         acc.add_activations(resid.data(), qkv.data(), B);
     }
     return acc.finish(probe.info);

@@ -316,7 +316,11 @@ private:
         const double eta = elapsed / double(done - start_step_) * double(o_.steps - done);
         std::string extra;
         if (m.contains("val_loss")) extra += fmt::format(" | val {:.4f}", m.at("val_loss").as_number());
-        if (m.contains("sink_k")) extra += fmt::format(" | Sink_1 {:.1f}%", m.at("sink_k").as_array()[0].as_number());
+        if (m.contains("sink_k")) {
+            const bool proxy = m.contains("sink_proxy") && m.at("sink_proxy").as_bool();
+            extra += fmt::format(" | Sink_1 {:.1f}%{}", m.at("sink_k").as_array()[0].as_number(), proxy ? " (proxy)" : "");
+        }
+        if (m.contains("sink_star")) extra += fmt::format(" | Sink* {:.1f}%", m.at("sink_star").as_number());
         fmt::print("step {:>{}}/{} | loss {:.4f}{} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.0f}% | "
                    "elapsed {} | ETA {}\n",
                    done, std::to_string(o_.steps).size(), o_.steps, r.loss, extra, r.lr, r.grad_norm,

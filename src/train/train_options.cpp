@@ -96,6 +96,14 @@ std::vector<TrainOption> make_train_options() {
                          m.attention.prefix = mask_size(a, f);
                          if (m.attention.prefix > 0) m.attention.mask = MaskKind::prefix;
                      }),
+        model_option("slot", "none", "KIND",
+                     "extra key/value slot: none, k-bias, kv-bias, sink-token (= kv-bias), v-bias (docs/attention.md)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.slot = parse_slot(a.get(f)); }),
+        model_option("slot-sharing", "per-head", "HOW",
+                     "the slot's k* and v*: per-head (one per head) or shared (one for all heads)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) {
+                         m.attention.slot_shared = parse_slot_sharing(a.get(f));
+                     }),
         model_option("init", "paper", "NAME", "initialisation: paper (the paper's scheme, docs/model.md) or torch (framework defaults)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.init = parse_init(a.get(f)); }),
         model_option("layers", "", "N", "override the preset's number of layers",
