@@ -304,23 +304,38 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     fill_random(dout, 5);
     const double fwd_flops = 2.0 * 2.0 * double(B * H) * double(T * (T + 1) / 2) * double(D);
     std::printf("\nattention  (preset small: B=%zu T=%zu C=%zu H=%zu D=%zu; causal FLOPs)\n", B, T, C, H, D);
-    std::printf("  %-14s %10s %12s %6s %10s %12s %6s\n", "score", "fwd ms", "fwd GFLOP/s", "best", "bwd ms",
+    std::printf("  %-20s %10s %12s %6s %10s %12s %6s\n", "variant", "fwd ms", "fwd GFLOP/s", "best", "bwd ms",
                 "bwd GFLOP/s", "best");
+    // Every named variant, then softmax with a window of 64 (a quarter of the causal work at T = 256;
+    // FLOPs still counted as causal) and with the KV slot.
+    std::vector<std::pair<std::string, AttentionSpec>> cases;
+    for (const std::string& name : attention_names()) cases.push_back({name, parse_attention(name)});
+    AttentionSpec windowed = parse_attention("softmax");
+    windowed.mask = MaskKind::window;
+    windowed.window = 64;
+    cases.push_back({"softmax window 64", windowed});
+    AttentionSpec slotted = parse_attention("softmax");
+    slotted.slot = SlotKind::key_value;
+    cases.push_back({"softmax kv-bias", slotted});
+    std::vector<float> slot_k(H * D), slot_v(H * D), att_slot(B * H * T), d_slot_k(B * H * D), d_slot_v(B * H * D);
+    fill_random(slot_k, 6);
+    fill_random(slot_v, 7);
     std::vector<AttentionResult> results;
-    for (const std::string& name : attention_names()) {
-        const AttentionSpec spec = parse_attention(name);
+    for (const auto& [name, spec] : cases) {
+        const float* k_star = spec.has_key_slot() ? slot_k.data() : nullptr;
+        const float* v_star = spec.has_key_slot() ? slot_v.data() : nullptr;
         const Timing tf = time_median([&] {
-            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, T, C, H,
-                              spec);
+            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), k_star, v_star, B, T, C,
+                              H, spec);
         });
         const Timing tb = time_median([&] {
-            attention_backward(dqkv.data(), nullptr, nullptr, dout.data(), qkv.data(), nullptr, nullptr, att.data(),
-                               att_z.data(), nullptr, B, T, C, H, spec);
+            attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), k_star, v_star,
+                               att.data(), att_z.data(), att_slot.data(), B, T, C, H, spec);
         });
         results.push_back({name, fwd_flops / tf.median * 1e-9, 2 * fwd_flops / tb.median * 1e-9,
                            fwd_flops / tf.best * 1e-9, 2 * fwd_flops / tb.best * 1e-9});
         const AttentionResult& r = results.back();
-        std::printf("  %-14s %10.3f %12.1f %6.1f %10.3f %12.1f %6.1f\n", name.c_str(), tf.median * 1e3, r.forward_gflops,
+        std::printf("  %-20s %10.3f %12.1f %6.1f %10.3f %12.1f %6.1f\n", name.c_str(), tf.median * 1e3, r.forward_gflops,
                     r.forward_gflops_best, tb.median * 1e3, r.backward_gflops, r.backward_gflops_best);
     }
     return results;
