@@ -1,6 +1,7 @@
 // Element-wise activation kernels. Device code only, kept apart from the launches in
 // cuda/activation.cu so that tests/test_cuda_emulated.cpp can run it on the CPU emulation of
-// tests/cuda_emu.h. The math is in the comment above the CPU twin in src/ops/activation.h.
+// tests/cuda_emu.h. The math is in the comment above the CPU twin in src/ops/activation.h,
+// whose activation_value and activation_derivative the kernels call with DeviceMath.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -10,21 +11,12 @@
 
 namespace sinklab::cuda::kernels {
 
-__device__ __forceinline__ float activation_value_device(Activation f, float x) {
-    if (f == Activation::relu) return x > 0.0f ? x : 0.0f;
-    return x > 0.0f ? x + 1.0f : expf(x);
-}
-__device__ __forceinline__ float activation_derivative_device(Activation f, float x) {
-    if (f == Activation::relu) return x > 0.0f ? 1.0f : 0.0f;
-    return x > 0.0f ? 1.0f : expf(x);
-}
-
 __global__ void activation_forward_kernel(float* out, const float* x, size_t n, Activation f) {
-    GRID_STRIDE_LOOP(i, n) out[i] = activation_value_device(f, x[i]);
+    GRID_STRIDE_LOOP(i, n) out[i] = activation_value<DeviceMath>(f, x[i]);
 }
 
 __global__ void activation_backward_kernel(float* dx, const float* dout, const float* x, size_t n, Activation f) {
-    GRID_STRIDE_LOOP(i, n) dx[i] += dout[i] * activation_derivative_device(f, x[i]);
+    GRID_STRIDE_LOOP(i, n) dx[i] += dout[i] * activation_derivative<DeviceMath>(f, x[i]);
 }
 
 }  // namespace sinklab::cuda::kernels

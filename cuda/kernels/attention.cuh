@@ -58,11 +58,7 @@ inline AttnArgs attention_args(const float* qkv, size_t Tn, size_t C, size_t H, 
     return a;
 }
 
-// exp and the reciprocal for attention_variant.h in the fp32 kernels.
-struct DeviceMath {
-    static __device__ __forceinline__ float exp(float x) { return expf(x); }
-    static __device__ __forceinline__ float rcp(float x) { return 1.0f / x; }
-};
+// DeviceMath (device_utils.cuh): exp and the reciprocal for attention_variant.h in the fp32 kernels.
 
 // k* (or v*) of head h: per head, or one row shared by all heads.   slot: (spec.slot_heads(H), D)
 __device__ __forceinline__ const float* slot_row(const float* slot, const AttentionSpec& spec, int h, int D) {

@@ -1,5 +1,6 @@
 // What every kernel file shares (device code only; also compiled by the CPU emulation in tests/):
-// the block size of the element-wise kernels, the grid-stride loop, warp and block reductions.
+// the block size of the element-wise kernels, the grid-stride loop, DeviceMath, warp and block
+// reductions.
 #pragma once
 #ifndef SINKLAB_CUDA_EMU
 #include <cuda_runtime.h>
@@ -15,14 +16,21 @@ namespace kernels {
 // Threads per block of the element-wise and row-wise kernels.
 constexpr unsigned kThreads = 256;
 
-// for (i = this thread's first index; i < n; i += the grid's thread count)
 // Rows per chunk of the two-pass column sums (bias.cuh, rmsnorm.cuh).
 constexpr size_t kRowChunk = 256;
 
+// for (i = this thread's first index; i < n; i += the grid's thread count)
 #define GRID_STRIDE_LOOP(i, n) \
     for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += size_t(gridDim.x) * blockDim.x)
 
 }  // namespace kernels
+
+// exp and the reciprocal for the math written once for host and device (attention_variant.h,
+// src/ops/activation.h), on the GPU; the CPU's are HostMath (src/ops/exp.h).
+struct DeviceMath {
+    static __device__ __forceinline__ float exp(float x) { return expf(x); }
+    static __device__ __forceinline__ float rcp(float x) { return 1.0f / x; }
+};
 
 // Sum over a warp, fixed butterfly order (deterministic).
 __device__ __forceinline__ float warp_sum(float v) {

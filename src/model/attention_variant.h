@@ -33,11 +33,7 @@
 #pragma once
 #include <string>
 
-#if defined(__CUDACC__)
-#define SINKLAB_HD __host__ __device__ __forceinline__
-#else
-#define SINKLAB_HD inline
-#endif
+#include "util/host_device.h"
 
 namespace sinklab {
 

@@ -15,14 +15,6 @@ namespace sinklab {
 // Attention. The variant's math (score bias, score function, normaliser, mask, and the gradient
 // through them) is in attention_variant.h; the functions here are the loops around it.
 
-// The exp and reciprocal that attention_variant.h's functions use on the CPU.
-struct HostMath {
-    template <typename T>
-    static T exp(T x) { return exp_of(x); }
-    template <typename T>
-    static T rcp(T x) { return T(1) / x; }
-};
-
 // Applies the score function in place to w[0, n) and returns the sum of the results. The score
 // function is a compile-time constant inside the loop, so that the loop is vectorized (`omp simd`;
 // the sum is then taken lane-wise, in an order fixed by the build).

@@ -59,4 +59,13 @@ inline float exp_float(float x) {
 inline float exp_of(float x) { return exp_float(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
+// The exp and reciprocal that the functions written once for host and device
+// (src/util/host_device.h) use on the CPU.
+struct HostMath {
+    template <typename T>
+    static T exp(T x) { return exp_of(x); }
+    template <typename T>
+    static T rcp(T x) { return T(1) / x; }
+};
+
 }  // namespace sinklab

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
-#include "ops/attention.h"  // HostMath
+#include "ops/exp.h"  // HostMath
 #include "sink/sink.h"
 #include "util/error.h"
 
@@ -81,7 +81,8 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
         download_as_float<Backend>(qkv, a.qkv_rope, L * B * T * 3 * C);
         if (slot) {
             download_as_float<Backend>(att_slot, a.att_slot, L * B * H * T);
-            maps_with_slot(maps, att, att_slot, L * B * H, T, float(slot_own_weight<HostMath, double>(c.attention)));
+            const float own_weight = float(slot_own_weight<HostMath, double>(c.attention));
+            maps_with_slot(maps, att, att_slot, L * B * H, T, own_weight);
             acc.add_attention(maps.data(), B);
         } else {
             acc.add_attention(att.data(), B);

@@ -1,0 +1,11 @@
+// SINKLAB_HD marks the functions written once for the CPU and the GPU (attention_variant.h,
+// src/ops/activation.h): __host__ __device__ under nvcc, plain inline functions elsewhere. Such a
+// function is plain C++17 without std:: calls and takes its exp from a Math policy (HostMath in
+// src/ops/exp.h, DeviceMath in cuda/kernels/device_utils.cuh).
+#pragma once
+
+#if defined(__CUDACC__)
+#define SINKLAB_HD __host__ __device__ __forceinline__
+#else
+#define SINKLAB_HD inline
+#endif
