@@ -11,12 +11,14 @@ namespace sinklab::cuda {
 using namespace kernels;
 
 void activation_forward(float* out, const float* x, size_t n, Activation f) {
-    activation_forward_kernel<<<grid_for(n), kThreads>>>(out, x, n, f);
+    with_activation(f, [&](auto A) { activation_forward_kernel<decltype(A)::value><<<grid_for(n), kThreads>>>(out, x, n); });
     CUDA_CHECK_LAUNCH();
 }
 
 void activation_backward(float* dx, const float* dout, const float* x, size_t n, Activation f) {
-    activation_backward_kernel<<<grid_for(n), kThreads>>>(dx, dout, x, n, f);
+    with_activation(f, [&](auto A) {
+        activation_backward_kernel<decltype(A)::value><<<grid_for(n), kThreads>>>(dx, dout, x, n);
+    });
     CUDA_CHECK_LAUNCH();
 }
 

@@ -54,8 +54,8 @@ struct CudaBackend {
     template <class... A> static auto activation_backward(A... a) { return cuda::activation_backward(a...); }
     template <class... A> static auto qkv_merge_forward(A... a) { return cuda::qkv_merge_forward(a...); }
     template <class... A> static auto qkv_merge_backward(A... a) { return cuda::qkv_merge_backward(a...); }
-    template <class... A> static auto swiglu_forward(A... a) { return cuda::swiglu_forward(a...); }
-    template <class... A> static auto swiglu_backward(A... a) { return cuda::swiglu_backward(a...); }
+    template <class... A> static auto glu_forward(A... a) { return cuda::glu_forward(a...); }
+    template <class... A> static auto glu_backward(A... a) { return cuda::glu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return cuda::residual_add(a...); }
     template <class... A> static auto bias_add_forward(A... a) { return cuda::bias_add_forward(a...); }
     template <class... A> static auto bias_add_backward(A... a) { return cuda::bias_add_backward(a...); }

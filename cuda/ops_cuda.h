@@ -52,8 +52,8 @@ void activation_backward(float* dx, const float* dout, const float* x, size_t n,
 void qkv_merge_forward(float* out, const float* qk_src, const float* v_src, size_t N, size_t C);
 void qkv_merge_backward(float* dqk_src, float* dv_src, const float* dout, size_t N, size_t C);
 
-void swiglu_forward(float* out, const float* fc, size_t N, size_t F);
-void swiglu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F);
+void glu_forward(float* out, const float* fc, size_t N, size_t F, Activation f);
+void glu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F, Activation f);
 void residual_add(float* x, const float* y, size_t n);
 void bias_add_forward(float* x, const float* bias, size_t rows, size_t n);
 void bias_add_backward(float* dbias, const float* dx, size_t rows, size_t n);

@@ -15,11 +15,12 @@
 #include "kernels/attention_slot.cuh"
 #include "kernels/bias.cuh"
 #include "kernels/crossentropy.cuh"
+#include "kernels/activation.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/glu.cuh"
 #include "kernels/residual.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
-#include "kernels/swiglu.cuh"
 #include "matmul_calls.h"
 
 #include "attention_inputs.h"
@@ -359,19 +360,44 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
             CHECK(rel_err(e_dbias, dbias) <= 1e-6);
         }
     }
-    // swiglu, residual
-    for (const size_t F : {70, 72}) {  // one column per thread; four (16-byte loads)
-        const size_t N = 9;
-        const auto fc = random_normal(N * 2 * F, 12, 2.0), dy = random_normal(N * F, 13);
-        std::vector<float> out(N * F), e_out(N * F, nan);
-        swiglu_forward(out.data(), fc.data(), N, F);
-        emu::launch({2, 1, 1}, NT, 0, [&] { kn::swiglu_forward_kernel(e_out.data(), fc.data(), N, F); });
+    // the GLU activations (each gate function) and the element-wise activations
+    const Activation kActivations[] = {Activation::relu, Activation::elu_plus_one, Activation::gelu, Activation::silu};
+    for (const Activation f : kActivations)
+        for (const size_t F : {70, 72}) {  // one column per thread; four (16-byte loads)
+            CAPTURE(int(f));
+            const size_t N = 9;
+            const auto fc = random_normal(N * 2 * F, 12, 2.0), dy = random_normal(N * F, 13);
+            std::vector<float> out(N * F), e_out(N * F, nan);
+            auto dfc = random_normal(N * 2 * F, 14);
+            auto e_dfc = dfc;
+            glu_forward(out.data(), fc.data(), N, F, f);
+            glu_backward(dfc.data(), dy.data(), fc.data(), N, F, f);
+            with_activation(f, [&](auto A) {
+                constexpr Activation kF = decltype(A)::value;
+                emu::launch({2, 1, 1}, NT, 0, [&] { kn::glu_forward_kernel<kF>(e_out.data(), fc.data(), N, F); });
+                emu::launch({2, 1, 1}, NT, 0,
+                            [&] { kn::glu_backward_kernel<kF>(e_dfc.data(), dy.data(), fc.data(), N, F); });
+            });
+            CHECK(rel_err(e_out, out) <= 1e-6);
+            CHECK(rel_err(e_dfc, dfc) <= 1e-6);
+        }
+    for (const Activation f : kActivations) {
+        CAPTURE(int(f));
+        const size_t n = 700;
+        const auto x = random_normal(n, 17, 2.0), dy = random_normal(n, 18);
+        std::vector<float> out(n), e_out(n, nan);
+        auto dx = random_normal(n, 19);
+        auto e_dx = dx;
+        activation_forward(out.data(), x.data(), n, f);
+        activation_backward(dx.data(), dy.data(), x.data(), n, f);
+        with_activation(f, [&](auto A) {
+            constexpr Activation kF = decltype(A)::value;
+            emu::launch({2, 1, 1}, NT, 0, [&] { kn::activation_forward_kernel<kF>(e_out.data(), x.data(), n); });
+            emu::launch({2, 1, 1}, NT, 0,
+                        [&] { kn::activation_backward_kernel<kF>(e_dx.data(), dy.data(), x.data(), n); });
+        });
         CHECK(rel_err(e_out, out) <= 1e-6);
-        auto dfc = random_normal(N * 2 * F, 14);
-        auto e_dfc = dfc;
-        swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
-        emu::launch({2, 1, 1}, NT, 0, [&] { kn::swiglu_backward_kernel(e_dfc.data(), dy.data(), fc.data(), N, F); });
-        CHECK(rel_err(e_dfc, dfc) <= 1e-6);
+        CHECK(rel_err(e_dx, dx) <= 1e-6);
     }
     {
         auto x = random_normal(1000, 15);

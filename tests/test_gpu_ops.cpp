@@ -125,22 +125,36 @@ TEST_CASE("rope forward and backward") {
     CHECK(rel_err(d_dx.host(), dx) <= kTight);
 }
 
-TEST_CASE("swiglu forward and backward, residual add") {
-    for (const size_t F : {150, 152}) {  // one column per thread; four (16-byte loads)
-        const size_t N = 77;
-        const auto fc = random_normal(N * 2 * F, 19, 2.0);
-        std::vector<float> out(N * F);
-        swiglu_forward(out.data(), fc.data(), N, F);
-        DeviceBuffer<float> d_fc(fc), d_out(filled(N * F, kNaN));
-        CudaBackend::swiglu_forward(d_out.ptr, d_fc.ptr, N, F);
-        CHECK(rel_err(d_out.host(), out) <= kTight);
+TEST_CASE("glu (each gate) and activations forward and backward, residual add") {
+    for (const Activation f : {Activation::silu, Activation::gelu, Activation::relu})
+        for (const size_t F : {150, 152}) {  // one column per thread; four (16-byte loads)
+            const size_t N = 77;
+            const auto fc = random_normal(N * 2 * F, 19, 2.0);
+            std::vector<float> out(N * F);
+            glu_forward(out.data(), fc.data(), N, F, f);
+            DeviceBuffer<float> d_fc(fc), d_out(filled(N * F, kNaN));
+            CudaBackend::glu_forward(d_out.ptr, d_fc.ptr, N, F, f);
+            CHECK(rel_err(d_out.host(), out) <= kTight);
 
-        const auto dy = random_normal(N * F, 20);
-        auto dfc = random_normal(N * 2 * F, 21);
-        DeviceBuffer<float> d_dy(dy), d_dfc(dfc);
-        swiglu_backward(dfc.data(), dy.data(), fc.data(), N, F);
-        CudaBackend::swiglu_backward(d_dfc.ptr, d_dy.ptr, d_fc.ptr, N, F);
-        CHECK(rel_err(d_dfc.host(), dfc) <= kTight);
+            const auto dy = random_normal(N * F, 20);
+            auto dfc = random_normal(N * 2 * F, 21);
+            DeviceBuffer<float> d_dy(dy), d_dfc(dfc);
+            glu_backward(dfc.data(), dy.data(), fc.data(), N, F, f);
+            CudaBackend::glu_backward(d_dfc.ptr, d_dy.ptr, d_fc.ptr, N, F, f);
+            CHECK(rel_err(d_dfc.host(), dfc) <= kTight);
+        }
+    for (const Activation f : {Activation::relu, Activation::elu_plus_one, Activation::gelu, Activation::silu}) {
+        const size_t n = 5001;
+        const auto x = random_normal(n, 24, 2.0), dy = random_normal(n, 25);
+        auto dx = random_normal(n, 26);
+        std::vector<float> out(n);
+        DeviceBuffer<float> d_x(x), d_dy(dy), d_dx(dx), d_out(filled(n, kNaN));
+        activation_forward(out.data(), x.data(), n, f);
+        activation_backward(dx.data(), dy.data(), x.data(), n, f);
+        CudaBackend::activation_forward(d_out.ptr, d_x.ptr, n, f);
+        CudaBackend::activation_backward(d_dx.ptr, d_dy.ptr, d_x.ptr, n, f);
+        CHECK(rel_err(d_out.host(), out) <= kTight);
+        CHECK(rel_err(d_dx.host(), dx) <= kTight);
     }
 
     auto x = random_normal(1001, 22);

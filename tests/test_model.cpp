@@ -67,10 +67,16 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     AttentionSpec* windowed = slotted("softmax", SlotKind::key_value, false);
     windowed->mask = MaskKind::window;
     windowed->window = 3;
-    for (const AttentionSpec& spec : specs) {
+    // The FFN types, each under softmax (the default SwiGLU is the first entry above).
+    const size_t n_attention = specs.size();
+    const std::vector<FfnKind> ffns = {FfnKind::geglu, FfnKind::reglu, FfnKind::relu, FfnKind::gelu, FfnKind::swish};
+    for (size_t k = 0; k < ffns.size(); k++) specs.push_back(parse_attention("softmax"));
+    for (size_t s = 0; s < specs.size(); s++) {
+        const AttentionSpec& spec = specs[s];
         {
             ModelConfig c = tiny_config("softmax");
             c.attention = spec;
+            if (s >= n_attention) c.ffn = ffns[s - n_attention];
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
             // Larger weights than the init so that every nonlinearity is exercised (and the slot's
@@ -110,7 +116,7 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                     }
                 }
             }
-            MESSAGE(spec.describe() << ": max relative error " << worst << " at parameter " << worst_index << " of "
+            MESSAGE(spec.describe() << ", ffn " << ffn_name(c.ffn) << ": max relative error " << worst << " at parameter " << worst_index << " of "
                                     << model.n_params());
             CHECK(worst < 1e-5);
         }

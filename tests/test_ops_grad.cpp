@@ -382,7 +382,7 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
 TEST_CASE("gradcheck: activations (relu, elu + 1) and the qkv merge") {
     std::mt19937_64 rng(110);
     const size_t n = N * 3 * C;
-    for (Activation f : {Activation::relu, Activation::elu_plus_one}) {
+    for (Activation f : {Activation::relu, Activation::elu_plus_one, Activation::gelu, Activation::silu}) {
         Vec x = random_vector(rng, n, -2.0, 2.0), R = random_vector(rng, n), out(n);
         auto loss = [&] {
             activation_forward(out.data(), x.data(), n, f);
@@ -390,7 +390,7 @@ TEST_CASE("gradcheck: activations (relu, elu + 1) and the qkv merge") {
         };
         Vec dx(n, 0.0);
         activation_backward(dx.data(), R.data(), x.data(), n, f);
-        report(std::string("activation ") + (f == Activation::relu ? "relu" : "elu+1") + " dx",
+        report("activation " + std::to_string(int(f)) + " dx",
                gradcheck::check(x, dx, loss));
         report_accumulation("activation dx", accumulation_error(
                                                  n, [&](double* g) { activation_backward(g, R.data(), x.data(), n, f); },
@@ -440,19 +440,33 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
     }
 }
 
-TEST_CASE("gradcheck: swiglu (dfc)") {
-    std::mt19937_64 rng(106);
-    Vec fc = random_vector(rng, N * 2 * F, -3.0, 3.0), R = random_vector(rng, N * F), out(N * F);
-    auto loss = [&] {
-        swiglu_forward(out.data(), fc.data(), N, F);
-        return dot(out, R);
-    };
-    Vec dfc(N * 2 * F, 0.0);
-    swiglu_backward(dfc.data(), R.data(), fc.data(), N, F);
-    report("swiglu dfc", gradcheck::check(fc, dfc, loss));
-    report_accumulation("swiglu dfc",
-                        accumulation_error(
-                            N * 2 * F, [&](double* g) { swiglu_backward(g, R.data(), fc.data(), N, F); }, rng));
+TEST_CASE("gradcheck: glu (dfc) under each gate function: SwiGLU, GeGLU, ReGLU") {
+    for (const Activation f : {Activation::silu, Activation::gelu, Activation::relu}) {
+        CAPTURE(int(f));
+        std::mt19937_64 rng(106);
+        Vec fc = random_vector(rng, N * 2 * F, -3.0, 3.0), R = random_vector(rng, N * F), out(N * F);
+        auto loss = [&] {
+            glu_forward(out.data(), fc.data(), N, F, f);
+            return dot(out, R);
+        };
+        Vec dfc(N * 2 * F, 0.0);
+        glu_backward(dfc.data(), R.data(), fc.data(), N, F, f);
+        report("glu dfc, activation " + std::to_string(int(f)), gradcheck::check(fc, dfc, loss));
+        report_accumulation("glu dfc", accumulation_error(
+                                           N * 2 * F, [&](double* g) { glu_backward(g, R.data(), fc.data(), N, F, f); },
+                                           rng));
+    }
+}
+
+TEST_CASE("activations: known values of gelu (erf form) and silu") {
+    // gelu(x) = x Phi(x): Phi(0) = 1/2, Phi(1) = 0.841344746068543, Phi(-2) = 0.0227501319481792
+    CHECK(activation_value<Activation::gelu, HostMath>(0.0) == 0.0);
+    CHECK(activation_value<Activation::gelu, HostMath>(1.0) == doctest::Approx(0.841344746068543).epsilon(1e-14));
+    CHECK(activation_value<Activation::gelu, HostMath>(-2.0) == doctest::Approx(-0.0455002638963584).epsilon(1e-13));
+    // gelu'(0) = 1/2; silu(x) = x / (1 + e^-x), silu'(0) = 1/2
+    CHECK(activation_derivative<Activation::gelu, HostMath>(0.0) == doctest::Approx(0.5).epsilon(1e-15));
+    CHECK(activation_value<Activation::silu, HostMath>(2.0) == doctest::Approx(2.0 / (1.0 + std::exp(-2.0))).epsilon(1e-15));
+    CHECK(activation_derivative<Activation::silu, HostMath>(0.0) == doctest::Approx(0.5).epsilon(1e-15));
 }
 
 TEST_CASE("gradcheck: crossentropy (dlogits; ignored target; in place)") {
@@ -746,7 +760,7 @@ TEST_CASE("rope forward: identity at position 0, norm-preserving everywhere, v c
 TEST_CASE("swiglu and crossentropy forward: known values") {
     // swiglu: out = silu(a) * u
     Vec fc = {0.0, 2.0, -1.0, /*up*/ 3.0, 0.5, -4.0}, out(3);
-    swiglu_forward(out.data(), fc.data(), 1, 3);
+    glu_forward(out.data(), fc.data(), 1, 3, Activation::silu);
     CHECK(out[0] == 0.0);
     CHECK(out[1] == doctest::Approx(2.0 / (1.0 + std::exp(-2.0)) * 0.5).epsilon(1e-15));
     CHECK(out[2] == doctest::Approx(-1.0 / (1.0 + std::exp(1.0)) * -4.0).epsilon(1e-15));
@@ -843,10 +857,10 @@ TEST_CASE("swiglu and crossentropy float vs double: forward and backward agree t
 
     Vec out(Nf * Ff), dfc(Nf * 2 * Ff, 0.0), losses(Nf), dlogits(Nf * Vf);
     std::vector<float> out_f(Nf * Ff), dfc_f(Nf * 2 * Ff, 0.f), losses_f(Nf), dlogits_f(Nf * Vf);
-    swiglu_forward(out.data(), fc_r.data(), Nf, Ff);
-    swiglu_forward(out_f.data(), fc_f.data(), Nf, Ff);
-    swiglu_backward(dfc.data(), dout_r.data(), fc_r.data(), Nf, Ff);
-    swiglu_backward(dfc_f.data(), dout_f.data(), fc_f.data(), Nf, Ff);
+    glu_forward(out.data(), fc_r.data(), Nf, Ff, Activation::silu);
+    glu_forward(out_f.data(), fc_f.data(), Nf, Ff, Activation::silu);
+    glu_backward(dfc.data(), dout_r.data(), fc_r.data(), Nf, Ff, Activation::silu);
+    glu_backward(dfc_f.data(), dout_f.data(), fc_f.data(), Nf, Ff, Activation::silu);
     crossentropy_forward(losses.data(), logits_r.data(), targets.data(), Nf, Vf);
     crossentropy_forward(losses_f.data(), logits_f.data(), targets.data(), Nf, Vf);
     crossentropy_backward(dlogits.data(), logits_r.data(), targets.data(), 0.25, Nf, Vf);

@@ -112,11 +112,11 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
-TEST_CASE("window, prefix, alpha and slot: recorded in config.json, resumed exactly") {
+TEST_CASE("window, prefix, alpha, slot and FFN type: recorded in config.json, resumed exactly") {
     TempDir dir("masks");
     write_data(dir);
     REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
-    for (const std::string knob : {"window", "prefix", "alpha", "slot"}) {
+    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn"}) {
         CAPTURE(knob);
         auto run = [&](const std::string& name, size_t steps) {
             TrainOptions o = tiny_run(dir, knob + "_" + name);
@@ -124,6 +124,7 @@ TEST_CASE("window, prefix, alpha and slot: recorded in config.json, resumed exac
             if (knob == "prefix") o.model.attention.prefix = 5, o.model.attention.mask = MaskKind::prefix;
             if (knob == "alpha") o.model.attention.softmax_alpha = 0.5;
             if (knob == "slot") o.model.attention.slot = SlotKind::key_value, o.model.attention.slot_shared = true;
+            if (knob == "ffn") o.model.ffn = FfnKind::geglu;
             o.steps = steps;
             return o;
         };
@@ -144,6 +145,7 @@ TEST_CASE("window, prefix, alpha and slot: recorded in config.json, resumed exac
             CHECK(m.attention.softmax_alpha == run("", 1).model.attention.softmax_alpha);
             CHECK(m.attention.slot == run("", 1).model.attention.slot);
             CHECK(m.attention.slot_shared == run("", 1).model.attention.slot_shared);
+            CHECK(m.ffn == run("", 1).model.ffn);
         }
         // A masked model trains differently from the causal one.
         CHECK(metric_values(dir / (knob + "_straight"), "loss") != metric_values(dir / "causal", "loss"));
@@ -292,6 +294,7 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --attention sigmoid --slot v-bias",
                  "--slot v-bias needs normalised attention weights (got --attention sigmoid");
     expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
+    expect_error("--preset tiny --ffn-type glu", "--ffn-type: unknown feed-forward type 'glu' (valid: swiglu, geglu");
     expect_error("--preset tiny --slot-sharing shared", "--slot-sharing shared needs a slot (got --slot none)");
     expect_error("--preset tiny --slot kv-bias --slot-sharing some", "--slot-sharing: unknown value 'some'");
 

@@ -432,11 +432,13 @@ struct ProfiledCudaBackend : CudaBackend {
     static void bias_add_backward(A... a) {
         timed("bias_add_backward", [&] { CudaBackend::bias_add_backward(a...); });
     }
-    static void swiglu_forward(T* out, const T* fc, size_t N, size_t F) {
-        timed("swiglu_forward", [&] { CudaBackend::swiglu_forward(out, fc, N, F); });
+    template <class... A>
+    static void glu_forward(A... a) {
+        timed("glu_forward", [&] { CudaBackend::glu_forward(a...); });
     }
-    static void swiglu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F) {
-        timed("swiglu_backward", [&] { CudaBackend::swiglu_backward(dfc, dout, fc, N, F); });
+    template <class... A>
+    static void glu_backward(A... a) {
+        timed("glu_backward", [&] { CudaBackend::glu_backward(a...); });
     }
     static void residual_add(T* x, const T* y, size_t n) {
         timed("residual_add", [&] { CudaBackend::residual_add(x, y, n); });

@@ -11,12 +11,14 @@
 
 namespace sinklab::cuda::kernels {
 
-__global__ void activation_forward_kernel(float* out, const float* x, size_t n, Activation f) {
-    GRID_STRIDE_LOOP(i, n) out[i] = activation_value<DeviceMath>(f, x[i]);
+template <Activation F>
+__global__ void activation_forward_kernel(float* out, const float* x, size_t n) {
+    GRID_STRIDE_LOOP(i, n) out[i] = activation_value<F, DeviceMath>(x[i]);
 }
 
-__global__ void activation_backward_kernel(float* dx, const float* dout, const float* x, size_t n, Activation f) {
-    GRID_STRIDE_LOOP(i, n) dx[i] += dout[i] * activation_derivative<DeviceMath>(f, x[i]);
+template <Activation F>
+__global__ void activation_backward_kernel(float* dx, const float* dout, const float* x, size_t n) {
+    GRID_STRIDE_LOOP(i, n) dx[i] += dout[i] * activation_derivative<F, DeviceMath>(x[i]);
 }
 
 }  // namespace sinklab::cuda::kernels

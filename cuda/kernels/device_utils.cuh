@@ -30,6 +30,7 @@ constexpr size_t kRowChunk = 256;
 struct DeviceMath {
     static __device__ __forceinline__ float exp(float x) { return expf(x); }
     static __device__ __forceinline__ float rcp(float x) { return 1.0f / x; }
+    static __device__ __forceinline__ float erf(float x) { return erff(x); }
 };
 
 // Sum over a warp, fixed butterfly order (deterministic).

@@ -53,8 +53,8 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::activation_backward(out, in, in, n, act);                // (dx, dout, x, n, f)
     B::qkv_merge_forward(out, in, in, n, n);                    // (out, qk_src, v_src, N, C)
     B::qkv_merge_backward(out, out, in, n, n);                  // (dqk_src, dv_src, dout, N, C)
-    B::swiglu_forward(out, in, n, n);                           // (out, fc, N, F)
-    B::swiglu_backward(out, in, in, n, n);                      // (dfc, dout, fc, N, F)
+    B::glu_forward(out, in, n, n, act);                         // (out, fc, N, F, f)
+    B::glu_backward(out, in, in, n, n, act);                    // (dfc, dout, fc, N, F, f)
     B::residual_add(out, in, n);                                // (x, y, n): x += y
     B::crossentropy_forward(out, in, const_ids, n, n);          // (losses, logits, targets, N, V)
     B::crossentropy_backward(out, in, const_ids, scalar, n, n); // (dlogits, logits, targets, dloss, N, V)

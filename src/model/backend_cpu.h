@@ -56,8 +56,8 @@ struct CpuBackend {
     template <class... A> static auto activation_backward(A... a) { return sinklab::activation_backward(a...); }
     template <class... A> static auto qkv_merge_forward(A... a) { return sinklab::qkv_merge_forward(a...); }
     template <class... A> static auto qkv_merge_backward(A... a) { return sinklab::qkv_merge_backward(a...); }
-    template <class... A> static auto swiglu_forward(A... a) { return sinklab::swiglu_forward(a...); }
-    template <class... A> static auto swiglu_backward(A... a) { return sinklab::swiglu_backward(a...); }
+    template <class... A> static auto glu_forward(A... a) { return sinklab::glu_forward(a...); }
+    template <class... A> static auto glu_backward(A... a) { return sinklab::glu_backward(a...); }
     template <class... A> static auto residual_add(A... a) { return sinklab::residual_add(a...); }
     template <class... A> static auto bias_add_forward(A... a) { return sinklab::bias_add_forward(a...); }
     template <class... A> static auto bias_add_backward(A... a) { return sinklab::bias_add_backward(a...); }

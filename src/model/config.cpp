@@ -109,6 +109,29 @@ AttentionSpec parse_attention(const std::string& name) {
     fail("--attention: unknown attention '{}' (valid: {})", name, fmt::join(attention_names(), ", "));
 }
 
+// The `--ffn-type` names, in the order of FfnKind.
+static const char* const kFfnNames[] = {"swiglu", "geglu", "reglu", "relu", "gelu", "swish"};
+
+std::string ffn_name(FfnKind ffn) { return kFfnNames[int(ffn)]; }
+
+FfnKind parse_ffn(const std::string& name) {
+    for (int i = 0; i < int(std::size(kFfnNames)); i++)
+        if (name == kFfnNames[i]) return FfnKind(i);
+    fail("--ffn-type: unknown feed-forward type '{}' (valid: {})", name, fmt::join(kFfnNames, ", "));
+}
+
+Activation ffn_activation(FfnKind ffn) {
+    switch (ffn) {
+        case FfnKind::geglu:
+        case FfnKind::gelu: return Activation::gelu;
+        case FfnKind::reglu:
+        case FfnKind::relu: return Activation::relu;
+        case FfnKind::swiglu:
+        case FfnKind::swish: break;
+    }
+    return Activation::silu;
+}
+
 InitScheme parse_init(const std::string& name) {
     if (name == "paper") return InitScheme::paper;
     if (name == "torch") return InitScheme::torch;
@@ -219,6 +242,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["n_heads"] = c.n_heads;
     j["d_model"] = c.d_model;
     j["d_ffn"] = c.d_ffn;
+    j["ffn"] = ffn_name(c.ffn);
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
     j["norm_eps"] = c.norm_eps;
@@ -232,7 +256,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["slot"] = slot_name(c.attention.slot);
     j["slot_shared"] = c.attention.slot_shared;
     j["init"] = init_name(c.init);
-    j["architecture"] = "llama-prenorm-rope-swiglu";
+    j["architecture"] = "llama-prenorm-rope-" + ffn_name(c.ffn);
     return j;
 }
 
@@ -263,6 +287,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.prefix = int_or("prefix", 0);
         c.attention.slot = j.contains("slot") ? parse_slot(j.at("slot").as_string()) : SlotKind::none;
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
+        c.ffn = j.contains("ffn") ? parse_ffn(j.at("ffn").as_string()) : FfnKind::swiglu;
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
         c.validate();
     } catch (const Error& e) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/attention_variant.h"
+#include "ops/activation.h"  // Activation
 
 namespace sinklab {
 
@@ -20,6 +21,17 @@ std::string slot_name(SlotKind slot);
 SlotKind parse_slot(const std::string& name);
 bool parse_slot_sharing(const std::string& name);
 
+// The feed-forward block (docs/model.md): gated, out = W3 (f(W1 h) * W2 h) with f = silu (swiglu,
+// the default), gelu (geglu) or relu (reglu); or plain, out = W2 f(W1 h) with f = relu, gelu or
+// silu (swish). Names as in `--ffn-type` and config.json.
+enum class FfnKind : int { swiglu, geglu, reglu, relu, gelu, swish };
+std::string ffn_name(FfnKind ffn);
+FfnKind parse_ffn(const std::string& name);
+// The gated forms have two input projections (W1 for the gate, W2 for the up branch).
+inline bool ffn_is_gated(FfnKind ffn) { return ffn == FfnKind::swiglu || ffn == FfnKind::geglu || ffn == FfnKind::reglu; }
+// f of the FFN: the gate's activation, or the plain FFN's.
+Activation ffn_activation(FfnKind ffn);
+
 // Initialisation (docs/model.md).
 //   paper:  N(0, 2/(5 fan_in)) for embeddings and linear layers, N(0, (1/sqrt(fan_in)/L)^2) for
 //           the FFN output projection; norm gains 1.
@@ -32,7 +44,8 @@ struct ModelConfig {
     size_t n_layers = 4;
     size_t n_heads = 4;
     size_t d_model = 128;      // C, the residual width
-    size_t d_ffn = 256;        // F, SwiGLU hidden size
+    size_t d_ffn = 256;        // F, the FFN's hidden size
+    FfnKind ffn = FfnKind::swiglu;
     size_t vocab_size = 256;   // V
     size_t context = 256;      // maximum sequence length T (RoPE table size)
     double norm_eps = 1e-5;

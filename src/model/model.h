@@ -5,7 +5,7 @@
 //     -> embedding                                  x_0 (B, T, C)
 //     -> L pre-norm blocks:
 //          x_mid = x_l + Wo . Attention(RoPE(Wqkv . RMSNorm(x_l)))
-//          x_l+1 = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
+//          x_l+1 = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))   (or another FFN: `--ffn-type`)
 //     -> final RMSNorm -> LM head (untied)          logits (B, T, V)
 //     -> cross entropy against the next tokens      mean loss
 //
@@ -52,8 +52,8 @@ struct Activations {
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
     T* ffn_norm;    // (L, B, T, C)
     T* ffn_rstd;    // (L, B, T)
-    T* ffn_fc;      // (L, B, T, 2F)   [gate | up]
-    T* ffn_act;     // (L, B, T, F)    silu(gate) * up
+    T* ffn_fc;      // (L, B, T, FI)   [gate | up] (FI = 2F), or W1 n of a plain FFN (FI = F)
+    T* ffn_act;     // (L, B, T, F)    f(gate) * up, or f(W1 n)
     T* final_norm;  // (B, T, C)
     T* final_rstd;  // (B, T)
     T* logits;      // (B, T, V)       overwritten by dlogits during backward
@@ -70,7 +70,7 @@ struct Activations {
     T* d_attn_y;    // (B, T, C)
     T* d_slot_k;    // (B, H, D)       the key slot's k* and v* gradients per (b, h), before the sum
     T* d_slot_v;    // (B, H, D)       over b (and h when shared); null without them
-    T* d_ffn_fc;    // (B, T, 2F)
+    T* d_ffn_fc;    // (B, T, FI)
     T* d_ffn_act;   // (B, T, F)
 };
 
@@ -263,14 +263,20 @@ private:
         Backend::residual_add(al.resid_mid, al.resid, N * C);
     }
 
-    // Feed-forward sub-block, forward:  x_{l+1} = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))
-    //   ffn_norm (N, C) -> ffn_fc (N, 2F) [gate | up] -> ffn_act (N, F) -> x_{l+1} (N, C)
+    // Feed-forward sub-block, forward (`--ffn-type`; FI = 2F gated, F plain):
+    //   gated:  x_{l+1} = x_mid + W3 . (f(W1 n) * W2 n),   n = RMSNorm(x_mid)   (SwiGLU: f = silu)
+    //   plain:  x_{l+1} = x_mid + W2 . f(W1 n)
+    //   ffn_norm (N, C) -> ffn_fc (N, FI) [gate | up] or [W1 n] -> ffn_act (N, F) -> x_{l+1} (N, C)
     void ffn_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
-        const size_t C = config_.d_model, F = config_.d_ffn;
+        const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
+        const Activation f = ffn_activation(config_.ffn);
         T* x_next = al.resid + N * C;
         Backend::rmsnorm_forward(al.ffn_norm, al.ffn_rstd, al.resid_mid, pl.ffn_norm, N, C, T(config_.norm_eps));
-        Backend::matmul_forward(al.ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
-        Backend::swiglu_forward(al.ffn_act, al.ffn_fc, N, F);
+        Backend::matmul_forward(al.ffn_fc, al.ffn_norm, pl.ffn_in, N, C, FI);
+        if (ffn_is_gated(config_.ffn))
+            Backend::glu_forward(al.ffn_act, al.ffn_fc, N, F, f);
+        else
+            Backend::activation_forward(al.ffn_act, al.ffn_fc, N * F, f);
         Backend::matmul_forward(x_next, al.ffn_act, pl.ffn_out, N, F, C);
         Backend::residual_add(x_next, al.resid_mid, N * C);
     }
@@ -278,15 +284,22 @@ private:
     // Feed-forward sub-block, backward. d_resid: dLoss/dx_{l+1} on entry (the residual passes it to
     // x_mid unchanged), dLoss/dx_mid on exit (the branch's gradient added).
     void ffn_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al, size_t N) {
-        const size_t C = config_.d_model, F = config_.d_ffn;
+        const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
+        const Activation f = ffn_activation(config_.ffn);
         Backend::zero(al.d_ffn_act, N * F);
         Backend::matmul_backward(al.d_ffn_act, gl.ffn_out, al.d_resid, al.ffn_act, pl.ffn_out, N, F, C);
-        Backend::zero(al.d_ffn_fc, N * 2 * F);
-        Backend::swiglu_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N, F);
+        Backend::zero(al.d_ffn_fc, N * FI);
+        if (ffn_is_gated(config_.ffn))
+            Backend::glu_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N, F, f);
+        else
+            Backend::activation_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N * F, f);
         Backend::zero(al.d_norm, N * C);
-        Backend::matmul_backward(al.d_norm, gl.ffn_in, al.d_ffn_fc, al.ffn_norm, pl.ffn_in, N, C, 2 * F);
+        Backend::matmul_backward(al.d_norm, gl.ffn_in, al.d_ffn_fc, al.ffn_norm, pl.ffn_in, N, C, FI);
         Backend::rmsnorm_backward(al.d_resid, gl.ffn_norm, al.d_norm, al.resid_mid, pl.ffn_norm, al.ffn_rstd, N, C);
     }
+
+    // The width of the FFN's first projection: 2F gated ([gate | up]), F plain.
+    size_t ffn_in_width() const { return (ffn_is_gated(config_.ffn) ? 2 : 1) * config_.d_ffn; }
 
     // Attention sub-block, backward. d_resid: dLoss/dx_mid on entry, dLoss/dx_l on exit.
     void attention_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
@@ -428,7 +441,7 @@ private:
         per_layer(&A::attn_y, "attn_y", L, {N, C});
         per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
         per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
-        per_layer(&A::ffn_fc, "ffn_fc", L, {N, 2 * F});
+        per_layer(&A::ffn_fc, "ffn_fc", L, {N, ffn_in_width()});
         per_layer(&A::ffn_act, "ffn_act", L, {N, F});
         once(&A::final_norm, "final_norm", {N, C});
         once(&A::final_rstd, "final_rstd", {N});
@@ -445,7 +458,7 @@ private:
         once(&A::d_attn_y, "d_attn_y", {N, C});
         if (spec.has_key_slot()) once(&A::d_slot_k, "d_slot_k", {B, H, config_.head_dim()});
         if (spec.has_key_slot() && spec.has_slot_value()) once(&A::d_slot_v, "d_slot_v", {B, H, config_.head_dim()});
-        once(&A::d_ffn_fc, "d_ffn_fc", {N, 2 * F});
+        once(&A::d_ffn_fc, "d_ffn_fc", {N, ffn_in_width()});
         once(&A::d_ffn_act, "d_ffn_act", {N, F});
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();

@@ -8,8 +8,8 @@
 //   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
 //   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
-//   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]
-//   blocks.ffn_out.weight   (L, C, F)       W3 (down)
+//   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]   (plain FFN: (L, F, C), W1)
+//   blocks.ffn_out.weight   (L, C, F)       W3 (down)               (plain FFN: W2)
 //   final_norm.weight       (C)             lm_head.weight (V, C)
 // Adding a tensor (for a model variant) is one line in for_each_param, under the condition on the
 // config that makes it exist, and one field in ParamTensors.
@@ -34,7 +34,7 @@ struct ParamTensors {
 //   norm_gain:          1
 //   embedding:          paper: N(0, 2 / (5 C)); torch: N(0, 1)
 //   projection:         paper: N(0, 2 / (5 C)); torch: U(-1 / sqrt(fan_in), 1 / sqrt(fan_in))
-//   output_projection:  paper: N(0, (1 / (sqrt(C) L))^2), the FFN's output; torch: as projection
+//   output_projection:  paper: N(0, (1 / (sqrt(C) L))^2), a gated FFN's output; torch: as projection
 //   slot:               N(0, 0.02^2) in both schemes (the slot's k* and v*)
 enum class InitKind { norm_gain, embedding, projection, output_projection, slot };
 
@@ -81,8 +81,10 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
     if (c.attention.has_slot_value()) per_layer(&P::attn_slot_v, "blocks.attn_slot_v", {S, D}, InitKind::slot);
     per_layer(&P::attn_out, "blocks.attn_out.weight", {C, C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);
-    per_layer(&P::ffn_in, "blocks.ffn_in.weight", {2 * F, C}, InitKind::projection);
-    per_layer(&P::ffn_out, "blocks.ffn_out.weight", {C, F}, InitKind::output_projection);
+    // Only a gated FFN's output projection gets the 1 / (sqrt(C) L) scale (docs/model.md).
+    const bool gated = ffn_is_gated(c.ffn);
+    per_layer(&P::ffn_in, "blocks.ffn_in.weight", {(gated ? 2 : 1) * F, C}, InitKind::projection);
+    per_layer(&P::ffn_out, "blocks.ffn_out.weight", {C, F}, gated ? InitKind::output_projection : InitKind::projection);
     once(&P::final_norm, "final_norm.weight", {C}, InitKind::norm_gain, Counted::in_blocks);
     once(&P::lm_head, "lm_head.weight", {V, C}, InitKind::projection, Counted::vocabulary);
 }

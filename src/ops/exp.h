@@ -66,6 +66,8 @@ struct HostMath {
     static T exp(T x) { return exp_of(x); }
     template <typename T>
     static T rcp(T x) { return T(1) / x; }
+    template <typename T>
+    static T erf(T x) { return std::erf(x); }
 };
 
 }  // namespace sinklab
