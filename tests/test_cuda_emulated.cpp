@@ -246,6 +246,17 @@ TEST_CASE("emulated attention kernels with a key slot, fp32 and bf16") {
     run_case<__nv_bfloat16, 64>(with_slot(masked("softmax", MaskKind::prefix, 70), SlotKind::key_value), 64, 150, 1, 1);
 }
 
+TEST_CASE("emulated attention kernels with ALiBi and T5 position biases, fp32 and bf16") {
+    for (const PositionBias bias : {PositionBias::alibi, PositionBias::t5}) {
+        AttentionSpec softmax = variant("softmax"), sigmoid = variant("sigmoid-norm");
+        softmax.position_bias = sigmoid.position_bias = bias;
+        run_case<float, 64>(softmax, 64, 150, 1, 2);
+        run_case<float, 64>(sigmoid, 64, 150, 1, 2);
+        run_case<__nv_bfloat16, 64>(softmax, 64, 150, 1, 2);
+        run_case<__nv_bfloat16, 64>(sigmoid, 64, 150, 1, 2);
+    }
+}
+
 TEST_CASE("emulated attention kernels, bf16 mma.sync path, every variant") {
     for (const std::string& v : distinct_operations())
         run_case<__nv_bfloat16, 64>(variant(v), 64, 130, 1, v == "softmax" ? 2 : 1);

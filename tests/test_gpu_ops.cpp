@@ -316,7 +316,7 @@ TEST_CASE("attention: padded head dimensions and many tiles") {
     }
 }
 
-TEST_CASE("attention: alpha, window and prefix masks, and key slots, fp32 and bf16") {
+TEST_CASE("attention: alpha, window and prefix masks, key slots and position biases, fp32 and bf16") {
     auto with = [](const std::string& name, auto&& change) {
         AttentionSpec spec = parse_attention(name);
         change(spec);
@@ -335,6 +335,8 @@ TEST_CASE("attention: alpha, window and prefix masks, and key slots, fp32 and bf
         with("linear-kernel-norm", [](AttentionSpec& s) { s.slot = SlotKind::key_value; }),
         with("softmax",
              [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.mask = MaskKind::window, s.window = 64; }),
+        with("softmax", [](AttentionSpec& s) { s.position_bias = PositionBias::alibi; }),
+        with("sigmoid-norm", [](AttentionSpec& s) { s.position_bias = PositionBias::t5; }),
     };
     for (Precision p : {Precision::fp32, Precision::bf16})
         for (const AttentionSpec& spec : specs) check_attention({spec, 64, 300}, p);

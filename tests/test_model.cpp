@@ -69,14 +69,18 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     windowed->window = 3;
     // The FFN types, each under softmax (the default SwiGLU is the first entry above).
     const size_t n_attention = specs.size();
+    // The position encodings (RoPE is every entry above).
+    const std::vector<PositionKind> positions = {PositionKind::nope, PositionKind::sinusoidal, PositionKind::learned,
+                                                 PositionKind::alibi, PositionKind::t5};
     const std::vector<FfnKind> ffns = {FfnKind::geglu, FfnKind::reglu, FfnKind::relu, FfnKind::gelu, FfnKind::swish};
-    for (size_t k = 0; k < ffns.size(); k++) specs.push_back(parse_attention("softmax"));
-    for (size_t s = 0; s < specs.size(); s++) {
-        const AttentionSpec& spec = specs[s];
+    for (size_t k = 0; k < ffns.size() + positions.size(); k++) specs.push_back(parse_attention("softmax"));
+    for (size_t v = 0; v < specs.size(); v++) {
+        const AttentionSpec& spec = specs[v];
         {
             ModelConfig c = tiny_config("softmax");
             c.attention = spec;
-            if (s >= n_attention) c.ffn = ffns[s - n_attention];
+            if (v >= n_attention && v < n_attention + ffns.size()) c.ffn = ffns[v - n_attention];
+            if (v >= n_attention + ffns.size()) c.position = positions[v - n_attention - ffns.size()];
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
             // Larger weights than the init so that every nonlinearity is exercised (and the slot's
@@ -116,7 +120,8 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                     }
                 }
             }
-            MESSAGE(spec.describe() << ", ffn " << ffn_name(c.ffn) << ": max relative error " << worst << " at parameter " << worst_index << " of "
+            MESSAGE(spec.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
+                                    << ": max relative error " << worst << " at parameter " << worst_index << " of "
                                     << model.n_params());
             CHECK(worst < 1e-5);
         }

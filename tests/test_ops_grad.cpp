@@ -80,6 +80,11 @@ Variant variant(const std::string& name, double bias = 0.0, double alpha = 1.0, 
     return {s};
 }
 
+Variant with_position(Variant v, PositionBias bias) {
+    v.s.position_bias = bias;
+    return v;
+}
+
 // Every score function and normaliser, the sigmoid bias, the softmax alpha, and the window and
 // prefix masks (a window of 2 and a prefix of 3 at T = 5).
 const std::vector<Variant>& all_variants() {
@@ -101,6 +106,10 @@ const std::vector<Variant>& all_variants() {
         variant("linear-kernel"),
         variant("linear-kernel-norm"),
         variant("linear-kernel-norm", 0.0, 1.0, MaskKind::window, 2),
+        with_position(variant("softmax"), PositionBias::alibi),
+        with_position(variant("sigmoid-norm", 0.0, 1.0, MaskKind::prefix, 3), PositionBias::alibi),
+        with_position(variant("softmax"), PositionBias::t5),
+        with_position(variant("elu", 0.0, 1.0, MaskKind::prefix, 3), PositionBias::t5),
     };
     return v;
 }
@@ -116,6 +125,22 @@ bool reference_allowed(const AttentionSpec& spec, size_t i, size_t j) {
     return j <= i;
 }
 
+// The position bias of docs/attention.md, written from its definitions: ALiBi m_h (j - i) with
+// m_h = 2^(-8 (h + 1) / H); T5 the bucket of i - j from the log formula.
+long double reference_position_bias(const AttentionSpec& spec, size_t h, size_t n_heads, size_t i, size_t j) {
+    const long double distance = (long double)i - (long double)j;
+    switch (spec.position_bias) {
+        case PositionBias::alibi:
+            return -std::pow(2.0L, -8.0L * (long double)(h + 1) / (long double)n_heads) * distance;
+        case PositionBias::t5: {
+            if (distance < 16) return distance < 0 ? 0.0L : distance;
+            return std::min(31.0L, 16.0L + std::floor(std::log(distance / 16.0L) / std::log(8.0L) * 16.0L));
+        }
+        case PositionBias::none: break;
+    }
+    return 0.0L;
+}
+
 // An independent, straightforward evaluation of docs/attention.md for one (b, h, i) row, in long
 // double: returns the unnormalised similarities g_ij for every key j (0 where i may not attend).
 std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size_t i, size_t Tq, size_t Cq,
@@ -127,7 +152,7 @@ std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size
         for (size_t d = 0; d < Dq; d++)
             dotqk += (long double)qkv[(b * Tq + i) * 3 * Cq + h * Dq + d] *
                      (long double)qkv[(b * Tq + j) * 3 * Cq + Cq + h * Dq + d];
-        s[j] = dotqk / std::sqrt((long double)Dq);
+        s[j] = dotqk / std::sqrt((long double)Dq) + reference_position_bias(spec, h, Hq, i, j);
     }
     std::vector<long double> g(Tq, 0.0L);
     for (size_t j = 0; j < Tq; j++) {
@@ -1068,4 +1093,47 @@ TEST_CASE("gradcheck: bias add (dx, dbias), and a bias that only shifts the outp
     report("bias_add dbias", gradcheck::check(bias, dbias, loss));
     report_accumulation("bias_add dbias", accumulation_error(
                                               n, [&](double* g) { bias_add_backward(g, R.data(), rows, n); }, rng));
+}
+
+TEST_CASE("position biases: T5 buckets and ALiBi slopes, known answers") {
+    // T5's unidirectional buckets (32, max distance 128), from the thresholds of attention_variant.h
+    CHECK(t5_bucket(0) == 0);
+    CHECK(t5_bucket(15) == 15);
+    CHECK(t5_bucket(16) == 16);
+    CHECK(t5_bucket(127) == 31);
+    CHECK(t5_bucket(128) == 31);
+    CHECK(t5_bucket(1000) == 31);
+    CHECK(t5_bucket(-3) == 0);
+    // ... equal to the formula 16 + floor(log(n / 16) / log(8) * 16), at most 31, for every n
+    size_t mismatches = 0;
+    for (int n = 16; n < 5000; n++) {
+        const int formula = std::min(31, 16 + int(std::log(double(n) / 16.0) / std::log(8.0) * 16.0));
+        mismatches += t5_bucket(n) != formula;
+    }
+    CHECK(mismatches == 0);
+    // ALiBi: m_h = 2^(-8 (h + 1) / H): H = 8 gives 1/2 .. 1/256, H = 4 gives 1/4, 1/16, 1/64, 1/256
+    AttentionSpec spec = parse_attention("softmax");
+    spec.position_bias = PositionBias::alibi;
+    for (int H : {4, 8}) {
+        const AttentionSpec shaped = for_shape(spec, 16, H);
+        for (int h = 0; h < H; h++)
+            CHECK(alibi_slope<double>(shaped, h) == doctest::Approx(std::pow(2.0, -8.0 * (h + 1) / H)).epsilon(1e-15));
+        CHECK(score_bias<double>(shaped, 1, 5, 2) == doctest::Approx(-3.0 * std::pow(2.0, -16.0 / H)).epsilon(1e-15));
+    }
+    // H = 3: a slope between powers of two, 2^(-8/3)
+    CHECK(alibi_slope<double>(for_shape(spec, 16, 3), 0) == doctest::Approx(std::pow(2.0, -8.0 / 3.0)).epsilon(1e-14));
+}
+
+TEST_CASE("sinusoidal positions: known values of the table") {
+    const size_t T_max = 5, C = 8;
+    Vec table(T_max * C);
+    sinusoidal_table(table.data(), T_max, C);
+    for (size_t i = 0; i < C / 2; i++) {
+        CHECK(table[i] == 0.0);           // sin(0)
+        CHECK(table[C / 2 + i] == 1.0);   // cos(0)
+    }
+    // w_1 = 10000^(-2/8) = 0.1: position 3 has sin(0.3) and cos(0.3) at i = 1
+    CHECK(table[3 * C + 1] == doctest::Approx(std::sin(0.3)).epsilon(1e-15));
+    CHECK(table[3 * C + 4 + 1] == doctest::Approx(std::cos(0.3)).epsilon(1e-15));
+    CHECK(table[4 * C + 0] == doctest::Approx(std::sin(4.0)).epsilon(1e-15));
 }

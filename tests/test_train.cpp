@@ -112,11 +112,11 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
-TEST_CASE("window, prefix, alpha, slot and FFN type: recorded in config.json, resumed exactly") {
+TEST_CASE("window, prefix, alpha, slot, FFN type and positions: recorded in config.json, resumed exactly") {
     TempDir dir("masks");
     write_data(dir);
     REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
-    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn"}) {
+    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn", "position"}) {
         CAPTURE(knob);
         auto run = [&](const std::string& name, size_t steps) {
             TrainOptions o = tiny_run(dir, knob + "_" + name);
@@ -125,6 +125,7 @@ TEST_CASE("window, prefix, alpha, slot and FFN type: recorded in config.json, re
             if (knob == "alpha") o.model.attention.softmax_alpha = 0.5;
             if (knob == "slot") o.model.attention.slot = SlotKind::key_value, o.model.attention.slot_shared = true;
             if (knob == "ffn") o.model.ffn = FfnKind::geglu;
+            if (knob == "position") o.model.position = PositionKind::learned;
             o.steps = steps;
             return o;
         };
@@ -146,6 +147,7 @@ TEST_CASE("window, prefix, alpha, slot and FFN type: recorded in config.json, re
             CHECK(m.attention.slot == run("", 1).model.attention.slot);
             CHECK(m.attention.slot_shared == run("", 1).model.attention.slot_shared);
             CHECK(m.ffn == run("", 1).model.ffn);
+            CHECK(m.position == run("", 1).model.position);
         }
         // A masked model trains differently from the causal one.
         CHECK(metric_values(dir / (knob + "_straight"), "loss") != metric_values(dir / "causal", "loss"));
@@ -294,6 +296,7 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --attention sigmoid --slot v-bias",
                  "--slot v-bias needs normalised attention weights (got --attention sigmoid");
     expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
+    expect_error("--preset tiny --position xpos", "--position: unknown position encoding 'xpos' (valid: rope, nope");
     expect_error("--preset tiny --ffn-type glu", "--ffn-type: unknown feed-forward type 'glu' (valid: swiglu, geglu");
     expect_error("--preset tiny --slot-sharing shared", "--slot-sharing shared needs a slot (got --slot none)");
     expect_error("--preset tiny --slot kv-bias --slot-sharing some", "--slot-sharing: unknown value 'some'");

@@ -54,7 +54,7 @@ inline AttnArgs attention_args(const float* qkv, size_t Tn, size_t C, size_t H, 
     a.H = int(H);
     a.D = int(C / H);
     a.scale = float(1.0 / std::sqrt(double(C / H)));
-    a.spec = for_length(spec, int(Tn));
+    a.spec = for_shape(spec, int(Tn), int(H));
     return a;
 }
 

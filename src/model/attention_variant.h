@@ -65,6 +65,14 @@ enum class FeatureMap : int { none, elu, mlp };
 //            (bidirectional); every later token sees the whole prefix and the keys up to itself.
 enum class MaskKind : int { causal, window, prefix };
 
+// A position bias added to the scores (docs/attention.md, "Position biases"); the model then has no
+// RoPE (`--position alibi`, `--position t5`):
+//   none
+//   alibi:  b(h, i, j) = m_h (j - i),  m_h = 2^(-8 (h + 1) / H) for the heads h = 0 .. H-1
+//   t5:     b(h, i, j) = bucket(i - j), T5's unidirectional bucket index (32 buckets, max distance
+//           128) added as a fixed number, as the paper's reference code does
+enum class PositionBias : int { none, alibi, t5 };
+
 // An extra key/value slot (`--slot`, docs/attention.md "Extra key/value slots"): a learned key k*
 // that every query sees besides the keys of its mask, position-free (no RoPE, no position bias),
 // with the value v* or 0; or a learned value v* added to every output, without a slot. k* and v*
@@ -92,6 +100,8 @@ struct AttentionSpec {
     int prefix = 0;  // prefix length of the prefix mask (`--prefix`)
     SlotKind slot = SlotKind::none;
     bool slot_shared = false;  // one k* (and v*) for all heads instead of one per head
+    PositionBias position_bias = PositionBias::none;  // set by ModelConfig::attention_spec from `--position`
+    double alibi_ratio = 0.0;  // 2^(-8/H), ALiBi's ratio between the slopes of two heads: set by for_shape
 
     // The command-line name of the score function, normaliser and feature map (config.cpp: e.g.
     // "softmax", "sigmoid-norm", "mlp-kernel").
@@ -125,7 +135,7 @@ struct AttentionSpec {
 // The mask: the keys [begin, end) that a query sees, and the queries that see a key.
 //
 // The functions below assume a prefix no longer than the sequence: the attention operations first
-// call for_length(spec, T), which shortens a longer prefix to T (all tokens then see each other).
+// call for_shape(spec, T, H), which shortens a longer prefix to T (all tokens then see each other).
 struct IndexRange {
     int begin, end;
 };
@@ -133,9 +143,26 @@ struct IndexRange {
 SINKLAB_HD int max_of(int a, int b) { return a > b ? a : b; }
 SINKLAB_HD int min_of(int a, int b) { return a < b ? a : b; }
 
-// The spec as it applies to a sequence of T tokens.
-SINKLAB_HD AttentionSpec for_length(AttentionSpec spec, int T) {
+// 2^-x for 0 <= x <= 8, without std:: (device code): halvings for the whole part, the series of
+// exp(-f ln 2) for the fraction f (to double precision).
+SINKLAB_HD double exp2_negative(double x) {
+    double v = 1.0;
+    while (x >= 1.0) {
+        v *= 0.5;
+        x -= 1.0;
+    }
+    double term = 1.0, sum = 1.0;
+    for (int k = 1; k < 24; k++) {
+        term *= -x * 0.69314718055994530942 / double(k);
+        sum += term;
+    }
+    return v * sum;
+}
+
+// The spec as it applies to sequences of T tokens and H heads.
+SINKLAB_HD AttentionSpec for_shape(AttentionSpec spec, int T, int H) {
     if (spec.mask == MaskKind::prefix) spec.prefix = min_of(spec.prefix, T);
+    spec.alibi_ratio = exp2_negative(8.0 / double(H));
     return spec;
 }
 
@@ -171,9 +198,36 @@ SINKLAB_HD bool block_fully_visible(const AttentionSpec& spec, int i_first, int 
 }
 
 // ------------------------------------------------------------------------------------------------
-// The score bias b(h, i, j) added to scale q_i.k_j.
+// The score bias b(h, i, j) added to scale q_i.k_j: the sigmoid's constant b, and the position bias.
+
+// T5's unidirectional bucket of a relative position n = i - j (num_buckets 32, max_distance 128):
+// n for n < 16; else 16 + floor(log(n / 16) / log(128 / 16) * 16), at most 31; 0 for n < 0 (a key
+// after the query, which only the prefix mask allows). Written as the formula's thresholds (the
+// first n of each bucket from 17 on), so that every backend gets the same integer;
+// test_ops_grad.cpp checks the thresholds against the formula.
+SINKLAB_HD int t5_bucket(int n) {
+    if (n < 16) return n < 0 ? 0 : n;
+    return 16 + (n >= 19) + (n >= 21) + (n >= 24) + (n >= 27) + (n >= 31) + (n >= 35) + (n >= 40) + (n >= 46) +
+           (n >= 52) + (n >= 59) + (n >= 67) + (n >= 77) + (n >= 87) + (n >= 99) + (n >= 113);
+}
+
+// ALiBi's slope of head h: m_h = r^(h + 1) with r = spec.alibi_ratio = 2^(-8/H), so that
+// m_h = 2^(-8 (h + 1) / H) (at H = 8: 1/2, 1/4, ..., 1/256).
 template <typename T>
-SINKLAB_HD T score_bias(const AttentionSpec& spec, int /*h*/, int /*i*/, int /*j*/) {
+SINKLAB_HD T alibi_slope(const AttentionSpec& spec, int h) {
+    const T r = T(spec.alibi_ratio);
+    T m = r;
+    for (int k = 0; k < h; k++) m *= r;
+    return m;
+}
+
+template <typename T>
+SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
+    switch (spec.position_bias) {
+        case PositionBias::alibi: return T(spec.score_bias) + alibi_slope<T>(spec, h) * T(j - i);
+        case PositionBias::t5: return T(spec.score_bias) + T(t5_bucket(i - j));
+        case PositionBias::none: break;
+    }
     return T(spec.score_bias);
 }
 

@@ -52,6 +52,8 @@ std::string AttentionSpec::describe() const {
     if (mask == MaskKind::window) text += fmt::format(", window {}", window);
     if (mask == MaskKind::prefix) text += fmt::format(", prefix {}", prefix);
     if (slot != SlotKind::none) text += fmt::format(", {}{}", slot_name(slot), slot_shared ? " (shared)" : "");
+    if (position_bias == PositionBias::alibi) text += ", alibi";
+    if (position_bias == PositionBias::t5) text += ", t5 buckets";
     return text;
 }
 
@@ -107,6 +109,25 @@ AttentionSpec parse_attention(const std::string& name) {
             return spec;
         }
     fail("--attention: unknown attention '{}' (valid: {})", name, fmt::join(attention_names(), ", "));
+}
+
+// The `--position` names, in the order of PositionKind.
+static const char* const kPositionNames[] = {"rope", "nope", "sinusoidal", "learned", "alibi", "t5"};
+
+std::string position_name(PositionKind position) { return kPositionNames[int(position)]; }
+
+PositionKind parse_position(const std::string& name) {
+    for (int i = 0; i < int(std::size(kPositionNames)); i++)
+        if (name == kPositionNames[i]) return PositionKind(i);
+    fail("--position: unknown position encoding '{}' (valid: {})", name, fmt::join(kPositionNames, ", "));
+}
+
+AttentionSpec ModelConfig::attention_spec() const {
+    AttentionSpec spec = attention;
+    spec.position_bias = position == PositionKind::alibi ? PositionBias::alibi
+                         : position == PositionKind::t5 ? PositionBias::t5
+                                                        : PositionBias::none;
+    return spec;
 }
 
 // The `--ffn-type` names, in the order of FfnKind.
@@ -243,6 +264,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["d_model"] = c.d_model;
     j["d_ffn"] = c.d_ffn;
     j["ffn"] = ffn_name(c.ffn);
+    j["position"] = position_name(c.position);
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
     j["norm_eps"] = c.norm_eps;
@@ -256,7 +278,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["slot"] = slot_name(c.attention.slot);
     j["slot_shared"] = c.attention.slot_shared;
     j["init"] = init_name(c.init);
-    j["architecture"] = "llama-prenorm-rope-" + ffn_name(c.ffn);
+    j["architecture"] = "llama-prenorm-" + position_name(c.position) + "-" + ffn_name(c.ffn);
     return j;
 }
 
@@ -287,6 +309,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.prefix = int_or("prefix", 0);
         c.attention.slot = j.contains("slot") ? parse_slot(j.at("slot").as_string()) : SlotKind::none;
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
+        c.position = j.contains("position") ? parse_position(j.at("position").as_string()) : PositionKind::rope;
         c.ffn = j.contains("ffn") ? parse_ffn(j.at("ffn").as_string()) : FfnKind::swiglu;
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;
         c.validate();

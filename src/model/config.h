@@ -21,6 +21,14 @@ std::string slot_name(SlotKind slot);
 SlotKind parse_slot(const std::string& name);
 bool parse_slot_sharing(const std::string& name);
 
+// How the model knows positions (docs/model.md, "Positions"): RoPE on q and k (the default); none
+// (NoPE); an absolute table added to the embeddings, fixed sinusoidal or learned (a context x C
+// parameter); or a bias on the attention scores, ALiBi or T5's buckets (AttentionSpec::position_bias).
+// Only `rope` rotates q and k. Names as in `--position` and config.json.
+enum class PositionKind : int { rope, nope, sinusoidal, learned, alibi, t5 };
+std::string position_name(PositionKind position);
+PositionKind parse_position(const std::string& name);
+
 // The feed-forward block (docs/model.md): gated, out = W3 (f(W1 h) * W2 h) with f = silu (swiglu,
 // the default), gelu (geglu) or relu (reglu); or plain, out = W2 f(W1 h) with f = relu, gelu or
 // silu (swish). Names as in `--ffn-type` and config.json.
@@ -51,9 +59,13 @@ struct ModelConfig {
     double norm_eps = 1e-5;
     double rope_base = 10000.0;
     AttentionSpec attention;
+    PositionKind position = PositionKind::rope;
     InitScheme init = InitScheme::paper;
 
     size_t head_dim() const { return d_model / n_heads; }
+    bool has_rope() const { return position == PositionKind::rope; }
+    // The attention as the operations run it: `attention` with the position bias of `position`.
+    AttentionSpec attention_spec() const;
     // Throws Error naming the offending field (e.g. "n_heads (5) must divide d_model (128)").
     void validate() const;
     size_t n_params() const;               // everything, embeddings and LM head included

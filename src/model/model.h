@@ -23,7 +23,8 @@
 #include "model/params.h"
 #include "model/tensor_table.h"
 #include "ops/adamw.h"
-#include "ops/rope.h"  // rope_table
+#include "ops/embedding.h"  // sinusoidal_table
+#include "ops/rope.h"       // rope_table
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -39,7 +40,7 @@ struct Activations {
     T* attn_norm;   // (L, B, T, C)
     T* attn_rstd;   // (L, B, T)
     T* qkv;         // (L, B, T, 3C)   before RoPE
-    T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied)
+    T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied); null without RoPE (then qkv is used)
     // the feature map of the kernel variants (null without one; docs/attention.md), over whole qkv
     // rows seen as (3 B T H, D) head rows:
     T* phi_pre;     // (L, B, T, 3C)   mlp: W1 . qkv_rope
@@ -61,7 +62,7 @@ struct Activations {
     // backward scratch, one layer at a time
     T* d_resid;     // (B, T, C)       gradient of the residual stream, flowing down the layers
     T* d_norm;      // (B, T, C)
-    T* d_qkv_rope;  // (B, T, 3C)
+    T* d_qkv_rope;  // (B, T, 3C)      with RoPE only
     T* d_qkv;       // (B, T, 3C)
     T* d_qkv_feat;  // (B, T, 3C)      with a feature map only, as are the three below
     T* d_phi_pre;   // (B, T, 3C)      mlp
@@ -102,9 +103,17 @@ public:
         rope_sin_ = Backend::template alloc<T>(sin_host.size());
         Backend::upload(rope_cos_, cos_host.data(), cos_host.size());
         Backend::upload(rope_sin_, sin_host.data(), sin_host.size());
+        // The sinusoidal absolute positions (context, C).
+        if (config_.position == PositionKind::sinusoidal) {
+            std::vector<T> table(config_.context * config_.d_model);
+            sinusoidal_table(table.data(), config_.context, config_.d_model);
+            position_table_ = Backend::template alloc<T>(table.size());
+            Backend::upload(position_table_, table.data(), table.size());
+        }
     }
     ~Model() {
-        for (T* p : {params_, grads_, adam_m_, adam_v_, rope_cos_, rope_sin_, act_memory_}) Backend::release(p);
+        for (T* p : {params_, grads_, adam_m_, adam_v_, rope_cos_, rope_sin_, position_table_, act_memory_})
+            Backend::release(p);
         Backend::release(tokens_);
     }
     Model(const Model&) = delete;
@@ -174,6 +183,8 @@ public:
         const T eps = T(c.norm_eps);
 
         Backend::embedding_forward(a.resid, tokens_, p.embed, N, C);
+        if (const T* positions = absolute_positions(p))  // x_0 (B, T C) += P[0 .. T) (T C) on every row
+            Backend::bias_add_forward(a.resid, positions, B, Tn * C);
         for (size_t l = 0; l < L; l++) {
             const Activations<T> al = layer_acts(l);
             attention_block_forward(p_layers_[l], al, B, Tn);
@@ -226,6 +237,7 @@ public:
             attention_block_backward(p_layers_[l], g_layers_[l], al, B, Tn);
         }
         Backend::embedding_backward(g.embed, a.d_resid, tokens_, N, C);
+        if (config_.position == PositionKind::learned) Backend::bias_add_backward(g.pos_embed, a.d_resid, B, Tn * C);
     }
 
     // L2 norm of all gradients (in double, deterministic).
@@ -250,9 +262,9 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
         Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
-        Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
-        const T* attn_in = feature_map_forward(pl, al, N);
-        const AttentionSpec& spec = config_.attention;
+        if (config_.has_rope()) Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
+        const T* attn_in = feature_map_forward(pl, al, positioned_qkv(al), N);
+        const AttentionSpec& spec = attention_spec_;
         Backend::attention_forward(al.attn_y, al.att, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
                                    spec.has_key_slot() ? pl.attn_slot_v : nullptr, B, Tn, C, H, spec);
         if (spec.slot == SlotKind::value) {  // the V bias: attn_y (N, H, D) += v* on every row
@@ -307,27 +319,30 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::zero(al.d_attn_y, N * C);
         Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
-        const AttentionSpec& spec = config_.attention;
+        const AttentionSpec& spec = attention_spec_;
         const size_t D = config_.head_dim(), S = size_t(spec.slot_heads(int(H)));
         if (spec.slot == SlotKind::value)  // the V bias: dv* += the sum of d_attn_y over the rows
             Backend::bias_add_backward(gl.attn_slot_v, al.d_attn_y, N * H / S, S * D);
-        const bool has_phi = spec.feature_map != FeatureMap::none;
-        T* d_attn_in = has_phi ? al.d_qkv_feat : al.d_qkv_rope;
+        const bool has_phi = spec.feature_map != FeatureMap::none, rope = config_.has_rope();
+        T* d_positioned = rope ? al.d_qkv_rope : al.d_qkv;  // the gradient of positioned_qkv(al)
+        T* d_attn_in = has_phi ? al.d_qkv_feat : d_positioned;
         Backend::zero(d_attn_in, N * 3 * C);
         const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
         Backend::attention_backward(d_attn_in, al.d_slot_k, al.d_slot_v, al.d_attn_y, al.attn_y,
-                                    has_phi ? al.qkv_feat : al.qkv_rope, pl.attn_slot_k, slot_v, al.att, al.att_z,
+                                    has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att, al.att_z,
                                     al.att_slot, B, Tn, C, H, spec);
         if (spec.has_key_slot()) {  // k* (and v*): the per-(b, h) gradients summed over b (and h when shared)
             Backend::bias_add_backward(gl.attn_slot_k, al.d_slot_k, B * H / S, S * D);
             if (slot_v) Backend::bias_add_backward(gl.attn_slot_v, al.d_slot_v, B * H / S, S * D);
         }
         if (has_phi) {
-            Backend::zero(al.d_qkv_rope, N * 3 * C);
-            feature_map_backward(pl, gl, al, N);
+            Backend::zero(d_positioned, N * 3 * C);
+            feature_map_backward(pl, gl, al, positioned_qkv(al), d_positioned, N);
         }
-        Backend::zero(al.d_qkv, N * 3 * C);
-        Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+        if (rope) {
+            Backend::zero(al.d_qkv, N * 3 * C);
+            Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+        }
         Backend::zero(al.d_norm, N * C);
         Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
         Backend::rmsnorm_backward(al.d_resid, gl.attn_norm, al.d_norm, al.resid, pl.attn_norm, al.attn_rstd, N, C);
@@ -335,53 +350,65 @@ private:
 
     // The feature map phi of the kernel variants (docs/attention.md) on q and k, v kept, over whole
     // qkv rows seen as (3 N H, D) head rows (v's rows are computed and then dropped by the merge):
-    //   elu: qkv_feat = merge(elu(qkv_rope) + 1, qkv_rope)
-    //   mlp: qkv_feat = merge(W2 . relu(W1 . qkv_rope), qkv_rope)
-    // Returns what the attention reads: qkv_feat, or qkv_rope without a feature map.
-    const T* feature_map_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
+    //   elu: qkv_feat = merge(elu(x) + 1, x)
+    //   mlp: qkv_feat = merge(W2 . relu(W1 . x), x)          (x: q, k after RoPE, when there is RoPE)
+    // x: positioned_qkv(al). Returns what the attention reads: qkv_feat, or x without a feature map.
+    const T* feature_map_forward(const ParamTensors<T>& pl, const Activations<T>& al, const T* x, size_t N) {
         const size_t C = config_.d_model, D = config_.head_dim(), head_rows = 3 * N * config_.n_heads;
         switch (config_.attention.feature_map) {
-            case FeatureMap::none: return al.qkv_rope;
+            case FeatureMap::none: return x;
             case FeatureMap::elu:
-                Backend::activation_forward(al.phi_act, al.qkv_rope, N * 3 * C, Activation::elu_plus_one);
-                Backend::qkv_merge_forward(al.qkv_feat, al.phi_act, al.qkv_rope, N, C);
+                Backend::activation_forward(al.phi_act, x, N * 3 * C, Activation::elu_plus_one);
+                Backend::qkv_merge_forward(al.qkv_feat, al.phi_act, x, N, C);
                 break;
             case FeatureMap::mlp:
-                Backend::matmul_forward(al.phi_pre, al.qkv_rope, pl.attn_phi_w1, head_rows, D, D);
+                Backend::matmul_forward(al.phi_pre, x, pl.attn_phi_w1, head_rows, D, D);
                 Backend::activation_forward(al.phi_act, al.phi_pre, N * 3 * C, Activation::relu);
                 Backend::matmul_forward(al.phi_out, al.phi_act, pl.attn_phi_w2, head_rows, D, D);
-                Backend::qkv_merge_forward(al.qkv_feat, al.phi_out, al.qkv_rope, N, C);
+                Backend::qkv_merge_forward(al.qkv_feat, al.phi_out, x, N, C);
                 break;
         }
         return al.qkv_feat;
     }
 
-    // The feature map, backward: d_qkv_feat -> d_qkv_rope (+=, zeroed by the caller) and the
-    // gradients of W1, W2. The merge sends v's gradient straight to d_qkv_rope and leaves zeros in
+    // The feature map, backward: d_qkv_feat -> dx (+=, zeroed by the caller; x = positioned_qkv(al))
+    // and the gradients of W1, W2. The merge sends v's gradient straight to dx and leaves zeros in
     // v's rows of d_phi_*, so those rows add nothing to the weight gradients.
     void feature_map_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
-                              size_t N) {
+                              const T* x, T* dx, size_t N) {
         const size_t C = config_.d_model, D = config_.head_dim(), head_rows = 3 * N * config_.n_heads;
         switch (config_.attention.feature_map) {
             case FeatureMap::none: break;
             case FeatureMap::elu:
                 Backend::zero(al.d_phi_act, N * 3 * C);
-                Backend::qkv_merge_backward(al.d_phi_act, al.d_qkv_rope, al.d_qkv_feat, N, C);
-                Backend::activation_backward(al.d_qkv_rope, al.d_phi_act, al.qkv_rope, N * 3 * C,
+                Backend::qkv_merge_backward(al.d_phi_act, dx, al.d_qkv_feat, N, C);
+                Backend::activation_backward(dx, al.d_phi_act, x, N * 3 * C,
                                              Activation::elu_plus_one);
                 break;
             case FeatureMap::mlp:
                 Backend::zero(al.d_phi_out, N * 3 * C);
-                Backend::qkv_merge_backward(al.d_phi_out, al.d_qkv_rope, al.d_qkv_feat, N, C);
+                Backend::qkv_merge_backward(al.d_phi_out, dx, al.d_qkv_feat, N, C);
                 Backend::zero(al.d_phi_act, N * 3 * C);
                 Backend::matmul_backward(al.d_phi_act, gl.attn_phi_w2, al.d_phi_out, al.phi_act, pl.attn_phi_w2,
                                          head_rows, D, D);
                 Backend::zero(al.d_phi_pre, N * 3 * C);
                 Backend::activation_backward(al.d_phi_pre, al.d_phi_act, al.phi_pre, N * 3 * C, Activation::relu);
-                Backend::matmul_backward(al.d_qkv_rope, gl.attn_phi_w1, al.d_phi_pre, al.qkv_rope, pl.attn_phi_w1,
+                Backend::matmul_backward(dx, gl.attn_phi_w1, al.d_phi_pre, x, pl.attn_phi_w1,
                                          head_rows, D, D);
                 break;
         }
+    }
+
+    // q, k, v as the attention (or its feature map) reads them: after RoPE, or the projection's
+    // output itself without RoPE (`--position` other than rope).
+    const T* positioned_qkv(const Activations<T>& al) const { return config_.has_rope() ? al.qkv_rope : al.qkv; }
+
+    // The absolute position table added to the embeddings: the sinusoidal table, the learned one
+    // (a parameter), or null.
+    const T* absolute_positions(const ParamTensors<T>& p) const {
+        if (config_.position == PositionKind::sinusoidal) return position_table_;
+        if (config_.position == PositionKind::learned) return p.pos_embed;
+        return nullptr;
     }
 
     // The activations with every per-layer buffer moved to layer l's slice (the others unchanged).
@@ -428,7 +455,7 @@ private:
         per_layer(&A::attn_norm, "attn_norm", L, {N, C});
         per_layer(&A::attn_rstd, "attn_rstd", L, {N});
         per_layer(&A::qkv, "qkv", L, {N, 3 * C});
-        per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
+        if (config_.has_rope()) per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
         const FeatureMap phi = config_.attention.feature_map;
         if (phi == FeatureMap::mlp) per_layer(&A::phi_pre, "phi_pre", L, {N, 3 * C});
         if (phi != FeatureMap::none) per_layer(&A::phi_act, "phi_act", L, {N, 3 * C});
@@ -449,7 +476,7 @@ private:
         once(&A::losses, "losses", {N});
         once(&A::d_resid, "d_resid", {N, C});
         once(&A::d_norm, "d_norm", {N, C});
-        once(&A::d_qkv_rope, "d_qkv_rope", {N, 3 * C});
+        if (config_.has_rope()) once(&A::d_qkv_rope, "d_qkv_rope", {N, 3 * C});
         once(&A::d_qkv, "d_qkv", {N, 3 * C});
         if (phi != FeatureMap::none) once(&A::d_qkv_feat, "d_qkv_feat", {N, 3 * C});
         if (phi == FeatureMap::mlp) once(&A::d_phi_pre, "d_phi_pre", {N, 3 * C});
@@ -479,6 +506,8 @@ private:
     std::vector<ParamTensors<T>> p_layers_, g_layers_;  // the same for block l (layer_view)
     T* rope_cos_ = nullptr;
     T* rope_sin_ = nullptr;
+    T* position_table_ = nullptr;  // (context, C): the sinusoidal positions (`--position sinusoidal`)
+    const AttentionSpec attention_spec_ = config_.attention_spec();  // with the position bias
     T* act_memory_ = nullptr;
     size_t act_total_ = 0;
     int32_t* tokens_ = nullptr;  // (2, N): inputs then targets, on the backend

@@ -3,7 +3,7 @@
 // that list: the storage table (offsets in the one parameter allocation, shared by the gradients
 // and both AdamW moments), the safetensors names, the parameter counts, the initialisation.
 // Per-layer tensors are stacked with a leading layer dimension:
-//   embed.weight            (V, C)
+//   embed.weight            (V, C)          pos_embed.weight (context, C)   learned positions only
 //   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
 //   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
@@ -28,6 +28,7 @@ struct ParamTensors {
     T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
     T *attn_phi_w1 = nullptr, *attn_phi_w2 = nullptr;  // the mlp feature map, when the config has one
     T *attn_slot_k = nullptr, *attn_slot_v = nullptr;  // the slot's k* and v*, when the config has them
+    T* pos_embed = nullptr;                             // learned absolute positions (`--position learned`)
 };
 
 // How Model::init_weights fills a tensor (docs/model.md gives the formulas):
@@ -70,6 +71,8 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
         visit(ParamDecl<T>{field, name, std::move(layer_shape), init, Counted::in_blocks, layer_numel});
     };
     once(&P::embed, "embed.weight", {V, C}, InitKind::embedding, Counted::vocabulary);
+    if (c.position == PositionKind::learned)  // initialised like the embedding; counted with it
+        once(&P::pos_embed, "pos_embed.weight", {c.context, C}, InitKind::embedding, Counted::vocabulary);
     per_layer(&P::attn_norm, "blocks.attn_norm.weight", {C}, InitKind::norm_gain);
     per_layer(&P::attn_qkv, "blocks.attn_qkv.weight", {3 * C, C}, InitKind::projection);
     if (c.attention.feature_map == FeatureMap::mlp) {  // phi(x) = W2 relu(W1 x), shared by q, k and the heads

@@ -79,7 +79,7 @@ inline T dot_product(const T* a, const T* b, size_t n) {
 template <typename T>
 void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* qkv, SlotPtr<const T> slot_k,
                        SlotPtr<const T> slot_v, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec_ref) {
-    const AttentionSpec spec = for_length(spec_ref, int(Tn));  // a local copy: loop-invariant for the vectorizer
+    const AttentionSpec spec = for_shape(spec_ref, int(Tn), int(H));  // a local copy: loop-invariant for the vectorizer
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)
@@ -167,7 +167,7 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
                         SlotPtr<const T> slot_k, SlotPtr<const T> slot_v, const T* att, const T* att_z,
                         SlotPtr<const T> att_slot, size_t B, size_t Tn, size_t C, size_t H,
                         const AttentionSpec& spec_ref) {
-    const AttentionSpec spec = for_length(spec_ref, int(Tn));
+    const AttentionSpec spec = for_shape(spec_ref, int(Tn), int(H));
     const size_t D = C / H, C3 = 3 * C;
     const T scale = T(1) / std::sqrt(T(D));
 #pragma omp parallel for collapse(2) schedule(static)

@@ -78,7 +78,8 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
         const Activations<typename Backend::Scalar>& a = model.acts();
         download_as_float<Backend>(att, a.att, L * B * H * T * T);
         download_as_float<Backend>(resid, a.resid, (L + 1) * B * T * C);
-        download_as_float<Backend>(qkv, a.qkv_rope, L * B * T * 3 * C);
+        // q, k after RoPE (without RoPE, the projection's q, k: what the attention reads)
+        download_as_float<Backend>(qkv, a.qkv_rope ? a.qkv_rope : a.qkv, L * B * T * 3 * C);
         if (slot) {
             download_as_float<Backend>(att_slot, a.att_slot, L * B * H * T);
             const float own_weight = float(slot_own_weight<HostMath, double>(c.attention));

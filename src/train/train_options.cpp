@@ -112,6 +112,10 @@ std::vector<TrainOption> make_train_options() {
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.n_heads = a.get_size(f); }),
         model_option("width", "", "N", "override the preset's model width",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.d_model = a.get_size(f); }),
+        model_option("position", "rope", "NAME",
+                     "positions: rope, nope, sinusoidal, learned (absolute, added to the embeddings), alibi, t5 "
+                     "(score biases) (docs/model.md)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.position = parse_position(a.get(f)); }),
         model_option("ffn-type", "swiglu", "NAME",
                      "feed-forward block: swiglu, geglu, reglu (gated), relu, gelu, swish (docs/model.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.ffn = parse_ffn(a.get(f)); }),
