@@ -86,3 +86,87 @@ TEST_CASE("token ids beyond the vocabulary are reported with the shard and the p
                          Error);
     CHECK_THROWS_WITH_AS(DataLoader({dir / "s.bin"}, 4, 8, 50), doctest::Contains("no shard holds one batch"), Error);
 }
+
+TEST_CASE("data levers: a fixed token at a position, seeded random ids, identical after a resume") {
+    testing::TempDir dir("levers");
+    std::vector<int32_t> tokens(500);
+    std::iota(tokens.begin(), tokens.end(), 0);
+    write_shard(dir / "s.bin", tokens);
+    const size_t B = 3, T = 8, V = 1000;
+    SequenceEdits edits;
+    edits.fixed_token = 999;
+    edits.fixed_position = 2;
+    edits.random_begin = 4;
+    edits.random_end = 6;
+    edits.seed = 11;
+    DataLoader loader({dir / "s.bin"}, B, T, V, -1, edits);
+    std::vector<int32_t> in(B * T), tg(B * T), first_in;
+    for (int batch = 0; batch < 4; batch++) {
+        loader.next_batch(in.data(), tg.data());
+        if (batch == 0) first_in = in;
+        for (size_t b = 0; b < B; b++) {
+            const int32_t* x = in.data() + b * T;
+            const int32_t* y = tg.data() + b * T;
+            CHECK(x[2] == 999);  // the fixed token is input 2 and the target of position 1
+            CHECK(y[1] == 999);
+            for (size_t t = 4; t < 6; t++) {
+                CHECK(x[t] >= 0);
+                CHECK(x[t] < int32_t(V));
+                CHECK(y[t - 1] == x[t]);  // inputs and targets agree on the edited row
+            }
+            // the other positions are the data: consecutive ids
+            CHECK(x[1] + 2 == x[3]);
+            CHECK(x[7] == x[6] + 1);
+        }
+    }
+    // The random ids are not the data and differ between rows; another seed gives others.
+    CHECK(first_in[4] != first_in[3] + 1);
+    CHECK((first_in[4] != first_in[T + 4] || first_in[5] != first_in[T + 5]));
+    SequenceEdits reseeded = edits;
+    reseeded.seed = 12;
+    DataLoader other_seed({dir / "s.bin"}, B, T, V, -1, reseeded);
+    std::vector<int32_t> in2(B * T), tg2(B * T);
+    other_seed.next_batch(in2.data(), tg2.data());
+    CHECK(in2 != first_in);
+    // A loader put at the position of batch 3 yields batch 3 exactly (a resume).
+    DataLoader straight({dir / "s.bin"}, B, T, V, -1, edits), resumed({dir / "s.bin"}, B, T, V, -1, edits);
+    for (int batch = 0; batch < 2; batch++) straight.next_batch(in.data(), tg.data());
+    resumed.set_position(straight.shard(), straight.offset(), straight.epoch());
+    straight.next_batch(in.data(), tg.data());
+    resumed.next_batch(in2.data(), tg2.data());
+    CHECK(in == in2);
+    CHECK(tg == tg2);
+    // Bad levers name their flags.
+    SequenceEdits outside = edits;
+    outside.fixed_position = T;
+    CHECK_THROWS_WITH_AS(DataLoader({dir / "s.bin"}, B, T, V, -1, outside), doctest::Contains("--fixed-position 8"), Error);
+    outside = edits;
+    outside.fixed_token = int64_t(V);
+    CHECK_THROWS_WITH_AS(DataLoader({dir / "s.bin"}, B, T, V, -1, outside), doctest::Contains("--fixed-token 1000"), Error);
+}
+
+TEST_CASE("--train-tokens: only the first N tokens, repeated") {
+    testing::TempDir dir("cap");
+    std::vector<int32_t> first(40), second(40);
+    std::iota(first.begin(), first.end(), 0);
+    std::iota(second.begin(), second.end(), 100);
+    write_shard(dir / "s0.bin", first);
+    write_shard(dir / "s1.bin", second);
+    // B = 2 rows of T = 4 read 9 tokens a batch; a cap of 20 keeps tokens 0..19 of the first shard:
+    // batches start at 0 and 8 (8 + 9 = 17 <= 20), then 16 + 9 > 20 wraps to 0 (a new epoch).
+    DataLoader loader({dir / "s0.bin", dir / "s1.bin"}, 2, 4, 200, -1, {}, 20);
+    std::vector<int32_t> in(8), tg(8);
+    std::vector<int32_t> starts;
+    for (int batch = 0; batch < 6; batch++) {
+        loader.next_batch(in.data(), tg.data());
+        starts.push_back(in[0]);
+        for (int32_t x : in) CHECK(x < 20);
+        for (int32_t y : tg) CHECK(y < 20);
+    }
+    CHECK(starts == std::vector<int32_t>{0, 8, 0, 8, 0, 8});
+    CHECK(loader.total_tokens() == 20);
+    // a cap reaching into the second shard keeps its first tokens
+    DataLoader two({dir / "s0.bin", dir / "s1.bin"}, 2, 4, 200, -1, {}, 50);
+    CHECK(two.total_tokens() == 50);
+    CHECK_THROWS_WITH_AS(DataLoader({dir / "s0.bin"}, 2, 4, 200, -1, {}, 5), doctest::Contains("--train-tokens 5"), Error);
+}

@@ -112,11 +112,11 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
-TEST_CASE("window, prefix, alpha, slot, FFN type and positions: recorded in config.json, resumed exactly") {
+TEST_CASE("window, prefix, alpha, slot, FFN type, positions and data levers: recorded in config.json, resumed exactly") {
     TempDir dir("masks");
     write_data(dir);
     REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
-    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn", "position"}) {
+    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn", "position", "levers"}) {
         CAPTURE(knob);
         auto run = [&](const std::string& name, size_t steps) {
             TrainOptions o = tiny_run(dir, knob + "_" + name);
@@ -126,6 +126,7 @@ TEST_CASE("window, prefix, alpha, slot, FFN type and positions: recorded in conf
             if (knob == "slot") o.model.attention.slot = SlotKind::key_value, o.model.attention.slot_shared = true;
             if (knob == "ffn") o.model.ffn = FfnKind::geglu;
             if (knob == "position") o.model.position = PositionKind::learned;
+            if (knob == "levers") o.fixed_token = 5, o.fixed_position = 1, o.random_tokens = "3:5", o.train_tokens = 700;
             o.steps = steps;
             return o;
         };
@@ -148,6 +149,13 @@ TEST_CASE("window, prefix, alpha, slot, FFN type and positions: recorded in conf
             CHECK(m.attention.slot_shared == run("", 1).model.attention.slot_shared);
             CHECK(m.ffn == run("", 1).model.ffn);
             CHECK(m.position == run("", 1).model.position);
+        }
+        if (knob == "levers") {  // the data levers are train options: config.json's "train" object
+            const TrainOptions read = TrainOptions::from_json(Json::parse(read_file(config_path)).at("train"), config_path);
+            CHECK(read.fixed_token == 5);
+            CHECK(read.fixed_position == 1);
+            CHECK(read.random_tokens == "3:5");
+            CHECK(read.train_tokens == 700);
         }
         // A masked model trains differently from the causal one.
         CHECK(metric_values(dir / (knob + "_straight"), "loss") != metric_values(dir / "causal", "loss"));
@@ -296,6 +304,8 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --attention sigmoid --slot v-bias",
                  "--slot v-bias needs normalised attention weights (got --attention sigmoid");
     expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
+    expect_error("--preset tiny --random-tokens 4:2", "--random-tokens: expected A:B with 0 <= A < B");
+    expect_error("--preset tiny --fixed-token 3 --fixed-position 8", "--fixed-position 8 is not inside a sequence of --seq 8");
     expect_error("--preset tiny --position xpos", "--position: unknown position encoding 'xpos' (valid: rope, nope");
     expect_error("--preset tiny --ffn-type glu", "--ffn-type: unknown feed-forward type 'glu' (valid: swiglu, geglu");
     expect_error("--preset tiny --slot-sharing shared", "--slot-sharing shared needs a slot (got --slot none)");

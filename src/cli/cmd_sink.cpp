@@ -13,6 +13,7 @@
 #include "sink/sink_model.h"
 #include "sink/sink_plots.h"
 #include "train/checkpoint.h"
+#include "train/train.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -29,19 +30,10 @@ static std::string checkpoint_title(const std::string& weights_path) {
     return dir.filename().string();
 }
 
-// The first token the probes get: "none", an id, or "auto": the first_token of the run the
-// checkpoint belongs to (config.json in the run directory), so probes look like its training rows.
-static int64_t resolve_first_token(const std::string& flag, const std::string& checkpoint_arg,
-                                   const std::string& weights_path) {
+// The "train" object of the config.json of the run the checkpoint belongs to (the argument itself,
+// or three levels above RUN/checkpoints/step_N/model.safetensors); null when there is none.
+static Json run_train_config(const std::string& checkpoint_arg, const std::string& weights_path) {
     namespace fs = std::filesystem;
-    if (flag == "none") return -1;
-    if (flag != "auto") {
-        char* end = nullptr;
-        const long long id = std::strtoll(flag.c_str(), &end, 10);
-        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
-        return id;
-    }
-    // The run directory: the argument itself, or three levels above RUN/checkpoints/step_N/model.safetensors.
     std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};
     const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
     if (file.parent_path().parent_path().filename() == "checkpoints")
@@ -50,9 +42,38 @@ static int64_t resolve_first_token(const std::string& flag, const std::string& c
         const fs::path config = dir / "config.json";
         if (!fs::is_regular_file(config)) continue;
         const Json j = Json::parse(read_file(config.string()), config.string());
-        if (j.contains("train") && j.at("train").contains("first_token")) return j.at("train").at("first_token").as_int();
+        if (j.contains("train")) return j.at("train");
     }
-    return -1;
+    return Json();
+}
+
+// The first token the probes get: "none", an id, or "auto": the first_token of the run (run_train),
+// so probes look like its training rows.
+static int64_t resolve_first_token(const std::string& flag, const Json& run_train) {
+    if (flag == "none") return -1;
+    if (flag != "auto") {
+        char* end = nullptr;
+        const long long id = std::strtoll(flag.c_str(), &end, 10);
+        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
+        return id;
+    }
+    return run_train.is_object() && run_train.contains("first_token") ? run_train.at("first_token").as_int() : -1;
+}
+
+// The data levers the probes get: "auto", the run's (its fixed token at its position, its random
+// ids at their positions), or "none".
+static SequenceEdits resolve_data_levers(const std::string& flag, const Json& run_train) {
+    if (flag != "auto" && flag != "none") fail("--data-levers: expected auto or none, got '{}'", flag);
+    if (flag == "none" || !run_train.is_object()) return {};
+    TrainOptions o;
+    auto number = [&](const char* key, auto def) {
+        return run_train.contains(key) ? decltype(def)(run_train.at(key).as_int()) : def;
+    };
+    o.fixed_token = number("fixed_token", int64_t(-1));
+    o.fixed_position = number("fixed_position", size_t(0));
+    o.seed = number("seed", uint64_t(1337));
+    if (run_train.contains("random_tokens")) o.random_tokens = run_train.at("random_tokens").as_string();
+    return o.data_edits();
 }
 
 int cmd_sink(int argc, char** argv) {
@@ -69,6 +90,9 @@ int cmd_sink(int argc, char** argv) {
     args.option("first-token", "auto",
                 "put this token first in every probe sequence: auto (the run's --first-token, from its "
                 "config.json), none, or an id", "ID");
+    args.option("data-levers", "auto",
+                "the run's --fixed-token and --random-tokens in every probe sequence: auto (as the run has them, "
+                "from its config.json) or none", "HOW");
     args.option("eps", "0.3", "a head is a sink head when alpha_k > eps (strict)");
     args.option("max-k", "10", "report Sink_1 .. Sink_K", "K");
     args.option("proxy", "auto", "measure on proxy scores |w| / sum |w|: auto (when the weights are not a distribution: no normaliser, or signed) | on | off");
@@ -103,10 +127,17 @@ int cmd_sink(int argc, char** argv) {
     } else {
         fail("--probe-kind: '{}' is not one of natural, random, repeated", kind);
     }
-    const int64_t first_token = resolve_first_token(args.get("first-token"), args.get("checkpoint"), weights_path);
+    const Json run_train = run_train_config(args.get("checkpoint"), weights_path);
+    const int64_t first_token = resolve_first_token(args.get("first-token"), run_train);
     if (first_token >= 0) {
         prepend_first_token(probe, int32_t(first_token));
         fmt::print("probe sequences start with the fixed first token {}\n", first_token);
+    }
+    const SequenceEdits levers = resolve_data_levers(args.get("data-levers"), run_train);
+    if (levers.any()) {
+        levers.validate(probe.info.length, config.vocab_size);
+        edit_probe(probe, levers, config.vocab_size);
+        fmt::print("probe sequences carry the run's data levers: {}\n", levers.describe());
     }
     if (probe.info.length > config.context)
         fail("--length: probe sequences of {} tokens exceed the model's context {} ({})", probe.info.length,

@@ -8,11 +8,17 @@
 // fixed token at a position creates a sink there, docs/sinks.md) and the data fills the remaining
 // T-1 inputs:
 //   inputs[b] = [F, d_0 .. d_{T-2}],  targets[b] = [d_0 .. d_{T-1}]
+// Then the data levers (SequenceEdits: a fixed token at a position, random ids at positions) edit
+// each row of T + 1 tokens before it is split into inputs and targets.
+//
+// With a token cap N (`--train-tokens`, the paper's data-amount experiment), only the first N
+// tokens of the shards (in order) are read, again and again: the shards are cut at N.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "data/sequence_edits.h"
 #include "data/shard.h"
 
 namespace sinklab {
@@ -22,7 +28,7 @@ public:
     // `paths`: shards (see expand_shard_paths). Every shard is checked up front; shards too short
     // for one batch are skipped with a warning, and none long enough is an error naming them.
     DataLoader(const std::vector<std::string>& paths, size_t B, size_t T, size_t vocab_size,
-               int32_t first_token = -1);
+               int32_t first_token = -1, const SequenceEdits& edits = {}, size_t max_tokens = 0);
 
     // Fills inputs (B*T) and targets (B*T) and advances. Token ids outside the vocabulary are an
     // error naming the shard and the position.
@@ -40,8 +46,9 @@ private:
     std::vector<ShardInfo> shards_;
     size_t B_, T_, vocab_size_;
     int32_t first_token_;
+    SequenceEdits edits_;
     size_t shard_ = 0, offset_ = 0, epoch_ = 0;
-    std::vector<int32_t> buffer_;
+    std::vector<int32_t> buffer_, row_;
 };
 
 }  // namespace sinklab

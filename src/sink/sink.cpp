@@ -75,6 +75,12 @@ void prepend_first_token(Probe& probe, int32_t first_token) {
     }
 }
 
+void edit_probe(Probe& probe, const SequenceEdits& edits, size_t vocab_size) {
+    if (!edits.any()) return;
+    const size_t T = probe.info.length;
+    for (size_t s = 0; s < probe.info.count; s++) edits.apply(probe.tokens.data() + s * T, T, s, vocab_size);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The measurement
 

@@ -21,6 +21,7 @@
 // slot's score, alpha* = mean over all T real queries of A[i, 0]; Sink_k is measured on the real
 // tokens (slot index k) as above, the slot staying in the proxy denominators.
 #pragma once
+#include "data/sequence_edits.h"
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -72,6 +73,9 @@ Probe make_repeated_probe(size_t count, size_t length, size_t vocab_size, uint64
 // Puts a fixed first token in front of every sequence, as a run trained with --first-token sees
 // its data: [F, x_0 .. x_{T-2}] (the length stays T; the last token drops off).
 void prepend_first_token(Probe& probe, int32_t first_token);
+// Applies a run's data levers (a fixed token at a position, random ids at positions) to every
+// probe sequence, as the run's training rows have them; probe sequence s is row key s.
+void edit_probe(Probe& probe, const SequenceEdits& edits, size_t vocab_size);
 
 // alpha of key slot `key` in one (Tm, Tm) map: the mean of the (proxy) score of that key over the
 // queries i = max(key, first_query) .. Tm-1 (0-based slots). first_query = 1 skips the row of an

@@ -24,6 +24,15 @@
 
 namespace sinklab {
 
+SequenceEdits TrainOptions::data_edits() const {
+    SequenceEdits e;
+    e.fixed_token = fixed_token;
+    e.fixed_position = fixed_position;
+    parse_token_range(random_tokens, e.random_begin, e.random_end);
+    e.seed = seed;
+    return e;
+}
+
 void TrainOptions::validate() const {
     model.validate();
     if (data.empty()) fail("--data: no training shards given");
@@ -106,7 +115,8 @@ public:
           config_path_(o_.out + "/config.json"),
           metrics_path_(o_.out + "/metrics.jsonl"),
           model_(o_.model),
-          train_data_(expand_shard_paths(o_.data), o_.batch, o_.seq, o_.model.vocab_size, int32_t(o_.first_token)),
+          train_data_(expand_shard_paths(o_.data), o_.batch, o_.seq, o_.model.vocab_size, int32_t(o_.first_token),
+                      o_.data_edits(), o_.train_tokens),
           inputs_(o_.batch * o_.seq),
           targets_(o_.batch * o_.seq) {}
 
@@ -145,7 +155,7 @@ private:
     void open_validation_data() {
         if (o_.val.empty()) return;
         val_data_ = std::make_unique<DataLoader>(expand_shard_paths(o_.val), o_.batch, o_.seq, o_.model.vocab_size,
-                                                 int32_t(o_.first_token));
+                                                 int32_t(o_.first_token), o_.data_edits());
         if (o_.val_batches > val_data_->batches_per_epoch()) {
             fmt::print(stderr, "warning: --val-batches {} exceeds the {} batches the validation data holds; using {}\n",
                        o_.val_batches, val_data_->batches_per_epoch(), val_data_->batches_per_epoch());
@@ -211,6 +221,7 @@ private:
         if (o_.sink_every == 0) return;
         probe_ = read_probe_file(o_.probe);
         if (o_.first_token >= 0) prepend_first_token(probe_, int32_t(o_.first_token));
+        edit_probe(probe_, o_.data_edits(), o_.model.vocab_size);
         check_token_range(probe_.tokens, o_.model.vocab_size, o_.probe);
         if (probe_.info.length > o_.model.context)
             fail("--probe: sequences of {} tokens exceed the model's context {}", probe_.info.length, o_.model.context);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "data/sequence_edits.h"
 #include "model/config.h"
 #include "ops/adamw.h"  // AdamWHyper
 #include "util/json.h"
@@ -32,6 +33,11 @@ struct TrainOptions {
     double clip = 1.0;          // global gradient-norm clipping (0 = off)
     uint64_t seed = 1337;
     int64_t first_token = -1;   // >= 0: every sequence starts with this token (see DataLoader)
+    // the data levers (src/data/sequence_edits.h)
+    int64_t fixed_token = -1;   // >= 0: this token at fixed_position of every sequence
+    size_t fixed_position = 0;
+    std::string random_tokens;  // "A:B": random ids at positions [A, B) of every sequence
+    size_t train_tokens = 0;    // > 0: only the first N training tokens, repeated
     // evaluation, logging, checkpoints
     size_t eval_every = 100;
     size_t val_batches = 8;
@@ -46,6 +52,8 @@ struct TrainOptions {
     static TrainOptions from_json(const Json& j, const std::string& what);
     void validate() const;
     size_t tokens_per_step() const { return batch * seq * grad_accum; }
+    // The data levers as the loaders and the probes apply them (the random ids seeded by `seed`).
+    SequenceEdits data_edits() const;
 };
 
 class ArgParser;
