@@ -56,6 +56,8 @@ void glu_forward(float* out, const float* fc, size_t N, size_t F, Activation f);
 void glu_backward(float* dfc, const float* dout, const float* fc, size_t N, size_t F, Activation f);
 void residual_add(float* x, const float* y, size_t n);
 void bias_add_forward(float* x, const float* bias, size_t rows, size_t n);
+void head_sum_forward(float* out, const float* y, size_t N, size_t H, size_t D);
+void head_sum_backward(float* dy, const float* dout, size_t N, size_t H, size_t D);
 void bias_add_backward(float* dbias, const float* dx, size_t rows, size_t n);
 
 void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, size_t N, size_t V);

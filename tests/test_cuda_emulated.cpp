@@ -18,6 +18,7 @@
 #include "kernels/activation.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/glu.cuh"
+#include "kernels/head_sum.cuh"
 #include "kernels/residual.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -370,6 +371,20 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
             emu::launch({1, 1, 1}, NT, 0, [&] { kn::column_sum_kernel(e_dbias.data(), partial.data(), chunks, n); });
             CHECK(rel_err(e_dbias, dbias) <= 1e-6);
         }
+    }
+    // head sum
+    {
+        const size_t N = 33, H = 3, D = 20;
+        const auto y = random_normal(N * H * D, 24), dout = random_normal(N * D, 25);
+        std::vector<float> out(N * D), e_out(N * D, nan);
+        auto dy = random_normal(N * H * D, 26);
+        auto e_dy = dy;
+        head_sum_forward(out.data(), y.data(), N, H, D);
+        head_sum_backward(dy.data(), dout.data(), N, H, D);
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::head_sum_forward_kernel(e_out.data(), y.data(), N, H, D); });
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::head_sum_backward_kernel(e_dy.data(), dout.data(), N, H, D); });
+        CHECK(rel_err(e_out, out) == 0.0);  // the same additions in the same order
+        CHECK(rel_err(e_dy, dy) == 0.0);
     }
     // the GLU activations (each gate function) and the element-wise activations
     const Activation kActivations[] = {Activation::relu, Activation::elu_plus_one, Activation::gelu, Activation::silu};

@@ -157,6 +157,20 @@ TEST_CASE("glu (each gate) and activations forward and backward, residual add") 
         CHECK(rel_err(d_dx.host(), dx) <= kTight);
     }
 
+    {  // head sum
+        const size_t N = 301, H = 8, D = 96;
+        const auto y = random_normal(N * H * D, 27), dout = random_normal(N * D, 28);
+        auto dy = random_normal(N * H * D, 29);
+        std::vector<float> out(N * D);
+        DeviceBuffer<float> d_y(y), d_dout(dout), d_dy(dy), d_out(filled(N * D, kNaN));
+        head_sum_forward(out.data(), y.data(), N, H, D);
+        head_sum_backward(dy.data(), dout.data(), N, H, D);
+        CudaBackend::head_sum_forward(d_out.ptr, d_y.ptr, N, H, D);
+        CudaBackend::head_sum_backward(d_dy.ptr, d_dout.ptr, N, H, D);
+        CHECK(rel_err(d_out.host(), out) <= kTight);
+        CHECK(rel_err(d_dy.host(), dy) <= kTight);
+    }
+
     auto x = random_normal(1001, 22);
     const auto y = random_normal(1001, 23);
     DeviceBuffer<float> d_x(x), d_y(y);

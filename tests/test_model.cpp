@@ -67,20 +67,26 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     AttentionSpec* windowed = slotted("softmax", SlotKind::key_value, false);
     windowed->mask = MaskKind::window;
     windowed->window = 3;
-    // The FFN types, each under softmax (the default SwiGLU is the first entry above).
-    const size_t n_attention = specs.size();
-    // The position encodings (RoPE is every entry above).
-    const std::vector<PositionKind> positions = {PositionKind::nope, PositionKind::sinusoidal, PositionKind::learned,
-                                                 PositionKind::alibi, PositionKind::t5};
-    const std::vector<FfnKind> ffns = {FfnKind::geglu, FfnKind::reglu, FfnKind::relu, FfnKind::gelu, FfnKind::swish};
-    for (size_t k = 0; k < ffns.size() + positions.size(); k++) specs.push_back(parse_attention("softmax"));
-    for (size_t v = 0; v < specs.size(); v++) {
-        const AttentionSpec& spec = specs[v];
+    // Every spec in the tiny model, then the FFN types, the positions and the summed heads (each
+    // under softmax; the entries above have SwiGLU, RoPE and concatenated heads).
+    std::vector<ModelConfig> configs;
+    for (const AttentionSpec& spec : specs) {
+        configs.push_back(tiny_config("softmax"));
+        configs.back().attention = spec;
+    }
+    for (const FfnKind ffn : {FfnKind::geglu, FfnKind::reglu, FfnKind::relu, FfnKind::gelu, FfnKind::swish}) {
+        configs.push_back(tiny_config("softmax"));
+        configs.back().ffn = ffn;
+    }
+    for (const PositionKind position : {PositionKind::nope, PositionKind::sinusoidal, PositionKind::learned,
+                                        PositionKind::alibi, PositionKind::t5}) {
+        configs.push_back(tiny_config("softmax"));
+        configs.back().position = position;
+    }
+    configs.push_back(tiny_config("softmax"));
+    configs.back().sum_heads = true;
+    for (const ModelConfig& c : configs) {
         {
-            ModelConfig c = tiny_config("softmax");
-            c.attention = spec;
-            if (v >= n_attention && v < n_attention + ffns.size()) c.ffn = ffns[v - n_attention];
-            if (v >= n_attention + ffns.size()) c.position = positions[v - n_attention - ffns.size()];
             Model<CpuBackend<double>> model(c);
             model.init_weights(7);
             // Larger weights than the init so that every nonlinearity is exercised (and the slot's
@@ -120,8 +126,8 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                     }
                 }
             }
-            MESSAGE(spec.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
-                                    << ": max relative error " << worst << " at parameter " << worst_index << " of "
+            MESSAGE(c.attention.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
+                                           << (c.sum_heads ? ", heads summed" : "") << ": max relative error " << worst << " at parameter " << worst_index << " of "
                                     << model.n_params());
             CHECK(worst < 1e-5);
         }

@@ -1137,3 +1137,20 @@ TEST_CASE("sinusoidal positions: known values of the table") {
     CHECK(table[3 * C + 4 + 1] == doctest::Approx(std::cos(0.3)).epsilon(1e-15));
     CHECK(table[4 * C + 0] == doctest::Approx(std::sin(4.0)).epsilon(1e-15));
 }
+
+TEST_CASE("gradcheck: head sum (dy), and its forward is the sum over heads") {
+    std::mt19937_64 rng(115);
+    Vec y = random_vector(rng, N * H * D), R = random_vector(rng, N * D), out(N * D);
+    auto loss = [&] {
+        head_sum_forward(out.data(), y.data(), N, H, D);
+        return dot(out, R);
+    };
+    loss();
+    for (size_t n = 0; n < N; n++)
+        for (size_t d = 0; d < D; d++) CHECK(out[n * D + d] == y[(n * H + 0) * D + d] + y[(n * H + 1) * D + d]);
+    Vec dy(N * H * D, 0.0);
+    head_sum_backward(dy.data(), R.data(), N, H, D);
+    report("head_sum dy", gradcheck::check(y, dy, loss));
+    report_accumulation("head_sum dy", accumulation_error(
+                                           N * H * D, [&](double* g) { head_sum_backward(g, R.data(), N, H, D); }, rng));
+}

@@ -425,6 +425,14 @@ struct ProfiledCudaBackend : CudaBackend {
         timed("attention_backward", [&] { CudaBackend::attention_backward(a...); });
     }
     template <class... A>
+    static void head_sum_forward(A... a) {
+        timed("head_sum_forward", [&] { CudaBackend::head_sum_forward(a...); });
+    }
+    template <class... A>
+    static void head_sum_backward(A... a) {
+        timed("head_sum_backward", [&] { CudaBackend::head_sum_backward(a...); });
+    }
+    template <class... A>
     static void bias_add_forward(A... a) {
         timed("bias_add_forward", [&] { CudaBackend::bias_add_forward(a...); });
     }

@@ -122,6 +122,12 @@ PositionKind parse_position(const std::string& name) {
     fail("--position: unknown position encoding '{}' (valid: {})", name, fmt::join(kPositionNames, ", "));
 }
 
+bool parse_head_output(const std::string& name) {
+    if (name == "concat") return false;
+    if (name == "sum") return true;
+    fail("--head-output: unknown value '{}' (valid: concat, sum)", name);
+}
+
 AttentionSpec ModelConfig::attention_spec() const {
     AttentionSpec spec = attention;
     spec.position_bias = position == PositionKind::alibi ? PositionBias::alibi
@@ -265,6 +271,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["d_ffn"] = c.d_ffn;
     j["ffn"] = ffn_name(c.ffn);
     j["position"] = position_name(c.position);
+    j["head_output"] = c.sum_heads ? "sum" : "concat";
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
     j["norm_eps"] = c.norm_eps;
@@ -309,6 +316,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.prefix = int_or("prefix", 0);
         c.attention.slot = j.contains("slot") ? parse_slot(j.at("slot").as_string()) : SlotKind::none;
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
+        c.sum_heads = j.contains("head_output") && parse_head_output(j.at("head_output").as_string());
         c.position = j.contains("position") ? parse_position(j.at("position").as_string()) : PositionKind::rope;
         c.ffn = j.contains("ffn") ? parse_ffn(j.at("ffn").as_string()) : FfnKind::swiglu;
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;

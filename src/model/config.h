@@ -28,6 +28,8 @@ bool parse_slot_sharing(const std::string& name);
 enum class PositionKind : int { rope, nope, sinusoidal, learned, alibi, t5 };
 std::string position_name(PositionKind position);
 PositionKind parse_position(const std::string& name);
+// `--head-output`: "concat" (false, the default) or "sum" (true).
+bool parse_head_output(const std::string& name);
 
 // The feed-forward block (docs/model.md): gated, out = W3 (f(W1 h) * W2 h) with f = silu (swiglu,
 // the default), gelu (geglu) or relu (reglu); or plain, out = W2 f(W1 h) with f = relu, gelu or
@@ -60,6 +62,7 @@ struct ModelConfig {
     double rope_base = 10000.0;
     AttentionSpec attention;
     PositionKind position = PositionKind::rope;
+    bool sum_heads = false;  // `--head-output sum`: heads added up before a (C, D) output projection
     InitScheme init = InitScheme::paper;
 
     size_t head_dim() const { return d_model / n_heads; }

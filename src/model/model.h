@@ -51,6 +51,7 @@ struct Activations {
     T* att_z;       // (L, B, H, T)    normaliser Z_i
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
+    T* attn_sum;    // (L, B, T, D)    the heads summed (`--head-output sum` only)
     T* ffn_norm;    // (L, B, T, C)
     T* ffn_rstd;    // (L, B, T)
     T* ffn_fc;      // (L, B, T, FI)   [gate | up] (FI = 2F), or W1 n of a plain FFN (FI = F)
@@ -69,6 +70,7 @@ struct Activations {
     T* d_phi_act;   // (B, T, 3C)
     T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
+    T* d_attn_sum;  // (B, T, D)       heads summed only
     T* d_slot_k;    // (B, H, D)       the key slot's k* and v* gradients per (b, h), before the sum
     T* d_slot_v;    // (B, H, D)       over b (and h when shared); null without them
     T* d_ffn_fc;    // (B, T, FI)
@@ -258,6 +260,7 @@ private:
     //   attn_norm (N, C) -> qkv (N, 3C) -> qkv_rope (N, 3C) [-> qkv_feat (N, 3C)] -> attn_y (N, C)
     //   -> resid_mid (N, C);  phi: the feature map of the kernel variants, on q and k only.
     //   `--slot`: the key slot k* (and v*) joins the attention; the V bias is added to attn_y.
+    //   `--head-output sum`: attn_y's heads summed into attn_sum (N, D), and Wo of (C, D).
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
@@ -271,7 +274,13 @@ private:
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
         }
-        Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
+        if (config_.sum_heads) {  // attn_sum (N, D) = sum_h attn_y (N, H, D), then the (C, D) projection
+            const size_t D = config_.head_dim();
+            Backend::head_sum_forward(al.attn_sum, al.attn_y, N, H, D);
+            Backend::matmul_forward(al.resid_mid, al.attn_sum, pl.attn_out, N, D, C);
+        } else {
+            Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
+        }
         Backend::residual_add(al.resid_mid, al.resid, N * C);
     }
 
@@ -318,7 +327,14 @@ private:
                                   size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         Backend::zero(al.d_attn_y, N * C);
-        Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
+        if (config_.sum_heads) {
+            const size_t D = config_.head_dim();
+            Backend::zero(al.d_attn_sum, N * D);
+            Backend::matmul_backward(al.d_attn_sum, gl.attn_out, al.d_resid, al.attn_sum, pl.attn_out, N, D, C);
+            Backend::head_sum_backward(al.d_attn_y, al.d_attn_sum, N, H, D);
+        } else {
+            Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
+        }
         const AttentionSpec& spec = attention_spec_;
         const size_t D = config_.head_dim(), S = size_t(spec.slot_heads(int(H)));
         if (spec.slot == SlotKind::value)  // the V bias: dv* += the sum of d_attn_y over the rows
@@ -466,6 +482,7 @@ private:
         const AttentionSpec& spec = config_.attention;
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
+        if (config_.sum_heads) per_layer(&A::attn_sum, "attn_sum", L, {N, config_.head_dim()});
         per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
         per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
         per_layer(&A::ffn_fc, "ffn_fc", L, {N, ffn_in_width()});
@@ -483,6 +500,7 @@ private:
         if (phi != FeatureMap::none) once(&A::d_phi_act, "d_phi_act", {N, 3 * C});
         if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
+        if (config_.sum_heads) once(&A::d_attn_sum, "d_attn_sum", {N, config_.head_dim()});
         if (spec.has_key_slot()) once(&A::d_slot_k, "d_slot_k", {B, H, config_.head_dim()});
         if (spec.has_key_slot() && spec.has_slot_value()) once(&A::d_slot_v, "d_slot_v", {B, H, config_.head_dim()});
         once(&A::d_ffn_fc, "d_ffn_fc", {N, ffn_in_width()});

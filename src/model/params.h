@@ -5,7 +5,7 @@
 // Per-layer tensors are stacked with a leading layer dimension:
 //   embed.weight            (V, C)          pos_embed.weight (context, C)   learned positions only
 //   blocks.attn_norm.weight (L, C)          blocks.attn_qkv.weight (L, 3C, C)   [Wq; Wk; Wv]
-//   blocks.attn_out.weight  (L, C, C)       blocks.ffn_norm.weight (L, C)
+//   blocks.attn_out.weight  (L, C, C)  ((L, C, D) with the heads summed)    blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
 //   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
 //   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]   (plain FFN: (L, F, C), W1)
@@ -82,7 +82,7 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
     const size_t S = size_t(c.attention.slot_heads(int(c.n_heads)));  // k*, v*: per head, or shared
     if (c.attention.has_key_slot()) per_layer(&P::attn_slot_k, "blocks.attn_slot_k", {S, D}, InitKind::slot);
     if (c.attention.has_slot_value()) per_layer(&P::attn_slot_v, "blocks.attn_slot_v", {S, D}, InitKind::slot);
-    per_layer(&P::attn_out, "blocks.attn_out.weight", {C, C}, InitKind::projection);
+    per_layer(&P::attn_out, "blocks.attn_out.weight", {C, c.sum_heads ? D : C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);
     // Only a gated FFN's output projection gets the 1 / (sqrt(C) L) scale (docs/model.md).
     const bool gated = ffn_is_gated(c.ffn);

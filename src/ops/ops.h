@@ -13,6 +13,7 @@
 #include "ops/crossentropy.h"
 #include "ops/embedding.h"
 #include "ops/glu.h"
+#include "ops/head_sum.h"
 #include "ops/matmul.h"
 #include "ops/qkv_merge.h"
 #include "ops/residual.h"

@@ -116,6 +116,9 @@ std::vector<TrainOption> make_train_options() {
                      "positions: rope, nope, sinusoidal, learned (absolute, added to the embeddings), alibi, t5 "
                      "(score biases) (docs/model.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.position = parse_position(a.get(f)); }),
+        model_option("head-output", "concat", "HOW",
+                     "the heads' outputs: concat (then a C x C projection) or sum (then one D x C projection)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.sum_heads = parse_head_output(a.get(f)); }),
         model_option("ffn-type", "swiglu", "NAME",
                      "feed-forward block: swiglu, geglu, reglu (gated), relu, gelu, swish (docs/model.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.ffn = parse_ffn(a.get(f)); }),
