@@ -127,7 +127,7 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                 }
             }
             MESSAGE(c.attention.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
-                                           << (c.sum_heads ? ", heads summed" : "") << ": max relative error " << worst << " at parameter " << worst_index << " of "
+                                           << std::string(c.sum_heads ? ", heads summed" : "") << ": max relative error " << worst << " at parameter " << worst_index << " of "
                                     << model.n_params());
             CHECK(worst < 1e-5);
         }

@@ -18,7 +18,7 @@ __global__ void activation_forward_kernel(float* out, const float* x, size_t n) 
 
 template <Activation F>
 __global__ void activation_backward_kernel(float* dx, const float* dout, const float* x, size_t n) {
-    GRID_STRIDE_LOOP(i, n) dx[i] += dout[i] * activation_derivative<F, DeviceMath>(x[i]);
+    GRID_STRIDE_LOOP(i, n) dx[i] += activation_derivative_times<F, DeviceMath>(x[i], dout[i]);
 }
 
 }  // namespace sinklab::cuda::kernels

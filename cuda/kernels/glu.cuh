@@ -26,8 +26,8 @@ __device__ __forceinline__ float glu_value(float a, float up) {
 // d a and d up of one element, added to da and dup.
 template <Activation F>
 __device__ __forceinline__ void glu_grad(float dy, float a, float up, float& da, float& dup) {
-    da += dy * up * activation_derivative<F, DeviceMath>(a);
-    dup += dy * activation_value<F, DeviceMath>(a);
+    da += activation_derivative_times<F, DeviceMath>(a, dy * up);
+    dup += activation_value_times<F, DeviceMath>(a, dy);
 }
 
 template <Activation F>

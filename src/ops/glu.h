@@ -37,8 +37,8 @@ void glu_backward(T* dfc, const T* dout, const T* fc, size_t N, size_t F, Activa
 #pragma omp simd
             for (size_t j = 0; j < F; j++) {
                 const T dy = dout[n * F + j];
-                dgate[j] += dy * up[j] * activation_derivative<kF, HostMath>(gate[j]);
-                dup[j] += dy * activation_value<kF, HostMath>(gate[j]);
+                dgate[j] += activation_derivative_times<kF, HostMath>(gate[j], dy * up[j]);
+                dup[j] += activation_value_times<kF, HostMath>(gate[j], dy);
             }
         }
     });
