@@ -85,6 +85,11 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     }
     configs.push_back(tiny_config("softmax"));
     configs.back().sum_heads = true;
+    configs.push_back(tiny_config("softmax"));
+    configs.back().post_norm = true;
+    configs.push_back(tiny_config("sigmoid-norm"));
+    configs.back().post_norm = true;
+    configs.back().ffn = FfnKind::gelu;
     for (const ModelConfig& c : configs) {
         {
             Model<CpuBackend<double>> model(c);
@@ -127,7 +132,8 @@ TEST_CASE("whole model: backward matches central finite differences for every at
                 }
             }
             MESSAGE(c.attention.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
-                                           << std::string(c.sum_heads ? ", heads summed" : "") << ": max relative error " << worst << " at parameter " << worst_index << " of "
+                                           << std::string(c.sum_heads ? ", heads summed" : "")
+                                           << std::string(c.post_norm ? ", post-norm" : "") << ": max relative error " << worst << " at parameter " << worst_index << " of "
                                     << model.n_params());
             CHECK(worst < 1e-5);
         }
@@ -185,5 +191,57 @@ TEST_CASE("whole model: the slot's parameters, and the (T+1)-key maps the sink m
             for (size_t j = i + 1; j < Tm; j++) CHECK(map[i * Tm + j] == 0.0f);
             CHECK(map[i * Tm] > 0.0f);
         }
+    }
+}
+
+TEST_CASE("whole model: post-norm equals its formula on a hand-made model; pre-norm keeps the residual") {
+    // One block whose two branches are zero (W_o = 0, W3 = 0): pre-norm then passes x_0 through
+    // unchanged, post-norm gives x_1 = RMSNorm_2(RMSNorm_1(x_0)) with the gains g1, g2, and the LM
+    // head reads x_1 itself (no final norm).
+    for (const bool post : {false, true}) {
+        CAPTURE(post);
+        ModelConfig c = tiny_config("softmax");
+        c.n_layers = 1;
+        c.post_norm = post;
+        Model<CpuBackend<double>> model(c);
+        model.init_weights(9);
+        const size_t C = c.d_model, V = c.vocab_size, B = 1, T = 3, N = B * T;
+        std::vector<double> g1(C), g2(C);
+        for (const TensorSpec& s : model.param_table().specs()) {
+            double* w = model.params() + s.offset;
+            if (s.name == "blocks.attn_out.weight" || s.name == "blocks.ffn_out.weight") std::fill(w, w + s.numel, 0.0);
+            for (size_t k = 0; k < C; k++) {
+                if (s.name == "blocks.attn_norm.weight") w[k] = g1[k] = 0.5 + 0.1 * double(k);
+                if (s.name == "blocks.ffn_norm.weight") w[k] = g2[k] = 2.0 - 0.05 * double(k);
+            }
+        }
+        const std::vector<int32_t> inputs = {1, 4, 7};
+        model.forward(inputs.data(), nullptr, B, T);
+        const Activations<double>& a = model.acts();
+        auto rmsnorm = [&](const double* x, const std::vector<double>& g) {
+            double ms = 0;
+            for (size_t k = 0; k < C; k++) ms += x[k] * x[k];
+            const double r = 1.0 / std::sqrt(ms / double(C) + c.norm_eps);
+            std::vector<double> y(C);
+            for (size_t k = 0; k < C; k++) y[k] = x[k] * r * g[k];
+            return y;
+        };
+        double err = 0;
+        for (size_t n = 0; n < N; n++) {
+            const double* x0 = a.resid + n * C;
+            const double* x1 = a.resid + N * C + n * C;
+            const std::vector<double> want = post ? rmsnorm(rmsnorm(x0, g1).data(), g2) : std::vector<double>(x0, x0 + C);
+            for (size_t k = 0; k < C; k++) err = std::max(err, std::fabs(x1[k] - want[k]));
+            if (post) {  // logits = W_head x_1
+                const double* head = model.params() + model.param_table().find("lm_head.weight").offset;
+                for (size_t v = 0; v < V; v++) {
+                    double z = 0;
+                    for (size_t k = 0; k < C; k++) z += head[v * C + k] * x1[k];
+                    err = std::max(err, std::fabs(a.logits[n * V + v] - z));
+                }
+            }
+        }
+        CHECK(err < 1e-12);
+        CHECK(model.param_table().contains("final_norm.weight") == !post);
     }
 }

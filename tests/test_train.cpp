@@ -112,11 +112,11 @@ TEST_CASE("a tiny model overfits one fixed batch under softmax and sigmoid atten
     }
 }
 
-TEST_CASE("window, prefix, alpha, slot, FFN type, positions, summed heads and data levers: recorded in config.json, resumed exactly") {
+TEST_CASE("window, prefix, alpha, slot, FFN type, positions, summed heads, post-norm and data levers: recorded in config.json, resumed exactly") {
     TempDir dir("masks");
     write_data(dir);
     REQUIRE(run_training(tiny_run(dir, "causal"), false) == 0);
-    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn", "position", "heads", "levers"}) {
+    for (const std::string knob : {"window", "prefix", "alpha", "slot", "ffn", "position", "heads", "norm", "levers"}) {
         CAPTURE(knob);
         auto run = [&](const std::string& name, size_t steps) {
             TrainOptions o = tiny_run(dir, knob + "_" + name);
@@ -127,6 +127,7 @@ TEST_CASE("window, prefix, alpha, slot, FFN type, positions, summed heads and da
             if (knob == "ffn") o.model.ffn = FfnKind::geglu;
             if (knob == "position") o.model.position = PositionKind::learned;
             if (knob == "heads") o.model.sum_heads = true;
+            if (knob == "norm") o.model.post_norm = true;
             if (knob == "levers") o.fixed_token = 5, o.fixed_position = 1, o.random_tokens = "3:5", o.train_tokens = 700;
             o.steps = steps;
             return o;
@@ -151,6 +152,7 @@ TEST_CASE("window, prefix, alpha, slot, FFN type, positions, summed heads and da
             CHECK(m.ffn == run("", 1).model.ffn);
             CHECK(m.position == run("", 1).model.position);
             CHECK(m.sum_heads == run("", 1).model.sum_heads);
+            CHECK(m.post_norm == run("", 1).model.post_norm);
         }
         if (knob == "levers") {  // the data levers are train options: config.json's "train" object
             const TrainOptions read = TrainOptions::from_json(Json::parse(read_file(config_path)).at("train"), config_path);

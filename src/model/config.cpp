@@ -122,6 +122,12 @@ PositionKind parse_position(const std::string& name) {
     fail("--position: unknown position encoding '{}' (valid: {})", name, fmt::join(kPositionNames, ", "));
 }
 
+bool parse_norm_placement(const std::string& name) {
+    if (name == "pre") return false;
+    if (name == "post") return true;
+    fail("--norm: unknown placement '{}' (valid: pre, post)", name);
+}
+
 bool parse_head_output(const std::string& name) {
     if (name == "concat") return false;
     if (name == "sum") return true;
@@ -272,6 +278,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["ffn"] = ffn_name(c.ffn);
     j["position"] = position_name(c.position);
     j["head_output"] = c.sum_heads ? "sum" : "concat";
+    j["norm"] = c.post_norm ? "post" : "pre";
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
     j["norm_eps"] = c.norm_eps;
@@ -285,7 +292,8 @@ Json model_config_to_json(const ModelConfig& c) {
     j["slot"] = slot_name(c.attention.slot);
     j["slot_shared"] = c.attention.slot_shared;
     j["init"] = init_name(c.init);
-    j["architecture"] = "llama-prenorm-" + position_name(c.position) + "-" + ffn_name(c.ffn);
+    j["architecture"] = std::string("llama-") + (c.post_norm ? "postnorm-" : "prenorm-") + position_name(c.position) +
+                        "-" + ffn_name(c.ffn);
     return j;
 }
 
@@ -316,6 +324,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.prefix = int_or("prefix", 0);
         c.attention.slot = j.contains("slot") ? parse_slot(j.at("slot").as_string()) : SlotKind::none;
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
+        c.post_norm = j.contains("norm") && parse_norm_placement(j.at("norm").as_string());
         c.sum_heads = j.contains("head_output") && parse_head_output(j.at("head_output").as_string());
         c.position = j.contains("position") ? parse_position(j.at("position").as_string()) : PositionKind::rope;
         c.ffn = j.contains("ffn") ? parse_ffn(j.at("ffn").as_string()) : FfnKind::swiglu;

@@ -28,6 +28,8 @@ bool parse_slot_sharing(const std::string& name);
 enum class PositionKind : int { rope, nope, sinusoidal, learned, alibi, t5 };
 std::string position_name(PositionKind position);
 PositionKind parse_position(const std::string& name);
+// `--norm`: "pre" (false, the default) or "post" (true).
+bool parse_norm_placement(const std::string& name);
 // `--head-output`: "concat" (false, the default) or "sum" (true).
 bool parse_head_output(const std::string& name);
 
@@ -62,6 +64,7 @@ struct ModelConfig {
     double rope_base = 10000.0;
     AttentionSpec attention;
     PositionKind position = PositionKind::rope;
+    bool post_norm = false;  // `--norm post`: x = RMSNorm(x + f(x)) per sub-block, no final norm
     bool sum_heads = false;  // `--head-output sum`: heads added up before a (C, D) output projection
     InitScheme init = InitScheme::paper;
 

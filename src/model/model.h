@@ -6,6 +6,8 @@
 //     -> L pre-norm blocks:
 //          x_mid = x_l + Wo . Attention(RoPE(Wqkv . RMSNorm(x_l)))
 //          x_l+1 = x_mid + W3 . SwiGLU(W12 . RMSNorm(x_mid))   (or another FFN: `--ffn-type`)
+//        (`--norm post`: x_mid = RMSNorm(x_l + Wo . Attention(...Wqkv . x_l)),
+//                        x_l+1 = RMSNorm(x_mid + FFN(x_mid)), and no final norm)
 //     -> final RMSNorm -> LM head (untied)          logits (B, T, V)
 //     -> cross entropy against the next tokens      mean loss
 //
@@ -37,7 +39,8 @@ template <typename T>
 struct Activations {
     T* resid;       // (L+1, B, T, C)  residual stream entering each block; resid[L] = last block's output
     T* resid_mid;   // (L, B, T, C)    residual stream after the attention sub-block
-    T* attn_norm;   // (L, B, T, C)
+    T* attn_norm;   // (L, B, T, C)    pre-norm only
+    T* attn_pre_norm;  // (L, B, T, C) post-norm only: x + Attn(x), before its RMSNorm
     T* attn_rstd;   // (L, B, T)
     T* qkv;         // (L, B, T, 3C)   before RoPE
     T* qkv_rope;    // (L, B, T, 3C)   after RoPE (v copied); null without RoPE (then qkv is used)
@@ -52,7 +55,8 @@ struct Activations {
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
     T* attn_sum;    // (L, B, T, D)    the heads summed (`--head-output sum` only)
-    T* ffn_norm;    // (L, B, T, C)
+    T* ffn_norm;    // (L, B, T, C)    pre-norm only
+    T* ffn_pre_norm;  // (L, B, T, C)  post-norm only: x_mid + FFN(x_mid), before its RMSNorm
     T* ffn_rstd;    // (L, B, T)
     T* ffn_fc;      // (L, B, T, FI)   [gate | up] (FI = 2F), or W1 n of a plain FFN (FI = F)
     T* ffn_act;     // (L, B, T, F)    f(gate) * up, or f(W1 n)
@@ -192,8 +196,13 @@ public:
             attention_block_forward(p_layers_[l], al, B, Tn);
             ffn_block_forward(p_layers_[l], al, N);
         }
-        Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
-        Backend::matmul_forward(a.logits, a.final_norm, p.lm_head, N, C, V);
+        // The LM head reads the final norm's output, or x_L itself with post-norm (no final norm).
+        const T* head_in = a.resid + L * N * C;
+        if (!c.post_norm) {
+            Backend::rmsnorm_forward(a.final_norm, a.final_rstd, a.resid + L * N * C, p.final_norm, N, C, eps);
+            head_in = a.final_norm;
+        }
+        Backend::matmul_forward(a.logits, head_in, p.lm_head, N, C, V);
         if (!targets) return 0.0;
 
         Backend::crossentropy_forward(a.losses, a.logits, tokens_ + N, N, V);
@@ -227,11 +236,15 @@ public:
 
         // LM head and final norm. The logits buffer becomes dlogits.
         Backend::crossentropy_backward(a.logits, a.logits, tokens_ + N, dloss, N, V);
-        Backend::zero(a.d_norm, N * C);
-        Backend::matmul_backward(a.d_norm, g.lm_head, a.logits, a.final_norm, p.lm_head, N, C, V);
         Backend::zero(a.d_resid, N * C);
-        Backend::rmsnorm_backward(a.d_resid, g.final_norm, a.d_norm, a.resid + L * N * C, p.final_norm,
-                                  a.final_rstd, N, C);
+        if (c.post_norm) {
+            Backend::matmul_backward(a.d_resid, g.lm_head, a.logits, a.resid + L * N * C, p.lm_head, N, C, V);
+        } else {
+            Backend::zero(a.d_norm, N * C);
+            Backend::matmul_backward(a.d_norm, g.lm_head, a.logits, a.final_norm, p.lm_head, N, C, V);
+            Backend::rmsnorm_backward(a.d_resid, g.final_norm, a.d_norm, a.resid + L * N * C, p.final_norm,
+                                      a.final_rstd, N, C);
+        }
         // Blocks, last to first. d_resid holds dLoss/dx_{l+1} on entry and dLoss/dx_l on exit.
         for (size_t l = L; l-- > 0;) {
             const Activations<T> al = layer_acts(l);
@@ -263,8 +276,9 @@ private:
     //   `--head-output sum`: attn_y's heads summed into attn_sum (N, D), and Wo of (C, D).
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
-        Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
-        Backend::matmul_forward(al.qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        const bool post = config_.post_norm;
+        if (!post) Backend::rmsnorm_forward(al.attn_norm, al.attn_rstd, al.resid, pl.attn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.qkv, post ? al.resid : al.attn_norm, pl.attn_qkv, N, C, 3 * C);
         if (config_.has_rope()) Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
         const T* attn_in = feature_map_forward(pl, al, positioned_qkv(al), N);
         const AttentionSpec& spec = attention_spec_;
@@ -274,14 +288,16 @@ private:
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
         }
+        T* sum = post ? al.attn_pre_norm : al.resid_mid;  // x + Wo . attention
         if (config_.sum_heads) {  // attn_sum (N, D) = sum_h attn_y (N, H, D), then the (C, D) projection
             const size_t D = config_.head_dim();
             Backend::head_sum_forward(al.attn_sum, al.attn_y, N, H, D);
-            Backend::matmul_forward(al.resid_mid, al.attn_sum, pl.attn_out, N, D, C);
+            Backend::matmul_forward(sum, al.attn_sum, pl.attn_out, N, D, C);
         } else {
-            Backend::matmul_forward(al.resid_mid, al.attn_y, pl.attn_out, N, C, C);
+            Backend::matmul_forward(sum, al.attn_y, pl.attn_out, N, C, C);
         }
-        Backend::residual_add(al.resid_mid, al.resid, N * C);
+        Backend::residual_add(sum, al.resid, N * C);
+        if (post) Backend::rmsnorm_forward(al.resid_mid, al.attn_rstd, sum, pl.attn_norm, N, C, T(config_.norm_eps));
     }
 
     // Feed-forward sub-block, forward (`--ffn-type`; FI = 2F gated, F plain):
@@ -292,14 +308,17 @@ private:
         const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
         const Activation f = ffn_activation(config_.ffn);
         T* x_next = al.resid + N * C;
-        Backend::rmsnorm_forward(al.ffn_norm, al.ffn_rstd, al.resid_mid, pl.ffn_norm, N, C, T(config_.norm_eps));
-        Backend::matmul_forward(al.ffn_fc, al.ffn_norm, pl.ffn_in, N, C, FI);
+        const bool post = config_.post_norm;
+        if (!post) Backend::rmsnorm_forward(al.ffn_norm, al.ffn_rstd, al.resid_mid, pl.ffn_norm, N, C, T(config_.norm_eps));
+        Backend::matmul_forward(al.ffn_fc, post ? al.resid_mid : al.ffn_norm, pl.ffn_in, N, C, FI);
         if (ffn_is_gated(config_.ffn))
             Backend::glu_forward(al.ffn_act, al.ffn_fc, N, F, f);
         else
             Backend::activation_forward(al.ffn_act, al.ffn_fc, N * F, f);
-        Backend::matmul_forward(x_next, al.ffn_act, pl.ffn_out, N, F, C);
-        Backend::residual_add(x_next, al.resid_mid, N * C);
+        T* sum = post ? al.ffn_pre_norm : x_next;  // x_mid + FFN
+        Backend::matmul_forward(sum, al.ffn_act, pl.ffn_out, N, F, C);
+        Backend::residual_add(sum, al.resid_mid, N * C);
+        if (post) Backend::rmsnorm_forward(x_next, al.ffn_rstd, sum, pl.ffn_norm, N, C, T(config_.norm_eps));
     }
 
     // Feed-forward sub-block, backward. d_resid: dLoss/dx_{l+1} on entry (the residual passes it to
@@ -307,6 +326,8 @@ private:
     void ffn_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al, size_t N) {
         const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
         const Activation f = ffn_activation(config_.ffn);
+        const bool post = config_.post_norm;
+        if (post) through_post_norm(al.d_resid, pl.ffn_norm, gl.ffn_norm, al.ffn_pre_norm, al.ffn_rstd, al.d_norm, N);
         Backend::zero(al.d_ffn_act, N * F);
         Backend::matmul_backward(al.d_ffn_act, gl.ffn_out, al.d_resid, al.ffn_act, pl.ffn_out, N, F, C);
         Backend::zero(al.d_ffn_fc, N * FI);
@@ -314,9 +335,23 @@ private:
             Backend::glu_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N, F, f);
         else
             Backend::activation_backward(al.d_ffn_fc, al.d_ffn_act, al.ffn_fc, N * F, f);
+        if (post) {  // the FFN read x_mid itself
+            Backend::matmul_backward(al.d_resid, gl.ffn_in, al.d_ffn_fc, al.resid_mid, pl.ffn_in, N, C, FI);
+            return;
+        }
         Backend::zero(al.d_norm, N * C);
         Backend::matmul_backward(al.d_norm, gl.ffn_in, al.d_ffn_fc, al.ffn_norm, pl.ffn_in, N, C, FI);
         Backend::rmsnorm_backward(al.d_resid, gl.ffn_norm, al.d_norm, al.resid_mid, pl.ffn_norm, al.ffn_rstd, N, C);
+    }
+
+    // Post-norm, backward through x = RMSNorm(h): d (N, C) holds dLoss/dx on entry and dLoss/dh on
+    // exit (h = the residual sum, which passes it to both of its terms); scratch: an (N, C) buffer.
+    void through_post_norm(T* d, const T* w, T* dw, const T* h, const T* rstd, T* scratch, size_t N) {
+        const size_t C = config_.d_model;
+        Backend::zero(scratch, N * C);
+        Backend::rmsnorm_backward(scratch, dw, d, h, w, rstd, N, C);
+        Backend::zero(d, N * C);
+        Backend::residual_add(d, scratch, N * C);
     }
 
     // The width of the FFN's first projection: 2F gated ([gate | up]), F plain.
@@ -326,6 +361,8 @@ private:
     void attention_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al,
                                   size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
+        const bool post = config_.post_norm;
+        if (post) through_post_norm(al.d_resid, pl.attn_norm, gl.attn_norm, al.attn_pre_norm, al.attn_rstd, al.d_norm, N);
         Backend::zero(al.d_attn_y, N * C);
         if (config_.sum_heads) {
             const size_t D = config_.head_dim();
@@ -358,6 +395,10 @@ private:
         if (rope) {
             Backend::zero(al.d_qkv, N * 3 * C);
             Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
+        }
+        if (post) {  // the attention read x itself
+            Backend::matmul_backward(al.d_resid, gl.attn_qkv, al.d_qkv, al.resid, pl.attn_qkv, N, C, 3 * C);
+            return;
         }
         Backend::zero(al.d_norm, N * C);
         Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
@@ -468,7 +509,13 @@ private:
         };
         per_layer(&A::resid, "resid", L + 1, {N, C});
         per_layer(&A::resid_mid, "resid_mid", L, {N, C});
-        per_layer(&A::attn_norm, "attn_norm", L, {N, C});
+        if (config_.post_norm) {
+            per_layer(&A::attn_pre_norm, "attn_pre_norm", L, {N, C});
+            per_layer(&A::ffn_pre_norm, "ffn_pre_norm", L, {N, C});
+        } else {
+            per_layer(&A::attn_norm, "attn_norm", L, {N, C});
+            per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
+        }
         per_layer(&A::attn_rstd, "attn_rstd", L, {N});
         per_layer(&A::qkv, "qkv", L, {N, 3 * C});
         if (config_.has_rope()) per_layer(&A::qkv_rope, "qkv_rope", L, {N, 3 * C});
@@ -483,12 +530,13 @@ private:
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
         if (config_.sum_heads) per_layer(&A::attn_sum, "attn_sum", L, {N, config_.head_dim()});
-        per_layer(&A::ffn_norm, "ffn_norm", L, {N, C});
         per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
         per_layer(&A::ffn_fc, "ffn_fc", L, {N, ffn_in_width()});
         per_layer(&A::ffn_act, "ffn_act", L, {N, F});
-        once(&A::final_norm, "final_norm", {N, C});
-        once(&A::final_rstd, "final_rstd", {N});
+        if (!config_.post_norm) {
+            once(&A::final_norm, "final_norm", {N, C});
+            once(&A::final_rstd, "final_rstd", {N});
+        }
         once(&A::logits, "logits", {N, V});
         once(&A::losses, "losses", {N});
         once(&A::d_resid, "d_resid", {N, C});

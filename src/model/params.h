@@ -10,7 +10,8 @@
 //   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
 //   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]   (plain FFN: (L, F, C), W1)
 //   blocks.ffn_out.weight   (L, C, F)       W3 (down)               (plain FFN: W2)
-//   final_norm.weight       (C)             lm_head.weight (V, C)
+//   final_norm.weight       (C), pre-norm only                   lm_head.weight (V, C)
+// With post-norm, attn_norm and ffn_norm are the norms after each residual add.
 // Adding a tensor (for a model variant) is one line in for_each_param, under the condition on the
 // config that makes it exist, and one field in ParamTensors.
 #pragma once
@@ -88,7 +89,7 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
     const bool gated = ffn_is_gated(c.ffn);
     per_layer(&P::ffn_in, "blocks.ffn_in.weight", {(gated ? 2 : 1) * F, C}, InitKind::projection);
     per_layer(&P::ffn_out, "blocks.ffn_out.weight", {C, F}, gated ? InitKind::output_projection : InitKind::projection);
-    once(&P::final_norm, "final_norm.weight", {C}, InitKind::norm_gain, Counted::in_blocks);
+    if (!c.post_norm) once(&P::final_norm, "final_norm.weight", {C}, InitKind::norm_gain, Counted::in_blocks);
     once(&P::lm_head, "lm_head.weight", {V, C}, InitKind::projection, Counted::vocabulary);
 }
 

@@ -77,7 +77,16 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
         Backend::synchronize();
         const Activations<typename Backend::Scalar>& a = model.acts();
         download_as_float<Backend>(att, a.att, L * B * H * T * T);
-        download_as_float<Backend>(resid, a.resid, (L + 1) * B * T * C);
+        // The residual stream per layer: x_0 .. x_L; with post-norm the sums before each block's
+        // last norm (x_mid + FFN), where the massive activations live (x_l itself is normalised).
+        if (c.post_norm) {
+            std::vector<float> sums;
+            download_as_float<Backend>(resid, a.resid, B * T * C);
+            download_as_float<Backend>(sums, a.ffn_pre_norm, L * B * T * C);
+            resid.insert(resid.end(), sums.begin(), sums.end());
+        } else {
+            download_as_float<Backend>(resid, a.resid, (L + 1) * B * T * C);
+        }
         // q, k after RoPE (without RoPE, the projection's q, k: what the attention reads)
         download_as_float<Backend>(qkv, a.qkv_rope ? a.qkv_rope : a.qkv, L * B * T * 3 * C);
         if (slot) {

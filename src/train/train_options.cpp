@@ -116,6 +116,10 @@ std::vector<TrainOption> make_train_options() {
                      "positions: rope, nope, sinusoidal, learned (absolute, added to the embeddings), alibi, t5 "
                      "(score biases) (docs/model.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.position = parse_position(a.get(f)); }),
+        model_option("norm", "pre", "WHERE",
+                     "RMSNorm placement: pre (before each sub-block, and a final norm) or post (after each residual "
+                     "add, no final norm)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.post_norm = parse_norm_placement(a.get(f)); }),
         model_option("head-output", "concat", "HOW",
                      "the heads' outputs: concat (then a C x C projection) or sum (then one D x C projection)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.sum_heads = parse_head_output(a.get(f)); }),
