@@ -274,6 +274,7 @@ private:
     //   -> resid_mid (N, C);  phi: the feature map of the kernel variants, on q and k only.
     //   `--slot`: the key slot k* (and v*) joins the attention; the V bias is added to attn_y.
     //   `--head-output sum`: attn_y's heads summed into attn_sum (N, D), and Wo of (C, D).
+    //   `--norm post`: Wqkv reads x itself, and x_mid = RMSNorm(attn_pre_norm), attn_pre_norm = x + Wo . (...).
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         const bool post = config_.post_norm;
@@ -304,6 +305,7 @@ private:
     //   gated:  x_{l+1} = x_mid + W3 . (f(W1 n) * W2 n),   n = RMSNorm(x_mid)   (SwiGLU: f = silu)
     //   plain:  x_{l+1} = x_mid + W2 . f(W1 n)
     //   ffn_norm (N, C) -> ffn_fc (N, FI) [gate | up] or [W1 n] -> ffn_act (N, F) -> x_{l+1} (N, C)
+    //   `--norm post`: n = x_mid itself, and x_{l+1} = RMSNorm(ffn_pre_norm), ffn_pre_norm = x_mid + FFN.
     void ffn_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t N) {
         const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
         const Activation f = ffn_activation(config_.ffn);
@@ -322,7 +324,8 @@ private:
     }
 
     // Feed-forward sub-block, backward. d_resid: dLoss/dx_{l+1} on entry (the residual passes it to
-    // x_mid unchanged), dLoss/dx_mid on exit (the branch's gradient added).
+    // x_mid unchanged; with post-norm, first back through the norm), dLoss/dx_mid on exit (the
+    // branch's gradient added).
     void ffn_block_backward(const ParamTensors<T>& pl, const ParamTensors<T>& gl, const Activations<T>& al, size_t N) {
         const size_t C = config_.d_model, F = config_.d_ffn, FI = ffn_in_width();
         const Activation f = ffn_activation(config_.ffn);
