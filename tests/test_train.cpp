@@ -1,8 +1,8 @@
 // Training-loop tests: determinism, exact resume, overfitting one batch, the schedule, checkpoint
 // round trips and crash safety, and the errors a user can run into.
 #include <doctest/doctest.h>
-
 #include <signal.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <chrono>
@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "model/backend_cpu.h"
@@ -385,4 +386,59 @@ TEST_CASE("the README's train table names every flag of sinklab train") {
     std::vector<std::string> flags = {"config", "threads", "resume"};
     for (const TrainOption& opt : train_options()) flags.push_back(opt.flag);
     for (const std::string& flag : flags) CHECK_MESSAGE(names(flag), "README.md's train table lacks --" << flag);
+}
+
+namespace {
+
+// Every file under `dir` (relative path -> bytes), the lock file left out.
+std::map<std::string, std::string> snapshot(const std::string& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.is_regular_file() && e.path().filename() != ".lock")
+            files[std::filesystem::relative(e.path(), dir).string()] = testing::slurp(e.path().string());
+    return files;
+}
+
+}  // namespace
+
+TEST_CASE("a refused command leaves the run directory byte-identical; one trainer per directory") {
+    TempDir dir("refused");
+    write_data(dir);
+    write_shard(dir / "bad.bin", std::vector<int32_t>(200, 500));  // ids beyond the vocabulary (64)
+    write_file_atomic(dir / "garbage.probe", "not a probe");
+    const std::string bin = testing::sinklab_bin();
+    const std::string run = dir / "run";
+    const std::string base = bin + " train --preset tiny --vocab 64 --steps 3 --batch 2 --seq 8 --eval-every 0 --out " + run;
+    const std::string log = dir / "log.txt";
+    REQUIRE(testing::run(base + " --data " + (dir / "train.bin"), log) == 0);
+    const auto before = snapshot(run);
+    REQUIRE(before.count("config.json") == 1);
+    auto refused = [&](const std::string& args, const std::string& message) {
+        const int rc = testing::run(base + " " + args, log);
+        const std::string out = testing::slurp(log);
+        INFO(args << " -> " << out);
+        CHECK(rc == 1);
+        CHECK(out.find(message) != std::string::npos);
+        CHECK(snapshot(run) == before);
+    };
+    refused("--data " + (dir / "bad.bin"), "token id 500");
+    refused("--data " + (dir / "train.bin") + " --probe " + (dir / "garbage.probe") + " --sink-every 1", "garbage.probe");
+    refused("--data " + (dir / "train.bin") + " --steps 0", "--steps must be at least 1");
+    refused("--data " + (dir / "train.bin") + " --first-token -5", "--first-token -5: expected a token id >= 0");
+    refused("--data " + (dir / "train.bin") + " --val " + (dir / "val.bin") + " --val-batches 0",
+            "--val-batches must be at least 1");
+    refused("--data " + (dir / "train.bin"), "already holds a run");
+    write_file_atomic(dir / "resume.json", "{\"resume\": true}");
+    refused("--data " + (dir / "train.bin") + " --config " + (dir / "resume.json"), "\"resume\" cannot come from a config file");
+    {  // a trainer holding the directory: a second one is refused, naming the holder's pid
+        DirectoryLock held(run);
+        refused("--data " + (dir / "train.bin") + " --overwrite", "another sinklab train (pid " + std::to_string(getpid()));
+    }
+    // --overwrite replaces the run (the lock is free again)
+    REQUIRE(testing::run(base + " --data " + (dir / "train.bin") + " --overwrite --steps 2", log) == 0);
+    CHECK(testing::slurp(log).find("--overwrite: removed the previous run") != std::string::npos);
+    CHECK(metric_values(run, "loss").size() == 2);
+    // sample refuses a temperature that is not a number
+    CHECK(testing::run(bin + " sample --checkpoint " + run + " --temperature nan --tokens 2", log) == 1);
+    CHECK(testing::slurp(log).find("--temperature must be a finite number") != std::string::npos);
 }

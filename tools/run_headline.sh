@@ -55,7 +55,7 @@ for attention in softmax sigmoid; do
     echo "== $attention: training $run"
     mkdir -p "$run"
     printf '%s\n' "$signature" > "$run/headline.args"
-    "$BIN" train "${common[@]}" --attention "$attention" --out "$run"
+    "$BIN" train "${common[@]}" --attention "$attention" --out "$run" --overwrite  # a run killed before its first checkpoint
   fi
   echo "== $attention: sink analysis"
   "$BIN" sink --checkpoint "$run" --probe "$DATA/probe.bin" --json "$run/sink.json" --svg "$run" | tee "$run/sink.txt"

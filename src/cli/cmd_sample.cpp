@@ -1,4 +1,5 @@
 // sinklab sample: generate text from a checkpoint, printing each token as soon as it is chosen.
+#include <cmath>
 #include <omp.h>
 
 #include <cstdio>
@@ -72,7 +73,8 @@ int cmd_sample(int argc, char** argv) {
         omp_set_num_threads(int(threads));
     }
     const double temperature = args.get_double("temperature");
-    if (temperature < 0) fail("--temperature must be >= 0 (got {})", temperature);
+    if (!(temperature >= 0) || !std::isfinite(temperature))
+        fail("--temperature must be a finite number >= 0 (got {})", temperature);
     const size_t n_tokens = args.get_size("tokens");
     const size_t top_k = args.get_size("top-k");
 

@@ -36,6 +36,7 @@ int cmd_train(int argc, char** argv) {
     args.option("config", "", "JSON file of options (keys = long flag names); flags override it", "FILE");
     args.option("threads", "", "OpenMP threads (default: all cores)", "N");
     args.flag("resume", "continue the run in --out from its latest checkpoint up to --steps in total");
+    args.flag("overwrite", "replace the run already in --out (its config, metrics and checkpoints) by a fresh one");
     args.epilog(
         "Examples:\n"
         "  sinklab train --data data/cache/linux-doc/train_*.bin --val data/cache/linux-doc/val_000.bin \\\n"
@@ -43,6 +44,7 @@ int cmd_train(int argc, char** argv) {
         "  sinklab train --out runs/sigmoid --steps 1200 --resume\n"
         "Outputs in --out: config.json, metrics.jsonl (one JSON object per step: step, loss, lr, grad_norm,\n"
         "tokens_per_s, tokens, and val_loss when evaluated), checkpoints/step_N/{model.safetensors,state.bin}.\n"
+        "A fresh run into an --out that holds one is refused unless --overwrite; two trainers never share an --out.\n"
         "Exit codes: 0 done, 1 bad input, 4 training diverged (NaN or infinite loss).");
     if (!args.parse(argc, argv)) return 0;
 
@@ -88,6 +90,9 @@ int cmd_train(int argc, char** argv) {
         const std::string path = args.get("config");
         const Json file = Json::parse(read_file(path), path);
         if (!file.is_object()) fail("{}: expected a JSON object of options", path);
+        for (const char* key : {"resume", "overwrite"})
+            if (file.contains(key))
+                fail("{}: \"{}\" cannot come from a config file; give --{} on the command line", path, key, key);
         for (const auto& [key, value] : file.as_object()) {
             std::string text;
             if (value.is_string()) text = value.as_string();
@@ -104,7 +109,7 @@ int cmd_train(int argc, char** argv) {
     if (!args.has("vocab"))
         if (const size_t v = vocab_from_prepare(o.data)) o.model.vocab_size = v;
     if (!args.has("context") && o.seq > o.model.context) o.model.context = o.seq;
-    return run_training(o, false);
+    return run_training(o, false, args.get_flag("overwrite"));
 }
 
 }  // namespace sinklab

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "model/backend_cpu.h"
 #ifdef SINKLAB_WITH_CUDA
@@ -36,6 +38,10 @@ SequenceEdits TrainOptions::data_edits() const {
 void TrainOptions::validate() const {
     model.validate();
     if (data.empty()) fail("--data: no training shards given");
+    if (steps == 0) fail("--steps must be at least 1");
+    if (first_token < -1) fail("--first-token {}: expected a token id >= 0", first_token);
+    if (fixed_token < -1) fail("--fixed-token {}: expected a token id >= 0", fixed_token);
+    if (!val.empty() && val_batches == 0) fail("--val-batches must be at least 1 with --val");
     if (batch == 0) fail("--batch must be positive");
     if (seq == 0) fail("--seq must be positive");
     if (seq > model.context) fail("--seq {} exceeds the model's context {} (raise --context)", seq, model.context);
@@ -109,9 +115,10 @@ class Trainer {
 public:
     using T = typename Backend::Scalar;
 
-    Trainer(TrainOptions options, bool resume)
+    Trainer(TrainOptions options, bool resume, bool overwrite)
         : o_(std::move(options)),
           resume_(resume),
+          overwrite_(overwrite),
           config_path_(o_.out + "/config.json"),
           metrics_path_(o_.out + "/metrics.jsonl"),
           model_(o_.model),
@@ -122,11 +129,15 @@ public:
 
     // Returns the process exit code: 0 done (or nothing to do), 4 diverged.
     int run() {
+        // Everything that can be refused is checked before the run directory is touched.
         open_validation_data();
+        prepare_sink_probe();
+        check_first_batches();
+        lock_ = std::make_unique<DirectoryLock>(o_.out);  // one trainer per run directory
+        check_run_directory();
         if (!restore_or_initialise()) return 0;
         write_config();
         print_summary();
-        prepare_sink_probe();
         open_metrics();
         run_start_ = std::chrono::steady_clock::now();
         for (size_t step = start_step_; step < o_.steps; step++) {
@@ -163,14 +174,41 @@ private:
         }
     }
 
+    // The first batch of the training (and validation) data, read ahead on copies of the loaders:
+    // token ids beyond the vocabulary and the data levers' errors surface before anything is written.
+    void check_first_batches() {
+        DataLoader train = train_data_;
+        train.next_batch(inputs_.data(), targets_.data());
+        if (val_data_) {
+            DataLoader val = *val_data_;
+            val.next_batch(inputs_.data(), targets_.data());
+        }
+    }
+
+    // A fresh run into a directory that holds one needs --overwrite (which then removes the old
+    // run's config.json, metrics.jsonl, sink.json and checkpoints/); --resume continues it.
+    void check_run_directory() {
+        if (resume_) return;
+        namespace fs = std::filesystem;
+        const std::vector<std::string> run_files = {config_path_, metrics_path_, o_.out + "/sink.json",
+                                                    o_.out + "/checkpoints"};
+        std::vector<std::string> present;
+        for (const std::string& f : run_files)
+            if (fs::exists(f)) present.push_back(f);
+        if (present.empty()) return;
+        if (!overwrite_)
+            fail("{} already holds a run ({}): continue it with --resume, or replace it with --overwrite", o_.out,
+                 fmt::join(present, ", "));
+        for (const std::string& f : present) fs::remove_all(f);
+        fmt::print("--overwrite: removed the previous run in {}\n", o_.out);
+    }
+
     // --resume: weights, AdamW moments and the loader's position from the latest checkpoint, and the
     // metrics cut back to its step; else a fresh initialisation and an empty metrics file. Returns
     // false when the run already has --steps steps.
     bool restore_or_initialise() {
-        if (!resume_) {
+        if (!resume_) {  // check_run_directory left no metrics behind
             model_.init_weights(o_.seed);
-            make_dirs(o_.out);
-            if (file_exists(metrics_path_)) std::filesystem::remove(metrics_path_);
             return true;
         }
         const std::string ckpt = latest_checkpoint(o_.out);
@@ -363,6 +401,8 @@ private:
 
     TrainOptions o_;
     const bool resume_;
+    const bool overwrite_;
+    std::unique_ptr<DirectoryLock> lock_;  // held from before the first write to the end of the run
     const std::string config_path_, metrics_path_;
     Model<Backend> model_;
     DataLoader train_data_;
@@ -385,7 +425,7 @@ void resolve_device(TrainOptions& o) {
     if (o.dtype == "auto") o.dtype = o.device == "cuda" ? "bf16" : "fp32";
 }
 
-int run_training(TrainOptions o, bool resume) {
+int run_training(TrainOptions o, bool resume, bool overwrite) {
     resolve_device(o);
     o.validate();
     if (o.device == "cuda") {
@@ -393,12 +433,12 @@ int run_training(TrainOptions o, bool resume) {
         cuda::require_device();
         cuda::set_precision(cuda::parse_precision(o.dtype));
         fmt::print("device: {} ({})\n", query_gpu().name, o.dtype);
-        return Trainer<CudaBackend>(o, resume).run();
+        return Trainer<CudaBackend>(o, resume, overwrite).run();
 #else
         fail("--device cuda: this build has no CUDA backend (nvcc was not found when it was configured)");
 #endif
     }
-    return Trainer<CpuBackend<float>>(o, resume).run();
+    return Trainer<CpuBackend<float>>(o, resume, overwrite).run();
 }
 
 }  // namespace sinklab

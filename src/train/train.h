@@ -88,6 +88,7 @@ void resolve_device(TrainOptions& o);
 
 // Trains (or, with resume, continues the run in o.out from its latest checkpoint up to o.steps).
 // Returns the process exit code: 0 done, 4 diverged (NaN or infinite loss or gradient).
-int run_training(TrainOptions o, bool resume);
+// overwrite: a fresh run may replace a run already in o.out (else that is refused).
+int run_training(TrainOptions o, bool resume, bool overwrite = false);
 
 }  // namespace sinklab

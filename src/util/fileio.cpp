@@ -1,6 +1,7 @@
 #include "util/fileio.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "util/error.h"
 
@@ -56,5 +59,30 @@ void make_dirs(const std::string& path) {
 }
 
 bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
+
+DirectoryLock::DirectoryLock(const std::string& dir) {
+    make_dirs(dir);
+    const std::string path = dir + "/.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("{}: cannot open the lock file: {}", path, std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char pid[32] = {};
+        const ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (err == EWOULDBLOCK)
+            fail("{}: another sinklab train (pid {}) is using this run directory; wait for it or use another --out",
+                 dir, n > 0 ? std::string(pid, size_t(n)) : std::string("?"));
+        fail("{}: cannot lock: {}", path, std::strerror(err));
+    }
+    const std::string me = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != ssize_t(me.size()))
+        fmt::print(stderr, "warning: {}: could not record this process's pid\n", path);
+}
+
+DirectoryLock::~DirectoryLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
+}
 
 }  // namespace sinklab

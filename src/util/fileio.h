@@ -16,4 +16,18 @@ void make_dirs(const std::string& path);
 
 bool file_exists(const std::string& path);
 
+// An exclusive advisory lock on DIR/.lock (flock), held for the object's lifetime; the kernel drops
+// it when the process dies, so a killed trainer never leaves a stale lock. A second holder is
+// refused with an error naming DIR and the pid written into the lock file by the first.
+class DirectoryLock {
+public:
+    explicit DirectoryLock(const std::string& dir);
+    ~DirectoryLock();
+    DirectoryLock(const DirectoryLock&) = delete;
+    DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
 }  // namespace sinklab
