@@ -62,6 +62,18 @@ void report_accumulation(const std::string& what, double err) {
     CHECK_MESSAGE(err < kAccumBound, what);
 }
 
+// The attention without a key slot (its pointers null), as most tests here run it.
+template <typename T>
+void attention_forward_no_slot(T* out, T* att, T* att_z, const T* qkv, size_t Bn, size_t Tq, size_t Cn, size_t Hn,
+                               const AttentionSpec& spec) {
+    attention_forward(out, att, att_z, nullptr, qkv, nullptr, nullptr, Bn, Tq, Cn, Hn, spec);
+}
+template <typename T>
+void attention_backward_no_slot(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t Bn,
+                                size_t Tq, size_t Cn, size_t Hn, const AttentionSpec& spec) {
+    attention_backward(dqkv, nullptr, nullptr, dout, qkv, nullptr, nullptr, att, att_z, nullptr, Bn, Tq, Cn, Hn, spec);
+}
+
 struct Variant {
     AttentionSpec s;
     std::string label() const { return s.describe(); }
@@ -332,24 +344,21 @@ TEST_CASE("gradcheck: attention, every variant (dqkv)") {
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                              spec);
+            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
             return dot(out, R);
         };
         loss();
         Vec dqkv(N * 3 * C, 0.0);
-        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
-                           att_z.data(), nullptr, B, Tn, C, H, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
         report("attention " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
         report_accumulation("attention " + var.label() + " dqkv", accumulation_error(
                                                                       N * 3 * C,
                                                                       [&](double* g) {
-                                                                          attention_backward(g, nullptr, nullptr,
-                                                                                             R.data(), qkv.data(),
-                                                                                             nullptr, nullptr,
-                                                                                             att.data(), att_z.data(),
-                                                                                             nullptr, B, Tn, C, H,
-                                                                                             spec);
+                                                                          attention_backward_no_slot(g, R.data(),
+                                                                                                     qkv.data(),
+                                                                                                     att.data(),
+                                                                                                     att_z.data(), B,
+                                                                                                     Tn, C, H, spec);
                                                                       },
                                                                       rng));
     }
@@ -362,8 +371,7 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     Vec qkv = random_vector(rng, N * 3 * C, -2.5, 2.5), R = random_vector(rng, N * C);
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
     auto loss = [&] {
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         return dot(out, R);
     };
     loss();
@@ -374,8 +382,7 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     CHECK(clamped > 0);
     CHECK(below > 0);
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(), att_z.data(),
-                       nullptr, B, Tn, C, H, spec);
+    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
     report("attention linear-kernel-norm (three branches) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -387,8 +394,7 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
     Vec qkv = random_vector(rng, N * 3 * C, 0.05, 2.0), R = random_vector(rng, N * C);
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
     auto loss = [&] {
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         return dot(out, R);
     };
     loss();
@@ -399,8 +405,7 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
             CHECK(row == doctest::Approx(1.0 - 1e-8 / att_z[bh * Tn + i]).epsilon(1e-14));  // rows sum to 1 - eps / Z
         }
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(), att_z.data(),
-                       nullptr, B, Tn, C, H, spec);
+    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
     report("attention elu-kernel-norm (positive features) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -449,8 +454,7 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
         Vec qkv = random_vector(rng, Nl * 3 * Cl, -1.5, 1.5), R = random_vector(rng, Nl * Cl);
         Vec out(Nl * Cl), att(Bl * Hl * Tl * Tl, 7.0), att_z(Bl * Hl * Tl);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, Bl, Tl, Cl,
-                              Hl, spec);
+            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec);
             return dot(out, R);
         };
         loss();
@@ -459,8 +463,7 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
             for (size_t j = 0; j < Tl; j++) mask_errors += (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
         CHECK(mask_errors == 0);
         Vec dqkv(Nl * 3 * Cl, 0.0);
-        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
-                           att_z.data(), nullptr, Bl, Tl, Cl, Hl, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
         report("attention T=150 " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
     }
 }
@@ -490,7 +493,8 @@ TEST_CASE("activations: known values of gelu (erf form) and silu") {
     CHECK(activation_value<Activation::gelu, HostMath>(-2.0) == doctest::Approx(-0.0455002638963584).epsilon(1e-13));
     // gelu'(0) = 1/2; silu(x) = x / (1 + e^-x), silu'(0) = 1/2
     CHECK(activation_derivative<Activation::gelu, HostMath>(0.0) == doctest::Approx(0.5).epsilon(1e-15));
-    CHECK(activation_value<Activation::silu, HostMath>(2.0) == doctest::Approx(2.0 / (1.0 + std::exp(-2.0))).epsilon(1e-15));
+    CHECK(activation_value<Activation::silu,
+          HostMath>(2.0) == doctest::Approx(2.0 / (1.0 + std::exp(-2.0))).epsilon(1e-15));
     CHECK(activation_derivative<Activation::silu, HostMath>(0.0) == doctest::Approx(0.5).epsilon(1e-15));
 }
 
@@ -556,8 +560,7 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
         std::mt19937_64 rng(201);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         double max_err = 0;
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < H; h++)
@@ -607,8 +610,7 @@ TEST_CASE("attention forward: masked entries are exactly 0, the others not, ever
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         // Fill att with garbage first: the mask must be written, not assumed.
         Vec out(N * C), att(B * H * Tn * Tn, 123.0), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          var.spec());
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, var.spec());
         size_t bad = 0;
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++)
@@ -626,8 +628,8 @@ TEST_CASE("attention forward: all-equal keys give uniform softmax weights 1/(i+1
         for (size_t t = 1; t < Tn; t++)
             for (size_t c = 0; c < C; c++) qkv[(b * Tn + t) * 3 * C + C + c] = qkv[(b * Tn) * 3 * C + C + c];
     Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-    attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                      parse_attention("softmax"));
+    attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H,
+                              parse_attention("softmax"));
     double max_out_err = 0;
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
@@ -654,8 +656,7 @@ TEST_CASE("attention forward: sigmoid without normalisation and q = 0 gives sigm
         AttentionSpec spec = parse_attention("sigmoid");
         spec.score_bias = bias;
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         const double want = 1.0 / (1.0 + std::exp(-bias));
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
@@ -689,8 +690,7 @@ TEST_CASE("attention forward: att_z semantics") {
         std::mt19937_64 rng(205);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                          spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
                 const double z = att_z[bh * Tn + i];
@@ -843,17 +843,14 @@ TEST_CASE("attention float vs double: forward and backward agree to ~1e-4, every
         const std::vector<float> qkv_f(qkv.begin(), qkv.end()), R_f(R.begin(), R.end());
 
         Vec out(Nf * Cf), att(Bf * Hf * Tf * Tf), att_z(Bf * Hf * Tf), dqkv(Nf * 3 * Cf, 0.0);
-        attention_forward(out.data(), att.data(), att_z.data(), nullptr, qkv.data(), nullptr, nullptr, Bf, Tf, Cf, Hf,
-                          spec);
-        attention_backward(dqkv.data(), nullptr, nullptr, R.data(), qkv.data(), nullptr, nullptr, att.data(),
-                           att_z.data(), nullptr, Bf, Tf, Cf, Hf, spec);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), Bf, Tf, Cf, Hf, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bf, Tf, Cf, Hf, spec);
 
         std::vector<float> out_f(Nf * Cf), att_f(Bf * Hf * Tf * Tf), att_z_f(Bf * Hf * Tf),
             dqkv_f(Nf * 3 * Cf, 0.f);
-        attention_forward(out_f.data(), att_f.data(), att_z_f.data(), nullptr, qkv_f.data(), nullptr, nullptr, Bf, Tf,
-                          Cf, Hf, spec);
-        attention_backward(dqkv_f.data(), nullptr, nullptr, R_f.data(), qkv_f.data(), nullptr, nullptr, att_f.data(),
-                           att_z_f.data(), nullptr, Bf, Tf, Cf, Hf, spec);
+        attention_forward_no_slot(out_f.data(), att_f.data(), att_z_f.data(), qkv_f.data(), Bf, Tf, Cf, Hf, spec);
+        attention_backward_no_slot(dqkv_f.data(), R_f.data(), qkv_f.data(), att_f.data(), att_z_f.data(), Bf, Tf, Cf,
+                                   Hf, spec);
 
         const double e_out = gradcheck::normwise_rel_diff(out_f, out);
         const double e_att = gradcheck::normwise_rel_diff(att_f, att);
@@ -983,10 +980,9 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
         for (const char* name : {"softmax", "sigmoid-norm"}) {
             const AttentionSpec spec = parse_attention(name);
             std::vector<float> out(Nd * Cd), att(Bd * Hd * Td * Td), z(Bd * Hd * Td), dqkv(Nd * 3 * Cd, 0.f);
-            attention_forward(out.data(), att.data(), z.data(), nullptr, qkv.data(), nullptr, nullptr, Bd, Td, Cd, Hd,
-                              spec);
-            attention_backward(dqkv.data(), nullptr, nullptr, dout.data(), qkv.data(), nullptr, nullptr, att.data(),
-                               z.data(), nullptr, Bd, Td, Cd, Hd, spec);
+            attention_forward_no_slot(out.data(), att.data(), z.data(), qkv.data(), Bd, Td, Cd, Hd, spec);
+            attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), Bd, Td, Cd, Hd,
+                                       spec);
             r.push_back(out);
             r.push_back(dqkv);
         }

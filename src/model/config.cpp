@@ -57,21 +57,25 @@ std::string AttentionSpec::describe() const {
     return text;
 }
 
+// The index of `name` in a table of names (an enum's values in order); else an error naming the flag,
+// what was asked for and the valid names.
+template <size_t N>
+static int index_of_name(const char* const (&names)[N], const std::string& name, const char* flag, const char* what) {
+    for (size_t i = 0; i < N; i++)
+        if (name == names[i]) return int(i);
+    fail("{}: unknown {} '{}' (valid: {})", flag, what, name, fmt::join(names, ", "));
+}
+
 // The `--slot` names, in the order of SlotKind.
 static const char* const kSlotNames[] = {"none", "k-bias", "kv-bias", "sink-token", "v-bias"};
 
 std::string slot_name(SlotKind slot) { return kSlotNames[int(slot)]; }
 
-SlotKind parse_slot(const std::string& name) {
-    for (int i = 0; i < int(std::size(kSlotNames)); i++)
-        if (name == kSlotNames[i]) return SlotKind(i);
-    fail("--slot: unknown slot '{}' (valid: {})", name, fmt::join(kSlotNames, ", "));
-}
+SlotKind parse_slot(const std::string& name) { return SlotKind(index_of_name(kSlotNames, name, "--slot", "slot")); }
 
 bool parse_slot_sharing(const std::string& name) {
-    if (name == "per-head") return false;
-    if (name == "shared") return true;
-    fail("--slot-sharing: unknown value '{}' (valid: per-head, shared)", name);
+    static const char* const kNames[] = {"per-head", "shared"};
+    return index_of_name(kNames, name, "--slot-sharing", "value") == 1;
 }
 
 std::string mask_name(MaskKind mask) {
@@ -117,21 +121,17 @@ static const char* const kPositionNames[] = {"rope", "nope", "sinusoidal", "lear
 std::string position_name(PositionKind position) { return kPositionNames[int(position)]; }
 
 PositionKind parse_position(const std::string& name) {
-    for (int i = 0; i < int(std::size(kPositionNames)); i++)
-        if (name == kPositionNames[i]) return PositionKind(i);
-    fail("--position: unknown position encoding '{}' (valid: {})", name, fmt::join(kPositionNames, ", "));
+    return PositionKind(index_of_name(kPositionNames, name, "--position", "position encoding"));
 }
 
 bool parse_norm_placement(const std::string& name) {
-    if (name == "pre") return false;
-    if (name == "post") return true;
-    fail("--norm: unknown placement '{}' (valid: pre, post)", name);
+    static const char* const kNames[] = {"pre", "post"};
+    return index_of_name(kNames, name, "--norm", "placement") == 1;
 }
 
 bool parse_head_output(const std::string& name) {
-    if (name == "concat") return false;
-    if (name == "sum") return true;
-    fail("--head-output: unknown value '{}' (valid: concat, sum)", name);
+    static const char* const kNames[] = {"concat", "sum"};
+    return index_of_name(kNames, name, "--head-output", "value") == 1;
 }
 
 AttentionSpec ModelConfig::attention_spec() const {
@@ -148,9 +148,7 @@ static const char* const kFfnNames[] = {"swiglu", "geglu", "reglu", "relu", "gel
 std::string ffn_name(FfnKind ffn) { return kFfnNames[int(ffn)]; }
 
 FfnKind parse_ffn(const std::string& name) {
-    for (int i = 0; i < int(std::size(kFfnNames)); i++)
-        if (name == kFfnNames[i]) return FfnKind(i);
-    fail("--ffn-type: unknown feed-forward type '{}' (valid: {})", name, fmt::join(kFfnNames, ", "));
+    return FfnKind(index_of_name(kFfnNames, name, "--ffn-type", "feed-forward type"));
 }
 
 Activation ffn_activation(FfnKind ffn) {
