@@ -3,13 +3,14 @@
 #   make test       build and run every test suite (CTest)
 #   make run        the main job: prepare the default corpus, train softmax vs sigmoid, analyse sinks
 #   make data       prepare the default corpus (cached under data/cache)
+#   make experiment NAME=weight_decay [SCALE=laptop]   one of the paper's experiments (experiments/)
 #   make bench      CPU benchmarks -> build/bench.json
 #   make gpu-check  build for sm_90, run the GPU tests and the GPU benchmark (needs a GPU)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test run data bench gpu-check clean
+.PHONY: all setup configure build test run data experiment bench gpu-check clean
 
 all: build
 
@@ -34,6 +35,14 @@ data: build
 run: build
 	@tools/setup.sh --data
 	tools/run_headline.sh
+
+NAME ?=
+SCALE ?= laptop
+experiment: build
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<one of: $$(ls experiments | sed -n 's/\.json$$//p' | grep -v '^scales$$' | tr '\n' ' ')>"; exit 2; }
+	@tools/setup.sh --data
+	tools/make_data.sh
+	$(BUILD)/sinklab experiment $(NAME) --scale $(SCALE)
 
 bench: build
 	@tools/setup.sh --bench

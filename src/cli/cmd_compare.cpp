@@ -124,6 +124,8 @@ std::string cell(const Json& v, const char* format_spec = "{:.3f}") {
 
 }  // namespace
 
+Json summarize_run(const RunData& run) { return summarize(run, {}, {}); }
+
 Json compare_runs(const std::vector<std::string>& run_dirs) {
     if (run_dirs.empty()) fail("compare: give at least one run directory");
     std::vector<RunData> runs;

@@ -19,6 +19,10 @@ namespace sinklab {
 // metrics.jsonl.
 Json compare_runs(const std::vector<std::string>& run_dirs);
 
+// One run's entry of the comparison (its "config" empty): step, diverged, in_progress, losses, sinks.
+struct RunData;
+Json summarize_run(const RunData& run);
+
 // The table printed by the command.
 std::string format_comparison(const Json& comparison);
 

@@ -80,8 +80,6 @@ double learning_rate(const TrainOptions& o, size_t step) {
     return o.min_lr + 0.5 * (peak - o.min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
-namespace {
-
 std::string format_duration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return "?";
     const long s = long(seconds + 0.5);
@@ -89,6 +87,8 @@ std::string format_duration(double seconds) {
     if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
     return fmt::format("{}s", s);
 }
+
+namespace {
 
 // Keeps the metrics lines up to and including `step` (used on resume, so that steps the
 // interrupted run logged after its last checkpoint are not listed twice).

@@ -78,6 +78,9 @@ const std::vector<TrainOption>& train_options();
 // constant, or cosine from the peak down to min_lr at the last step.
 double learning_rate(const TrainOptions& o, size_t step);
 
+// "42s", "3m05s", "1h07m" ("?" for a negative or non-finite duration).
+std::string format_duration(double seconds);
+
 // Under the prefix-LM mask (docs/attention.md), the targets of the positions before P - 1 of each
 // of the B rows of T targets become -1 (not counted by the loss): the loss covers the predictions
 // of tokens P, P + 1, ... Other masks leave the targets as they are.
