@@ -158,7 +158,7 @@ void attention_forward(float* out, float* saved, float* att_z, float* att_slot, 
     a.lse = saved;
     a.z = att_z;
     const size_t rows = B * H * Tn;
-    if (slot_k) {  // the key slot's scores s_i*, which start each row's statistics (attention_slot.cuh)
+    if (spec.has_key_slot()) {  // the key slot's scores s_i*, which start each row's statistics (attention_slot.cuh)
         float* slot_s = static_cast<float*>(scratch(kScratchAttention, rows * sizeof(float)));
         attention_slot_score_kernel<<<blocks_for(rows * 32, 256), 256>>>(slot_s, qkv, slot_k, int(B), a.T, a.C, a.H,
                                                                          a.D, a.scale, a.spec);
@@ -170,7 +170,7 @@ void attention_forward(float* out, float* saved, float* att_z, float* att_slot, 
         dispatch<bf16>(true, Dp, a, B);
     else
         dispatch<float>(true, Dp, a, B);
-    if (slot_k) {  // w_i*, and out_i += w_i* v*
+    if (spec.has_key_slot()) {  // w_i*, and out_i += w_i* v*
         attention_slot_output_kernel<<<blocks_for(rows * 32, 256), 256>>>(out, att_slot, a.slot_s, saved, att_z, slot_v,
                                                                           int(B), a.T, a.C, a.H, a.D, a.spec);
         CUDA_CHECK_LAUNCH();
@@ -201,7 +201,7 @@ void attention_backward(float* dqkv, float* d_slot_k, float* d_slot_v, const flo
         dispatch<bf16>(false, Dp, a, B);
     else
         dispatch<float>(false, Dp, a, B);
-    if (slot_k) {  // the slot's terms: dq_i += ds_i* k*, and d_slot_k, d_slot_v per (b, h)
+    if (spec.has_slot_score_param()) {  // the slot's terms: dq_i += ds_i* k*, and d_slot_k, d_slot_v per (b, h)
         attention_slot_backward_kernel<<<unsigned(B * H), 32 * kSlotBackwardWarps>>>(
             dqkv, d_slot_k, slot_v ? d_slot_v : nullptr, dout, qkv, slot_k, slot_v, att_slot, att_z, a.delta, a.T, a.C,
             a.H, a.D, a.scale, a.spec);

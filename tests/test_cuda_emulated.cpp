@@ -74,14 +74,15 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     const auto dout = random_normal(B * T * C, 8 + D + T);
 
     // The key slot's k* and v* (null without them).
-    const bool slot = spec.has_key_slot();
-    const size_t S = size_t(spec.slot_heads(int(H)));
-    const auto slot_k_values = random_normal(S * D, 9 + D, 1.5), slot_v_values = random_normal(S * D, 10 + D);
-    const float* slot_k = slot ? slot_k_values.data() : nullptr;
+    // The sink logits: one score parameter per head (W = 1), none for off-by-one.
+    const bool slot = spec.has_key_slot(), slot_param = spec.has_slot_score_param();
+    const size_t S = size_t(spec.slot_heads(int(H))), W = size_t(spec.slot_score_width(int(D)));
+    const auto slot_k_values = random_normal(S * W, 9 + D, 1.5), slot_v_values = random_normal(S * D, 10 + D);
+    const float* slot_k = slot_param ? slot_k_values.data() : nullptr;
     const float* slot_v = slot && spec.has_slot_value() ? slot_v_values.data() : nullptr;
 
     std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), att_slot(B * H * T), dqkv(B * T * 3 * C, 0.0f);
-    std::vector<float> d_slot_k(B * H * D), d_slot_v(B * H * D);
+    std::vector<float> d_slot_k(B * H * W), d_slot_v(B * H * D);
     attention_forward(out.data(), att.data(), z.data(), att_slot.data(), qkv.data(), slot_k, slot_v, B, T, C, H, spec);
     attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), slot_k, slot_v,
                        att.data(), z.data(), att_slot.data(), B, T, C, H, spec);
@@ -98,7 +99,7 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     const emu::Dim grid{unsigned((T + K::Br - 1) / K::Br), unsigned(B * H), 1};
     const size_t rows = B * H * T;
     const emu::Dim row_warps{unsigned((rows * 32 + 255) / 256), 1, 1};  // one warp per row, 256 threads a block
-    std::vector<float> e_slot_s(rows, nan), e_att_slot(rows, nan), e_d_slot_k(B * H * D, nan), e_d_slot_v(B * H * D,
+    std::vector<float> e_slot_s(rows, nan), e_att_slot(rows, nan), e_d_slot_k(B * H * W, nan), e_d_slot_v(B * H * D,
                                 nan);
     emu::g_violations = 0;
     if (slot) {
@@ -139,12 +140,14 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
         emu::launch(grid, K::NT, K::kBackwardQBytes, [&] { attn::attention_backward_q_kernel<Dp>(a); });
     }
     if (slot) {
-        emu::launch({unsigned(B * H), 1, 1}, 32 * attn::kSlotBackwardWarps, 0, [&] {
-            attn::attention_slot_backward_kernel(e_dqkv.data(), e_d_slot_k.data(), slot_v ? e_d_slot_v.data() : nullptr,
-                                                 dout.data(), qkv_ptr, slot_k, slot_v, e_att_slot.data(), e_z.data(),
-                                                 a.delta, int(T), int(C), int(H), int(D), a.scale, a.spec);
-        });
-        const double ew = rel_err(e_att_slot, att_slot), ek = rel_err(e_d_slot_k, d_slot_k);
+        if (slot_param)  // off-by-one has no slot backward (attention.cu does not launch it)
+            emu::launch({unsigned(B * H), 1, 1}, 32 * attn::kSlotBackwardWarps, 0, [&] {
+                attn::attention_slot_backward_kernel(e_dqkv.data(), e_d_slot_k.data(),
+                                                     slot_v ? e_d_slot_v.data() : nullptr, dout.data(), qkv_ptr, slot_k,
+                                                     slot_v, e_att_slot.data(), e_z.data(), a.delta, int(T), int(C),
+                                                     int(H), int(D), a.scale, a.spec);
+            });
+        const double ew = rel_err(e_att_slot, att_slot), ek = slot_param ? rel_err(e_d_slot_k, d_slot_k) : 0.0;
         const double ev = slot_v ? rel_err(e_d_slot_v, d_slot_v) : 0.0;
         MESSAGE("  slot: rel err w* " << ew << " dk* " << ek << " dv* " << ev);
         CHECK(ew <= tol);
@@ -231,7 +234,7 @@ TEST_CASE("emulated attention kernels, fp32 path, window and prefix masks") {
     }
 }
 
-TEST_CASE("emulated attention kernels with a key slot, fp32 and bf16") {
+TEST_CASE("emulated attention kernels with a key slot or a sink logit, fp32 and bf16") {
     run_case<float, 64>(with_slot(variant("softmax"), SlotKind::key_value), 64, 70, 1, 2);
     run_case<float, 64>(with_slot(variant("softmax"), SlotKind::key, true), 64, 70, 1, 2);
     run_case<float, 64>(with_slot(variant("softmax", &AttentionSpec::softmax_alpha, 0.5), SlotKind::sink_token), 64, 70,
@@ -241,6 +244,12 @@ TEST_CASE("emulated attention kernels with a key slot, fp32 and bf16") {
     run_case<float, 64>(with_slot(variant("linear-kernel-norm"), SlotKind::key_value), 64, 70, 1, 1);
     run_case<float, 64>(with_slot(masked("softmax", MaskKind::window, 20), SlotKind::key_value), 64, 100, 1, 1);
     run_case<float, 16>(with_slot(variant("softmax"), SlotKind::key_value), 8, 33, 2, 1);  // padded head dim
+    run_case<float, 64>(with_slot(variant("softmax"), SlotKind::logit), 64, 70, 1, 2);  // the sink logits
+    run_case<float, 64>(with_slot(variant("softmax"), SlotKind::logit, true), 64, 70, 1, 2);
+    run_case<float, 64>(with_slot(variant("softmax", &AttentionSpec::softmax_alpha, 0.5), SlotKind::zero_logit), 64, 70,
+                        1, 2);
+    run_case<__nv_bfloat16, 64>(with_slot(variant("softmax"), SlotKind::logit), 64, 130, 1, 2);
+    run_case<__nv_bfloat16, 64>(with_slot(masked("softmax", MaskKind::window, 20), SlotKind::zero_logit), 64, 130, 1, 1);
     run_case<__nv_bfloat16, 64>(with_slot(variant("softmax"), SlotKind::key_value), 64, 130, 1, 2);
     run_case<__nv_bfloat16, 64>(with_slot(variant("sigmoid"), SlotKind::key_value, true), 64, 130, 1, 2);
     run_case<__nv_bfloat16, 64>(with_slot(variant("elu-norm"), SlotKind::key), 64, 130, 1, 1);

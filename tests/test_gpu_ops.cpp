@@ -347,6 +347,8 @@ TEST_CASE("attention: alpha, window and prefix masks, key slots and position bia
         with("sigmoid", [](AttentionSpec& s) { s.slot = SlotKind::sink_token; }),
         with("elu-norm", [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.slot_shared = true; }),
         with("linear-kernel-norm", [](AttentionSpec& s) { s.slot = SlotKind::key_value; }),
+        with("softmax", [](AttentionSpec& s) { s.slot = SlotKind::logit; }),
+        with("softmax", [](AttentionSpec& s) { s.slot = SlotKind::zero_logit, s.softmax_alpha = 0.5; }),
         with("softmax",
              [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.mask = MaskKind::window, s.window = 64; }),
         with("softmax", [](AttentionSpec& s) { s.position_bias = PositionBias::alibi; }),

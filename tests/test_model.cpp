@@ -64,6 +64,9 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     slotted("sigmoid-norm", SlotKind::sink_token, false);
     slotted("elu", SlotKind::key_value, false);
     slotted("linear-kernel-norm", SlotKind::key_value, false);
+    slotted("softmax", SlotKind::logit, false);
+    slotted("softmax", SlotKind::logit, true);
+    slotted("softmax", SlotKind::zero_logit, false);
     AttentionSpec* windowed = slotted("softmax", SlotKind::key_value, false);
     windowed->mask = MaskKind::window;
     windowed->window = 3;

@@ -1032,21 +1032,26 @@ TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and s
         {variant("linear-kernel-norm"), SlotKind::key_value, false},
         {variant("softmax", 0.0, 1.0, MaskKind::window, 2), SlotKind::key_value, false},
         {variant("sigmoid-norm", 0.0, 1.0, MaskKind::prefix, 3), SlotKind::key, true},
+        {variant("softmax"), SlotKind::logit, false},
+        {variant("softmax"), SlotKind::logit, true},
+        {variant("softmax", 0.0, 0.5), SlotKind::zero_logit, false},
+        {variant("softmax", 0.0, 1.0, MaskKind::window, 2), SlotKind::logit, false},
     };
     for (const Case& c : cases) {
         AttentionSpec spec = c.var.spec();
         spec.slot = c.slot;
         spec.slot_shared = c.shared;
         CAPTURE(spec.describe());
-        const size_t S = size_t(spec.slot_heads(int(H)));
+        // k* (W = D), or the learned sink logit (W = 1); off-by-one has no parameter
+        const size_t S = size_t(spec.slot_heads(int(H))), W = size_t(spec.slot_score_width(int(D)));
         std::mt19937_64 rng(113);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
-        Vec slot_k = random_vector(rng, S * D, -1.5, 1.5), slot_v = random_vector(rng, S * D, -1.5, 1.5);
-        const bool has_v = spec.has_slot_value();
+        Vec slot_k = random_vector(rng, S * W, -1.5, 1.5), slot_v = random_vector(rng, S * D, -1.5, 1.5);
+        const bool has_v = spec.has_slot_value(), has_k = spec.has_slot_score_param();
         Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), slot_k.data(),
-                              has_v ? slot_v.data() : nullptr, B, Tn, C, H, spec);
+            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(),
+                              has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr, B, Tn, C, H, spec);
             return dot(out, R);
         };
         loss();
@@ -1059,17 +1064,46 @@ TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and s
                     CHECK(row == doctest::Approx(spec.softmax_alpha).epsilon(1e-14));
                     CHECK(att_slot[bh * Tn + i] > 0.0);
                 }
-        Vec dqkv(N * 3 * C, 0.0), partial_k(B * H * D, 7.0), partial_v(B * H * D, 7.0);
-        attention_backward(dqkv.data(), partial_k.data(), has_v ? partial_v.data() : nullptr, R.data(), qkv.data(),
-                           slot_k.data(), has_v ? slot_v.data() : nullptr, att.data(), att_z.data(), att_slot.data(), B,
-                           Tn, C, H, spec);
-        Vec dk(S * D, 0.0), dv(S * D, 0.0);
-        bias_add_backward(dk.data(), partial_k.data(), B * H / S, S * D);
+        Vec dqkv(N * 3 * C, 0.0), partial_k(B * H * W, 7.0), partial_v(B * H * D, 7.0);
+        attention_backward(dqkv.data(), has_k ? partial_k.data() : nullptr, has_v ? partial_v.data() : nullptr,
+                           R.data(), qkv.data(), has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr,
+                           att.data(), att_z.data(), att_slot.data(), B, Tn, C, H, spec);
+        Vec dk(S * W, 0.0), dv(S * D, 0.0);
+        bias_add_backward(dk.data(), partial_k.data(), B * H / S, S * W);
         bias_add_backward(dv.data(), partial_v.data(), B * H / S, S * D);
         report("attention with slot, " + spec.describe() + ": dqkv", gradcheck::check(qkv, dqkv, loss));
-        report("attention with slot, " + spec.describe() + ": dk*", gradcheck::check(slot_k, dk, loss));
+        if (has_k) report("attention with slot, " + spec.describe() + ": dk* / ds_h", gradcheck::check(slot_k, dk, loss));
         if (has_v) report("attention with slot, " + spec.describe() + ": dv*", gradcheck::check(slot_v, dv, loss));
     }
+}
+
+TEST_CASE("sink logits, known answers: off-by-one softmax and a learned logit on equal scores") {
+    // q = 0: every score is 0, so row i (i + 1 keys) of the off-by-one softmax gives each key and the
+    // slot exp(0) / (1 + (i + 1)) = 1 / (i + 2); a learned logit s gives the slot e^s / (e^s + i + 1).
+    std::mt19937_64 rng(115);
+    Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
+    for (size_t t = 0; t < N; t++)
+        for (size_t c = 0; c < C; c++) qkv[t * 3 * C + c] = 0.0;  // q = 0
+    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
+    AttentionSpec spec = parse_attention("softmax");
+    spec.slot = SlotKind::zero_logit;
+    attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                      spec);
+    for (size_t bh = 0; bh < B * H; bh++)
+        for (size_t i = 0; i < Tn; i++) {
+            CHECK(att_slot[bh * Tn + i] == doctest::Approx(1.0 / double(i + 2)).epsilon(1e-15));
+            for (size_t j = 0; j <= i; j++) CHECK(att[(bh * Tn + i) * Tn + j] == doctest::Approx(1.0 / double(i + 2)).epsilon(1e-15));
+        }
+    spec.slot = SlotKind::logit;
+    const Vec logits = {0.7, -1.2};  // one per head
+    attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), logits.data(), nullptr, B, Tn, C,
+                      H, spec);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < Tn; i++) {
+                const double e = std::exp(logits[h]);
+                CHECK(att_slot[(b * H + h) * Tn + i] == doctest::Approx(e / (e + double(i + 1))).epsilon(1e-14));
+            }
 }
 
 TEST_CASE("gradcheck: bias add (dx, dbias), and a bias that only shifts the output") {

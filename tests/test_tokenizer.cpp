@@ -215,6 +215,27 @@ TEST_CASE("tokenizer file: round trip and validation") {
     std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("an llm.c tokenizer header claiming more ids than its file holds is refused before allocating") {
+    const std::string dir = temp_dir("llmc_huge");
+    std::string file;
+    std::vector<uint32_t> header(256, 0);
+    header[0] = uint32_t(kLlmcTokenizerMagic);
+    header[1] = 2;
+    header[2] = 50000000;  // 50M ids in a file of about 1 KB
+    header[3] = 0;
+    for (const uint32_t h : header) put_u32(file, h);
+    for (const char c : {'\x01', 'a', '\x01', 'b'}) file += c;  // two one-byte tokens
+    write_file_atomic(dir + "/huge.bin", file);
+    std::string message;
+    try {
+        Tokenizer::load(dir + "/huge.bin");
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("huge.bin: corrupt llm.c tokenizer: its header claims 50000000 ids, but the 4 bytes after the "
+                       "header hold at most 2") != std::string::npos);
+}
+
 TEST_CASE("llm.c tokenizer files: decode exactly, encode through reconstructed merges") {
     const std::string dir = temp_dir("llmc");
     // A GPT-2-like layout: the 256 bytes in a permuted order, then "ab", "abc", " ab", then <|endoftext|>.

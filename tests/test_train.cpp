@@ -7,6 +7,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -305,7 +306,7 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --prefix 9", "--prefix 9 is longer than --seq 8");
     expect_error("--preset tiny --attention elu --sigmoid-bias 1", "--sigmoid-bias (1) applies only to");
     expect_error("--preset tiny --slot z-bias",
-                 "--slot: unknown slot 'z-bias' (valid: none, k-bias, kv-bias, sink-token, v-bias)");
+                 "--slot: unknown slot 'z-bias' (valid: none, k-bias, kv-bias, sink-token, v-bias, sink-logit, off-by-one)");
     expect_error("--preset tiny --attention sigmoid --slot v-bias",
                  "--slot v-bias needs normalised attention weights (got --attention sigmoid");
     expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
@@ -441,4 +442,84 @@ TEST_CASE("a refused command leaves the run directory byte-identical; one traine
     // sample refuses a temperature that is not a number
     CHECK(testing::run(bin + " sample --checkpoint " + run + " --temperature nan --tokens 2", log) == 1);
     CHECK(testing::slurp(log).find("--temperature must be a finite number") != std::string::npos);
+}
+
+TEST_CASE("sizes that cannot fit are refused before allocating, naming the flag or the file") {
+    TempDir dir("sizes");
+    write_data(dir);
+    const std::string bin = testing::sinklab_bin();
+    const std::string log = dir / "log.txt";
+    const std::string base = bin + " train --data " + (dir / "train.bin") + " --preset tiny --vocab 64 --steps 3 --batch 2 "
+                             "--seq 8 --eval-every 0 --out " + (dir / "run");
+    auto refused = [&](const std::string& command, const std::vector<std::string>& messages) {
+        const int rc = testing::run(command, log);
+        const std::string out = testing::slurp(log);
+        INFO(command << " -> " << out);
+        CHECK(rc == 1);
+        for (const std::string& m : messages) CHECK(out.find(m) != std::string::npos);
+    };
+    const std::string too_big = "more than this machine's";
+    refused(base + " --width 1000000", {too_big, "reduce --width"});
+    refused(base + " --context 1000000000", {too_big, "context 1000000000", "--context"});
+    refused(base + " --vocab 1000000000", {too_big, "--vocab"});
+    CHECK(!std::filesystem::exists(dir / "run"));  // nothing written
+
+    // A checkpoint whose metadata claims a width its tensors do not have.
+    REQUIRE(testing::run(base, log) == 0);
+    const std::string weights = dir / "run/checkpoints/step_0000003/model.safetensors";
+    const std::string bytes = testing::slurp(weights);
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, bytes.data(), 8);
+    Json header = Json::parse(bytes.substr(8, header_len));
+    Json config = Json::parse(header["__metadata__"]["sinklab_config"].as_string());
+    config["d_model"] = 1000000;
+    header["__metadata__"]["sinklab_config"] = config.dump();
+    const std::string text = header.dump();
+    std::string forged(8, '\0');
+    const uint64_t forged_len = text.size();
+    std::memcpy(forged.data(), &forged_len, 8);
+    forged += text + bytes.substr(8 + header_len);
+    write_file_atomic(dir / "forged.safetensors", forged);
+    refused(bin + " sink --checkpoint " + (dir / "forged.safetensors") + " --probe-kind random",
+            {"forged.safetensors: its configuration (2 layers, width 1000000", "corrupt metadata?"});
+    // A probe too large to hold.
+    refused(bin + " sink --checkpoint " + (dir / "run") + " --probe-kind random --count 1000000000",
+            {too_big, "--count 1000000000 x --length 64 probe tokens", "reduce --count or --length"});
+}
+
+TEST_CASE("bad files and values are refused naming the culprit") {
+    TempDir dir("culprits");
+    write_data(dir);
+    const std::string bin = testing::sinklab_bin();
+    const std::string log = dir / "log.txt";
+    const std::string run = dir / "run";
+    const std::string base = bin + " train --data " + (dir / "train.bin") + " --preset tiny --vocab 64 --steps 3 --batch 2 "
+                             "--seq 8 --eval-every 0 --out " + run;
+    auto refused = [&](const std::string& command, const std::string& message) {
+        const int rc = testing::run(command, log);
+        const std::string out = testing::slurp(log);
+        INFO(command << " -> " << out);
+        CHECK(rc == 1);
+        CHECK(out.find(message) != std::string::npos);
+    };
+    // --seq above the preset's context: said, not silent
+    REQUIRE(testing::run(base + " --seq 40", log) == 0);
+    CHECK(testing::slurp(log).find("--seq 40 is longer than the preset's context 32: the model's context is raised to 40") !=
+          std::string::npos);
+    // a sink --first-token outside the vocabulary
+    refused(bin + " sink --checkpoint " + run + " --probe-kind random --first-token 64",
+            "--first-token 64: outside the model's vocabulary of 64");
+    // a safetensors header whose dtype is not a string
+    const std::string weights = run + "/checkpoints/step_0000003/model.safetensors";
+    std::string bytes = testing::slurp(weights);
+    const size_t at = bytes.find("\"dtype\": \"F32\"");
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at, 14, "\"dtype\": 12345");
+    write_file_atomic(dir / "bad_dtype.safetensors", bytes);
+    refused(bin + " sink --checkpoint " + (dir / "bad_dtype.safetensors") + " --probe-kind random",
+            "bad_dtype.safetensors: tensor '");
+    refused(bin + " sink --checkpoint " + (dir / "bad_dtype.safetensors") + " --probe-kind random", "\"dtype\" is not a string");
+    // a run whose config.json lacks its "train" object
+    write_file_atomic(run + "/config.json", "{\"model\": {}}");
+    refused(bin + " train --out " + run + " --resume", run + "/config.json has no \"train\" object");
 }

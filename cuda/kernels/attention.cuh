@@ -60,9 +60,10 @@ inline AttnArgs attention_args(const float* qkv, size_t Tn, size_t C, size_t H, 
 
 // DeviceMath (device_utils.cuh): exp and the reciprocal for attention_variant.h in the fp32 kernels.
 
-// k* (or v*) of head h: per head, or one row shared by all heads.   slot: (spec.slot_heads(H), D)
-__device__ __forceinline__ const float* slot_row(const float* slot, const AttentionSpec& spec, int h, int D) {
-    return slot + (spec.slot_shared ? 0 : size_t(h) * D);
+// k* (or v*, or the sink logit) of head h: per head, or one row shared by all heads.
+//   slot: (spec.slot_heads(H), width)
+__device__ __forceinline__ const float* slot_row(const float* slot, const AttentionSpec& spec, int h, int width) {
+    return slot + (spec.slot_shared ? 0 : size_t(h) * width);
 }
 
 // The running statistics of a row before its first key tile, in the units of the caller's m
@@ -495,7 +496,8 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
 
 // The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets
 // the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax);
-// with a key slot (slot_k (spec.slot_heads(H), D), else null) att_slot (B, H, T) its weights.
+// with a key slot (slot_k (spec.slot_heads(H), D) or the sink logits, null for none or off-by-one)
+// att_slot (B, H, T) its weights.
 __global__ void attention_weights_kernel(float* att, float* att_z, float* att_slot, const float* qkv,
                                          const float* slot_k, int T, int C, int H, int D, float scale,
                                          AttentionSpec spec) {
@@ -505,12 +507,14 @@ __global__ void attention_weights_kernel(float* att, float* att_z, float* att_sl
     float* w = att + (size_t(bh) * T + i) * T;
     const float* q = qkv + (size_t(b) * T + i) * C3 + size_t(h) * D;
     const IndexRange seen = keys_seen(spec, i);
+    const bool slot = spec.has_key_slot();
     float slot_s = -INFINITY;  // the slot's score, computed by every thread
-    if (slot_k) {
-        const float* k = slot_row(slot_k, spec, h, D);
+    if (slot) {
+        const float* k = slot_k ? slot_row(slot_k, spec, h, spec.slot_score_width(D)) : nullptr;
         float dot = 0.0f;
-        for (int d = 0; d < D; d++) dot += q[d] * k[d];
-        slot_s = dot * scale + slot_score_bias<float>(spec);
+        if (!spec.slot_is_logit())
+            for (int d = 0; d < D; d++) dot += q[d] * k[d];
+        slot_s = slot_score(spec, scale, dot, k);
     }
     float mx = slot_s;
     for (int j = int(threadIdx.x); j < T; j += int(blockDim.x)) {
@@ -527,7 +531,7 @@ __global__ void attention_weights_kernel(float* att, float* att_z, float* att_sl
     }
     mx = block_max(mx, red);
     float slot_g = 0.0f;
-    if (slot_k) slot_g = spec.is_softmax() ? expf(slot_s - mx) : sim<DeviceMath>(spec.score, slot_s);
+    if (slot) slot_g = spec.is_softmax() ? expf(slot_s - mx) : sim<DeviceMath>(spec.score, slot_s);
     float sum = threadIdx.x == 0 ? slot_g : 0.0f;
     for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) {
         const float g = spec.is_softmax() ? expf(w[j] - mx) : sim<DeviceMath>(spec.score, w[j]);
@@ -539,7 +543,7 @@ __global__ void attention_weights_kernel(float* att, float* att_z, float* att_sl
     if (spec.is_normalised())
         for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= normaliser_divisor(z);
     if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = spec.is_softmax() ? 1.0f : z;
-    if (slot_k && threadIdx.x == 0)
+    if (slot && threadIdx.x == 0)
         att_slot[size_t(bh) * T + i] = spec.is_normalised() ? slot_g / normaliser_divisor(z) : slot_g;
 }
 

@@ -1,4 +1,5 @@
-// The key slot of the fused attention (`--slot k-bias`, `kv-bias`, `sink-token`): device code only,
+// The key slot of the fused attention (`--slot k-bias`, `kv-bias`, `sink-token`, `sink-logit`,
+// `off-by-one`): device code only,
 // included by attention.cu and run on the CPU emulation by tests/test_cuda_emulated.cpp. The math is
 // the slot's part of attention_forward / attention_backward in src/ops/attention.h: the slot is one
 // more key of every row, with score s_i* = scale q_i.k* + b, weight w_i* and value v* (or 0).
@@ -19,7 +20,8 @@
 
 namespace sinklab::cuda::attn {
 
-// Forward, before the fused kernel: slot_s (B, H, T) = scale q_i.k* + b. One warp per (b, h, i).
+// Forward, before the fused kernel: slot_s (B, H, T) = scale q_i.k* + b, or the sink logit s_h
+// (slot_k: the logits, null for off-by-one: 0). One warp per (b, h, i).
 __global__ void attention_slot_score_kernel(float* slot_s, const float* qkv, const float* slot_k, int B, int T, int C,
                                             int H, int D, float scale, AttentionSpec spec) {
     const size_t row = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // (b H + h) T + i
@@ -27,12 +29,14 @@ __global__ void attention_slot_score_kernel(float* slot_s, const float* qkv, con
     if (row >= size_t(B) * H * T) return;
     const int i = int(row % T), h = int(row / T % H);
     const size_t b = row / T / H;
-    const float* q = qkv + (b * T + i) * size_t(3) * C + size_t(h) * D;
-    const float* k = slot_row(slot_k, spec, h, D);
+    const float* k = slot_k ? slot_row(slot_k, spec, h, spec.slot_score_width(D)) : nullptr;
     float dot = 0.0f;
-    for (int d = lane; d < D; d += 32) dot += q[d] * k[d];
-    dot = warp_sum(dot);
-    if (lane == 0) slot_s[row] = dot * scale + slot_score_bias<float>(spec);
+    if (!spec.slot_is_logit()) {
+        const float* q = qkv + (b * T + i) * size_t(3) * C + size_t(h) * D;
+        for (int d = lane; d < D; d += 32) dot += q[d] * k[d];
+        dot = warp_sum(dot);
+    }
+    if (lane == 0) slot_s[row] = slot_score(spec, scale, dot, k);
 }
 
 // Forward, after the fused kernel: att_slot (B, H, T) = w_i*, and out_i += w_i* v* (slot_v null:
@@ -65,6 +69,8 @@ __global__ void attention_slot_output_kernel(float* out, float* att_slot, const 
 // the rows i = w, w + warps, ... and lane l the dimensions l, l + 32, l + 64, l + 96 (D <= 128):
 //   dw_i* = dO_i . v*,  ds_i* = score_grad(dw_i*, w_i*, ...),  dq_i += ds_i* k*,
 //   dk* += ds_i* q_i,  dv* += w_i* dO_i.
+// The learned sink logit: ds_h += ds_i* (unscaled; d_slot_k (B, H, 1)), no dq; off-by-one: nothing
+// (the kernel is not launched).
 // Each warp sums its rows in order, then warp 0 adds the warps' sums in order: d_slot_k and
 // d_slot_v (B, H, D) are written, deterministic. delta: Delta_i (null without a normaliser).
 constexpr int kSlotBackwardWarps = 8;
@@ -80,7 +86,9 @@ __global__ void __launch_bounds__(32 * kSlotBackwardWarps)
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
     const int bh = int(blockIdx.x), h = bh % H;
     const size_t b = size_t(bh / H), C3 = size_t(3) * C;
-    const float* k_star = slot_row(slot_k, spec, h, D);
+    const bool logit = spec.slot_is_logit();
+    const int W = spec.slot_score_width(D);
+    const float* k_star = slot_row(slot_k, spec, h, W);
     const float* v_star = slot_v ? slot_row(slot_v, spec, h, D) : nullptr;
     float acc_k[kPerLane] = {}, acc_v[kPerLane] = {};
     for (int i = warp; i < T; i += kSlotBackwardWarps) {
@@ -93,7 +101,12 @@ __global__ void __launch_bounds__(32 * kSlotBackwardWarps)
             for (int d = lane; d < D; d += 32) dw += dO[d] * v_star[d];
         dw = warp_sum(dw);
         const float w = att_slot[row], divisor = normaliser_divisor(z[row]);
-        const float ds = score_grad(spec, scale, dw, w, w * divisor, 1.0f / divisor, delta ? delta[row] : 0.0f);
+        const float ds =
+            score_grad(spec, logit ? 1.0f : scale, dw, w, w * divisor, 1.0f / divisor, delta ? delta[row] : 0.0f);
+        if (logit) {  // ds is the same in every lane: lane 0 keeps it
+            if (lane == 0) acc_k[0] += ds;
+            continue;
+        }
 #pragma unroll
         for (int u = 0; u < kPerLane; u++) {
             const int d = lane + 32 * u;
@@ -116,7 +129,7 @@ __global__ void __launch_bounds__(32 * kSlotBackwardWarps)
             sum_k += part_k[w][d];
             sum_v += part_v[w][d];
         }
-        d_slot_k[size_t(bh) * D + d] = sum_k;
+        if (d < W) d_slot_k[size_t(bh) * W + d] = sum_k;
         if (d_slot_v) d_slot_v[size_t(bh) * D + d] = sum_v;
     }
 }

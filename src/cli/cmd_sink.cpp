@@ -16,6 +16,7 @@
 #include "train/train.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/memory.h"
 
 namespace sinklab {
 
@@ -121,6 +122,8 @@ int cmd_sink(int argc, char** argv) {
     } else if (kind == "random" || kind == "repeated") {
         if (count == 0) count = 100;
         if (length == 0) length = 64;
+        require_memory(double(count) * double(length) * sizeof(int32_t),
+                       fmt::format("--count {} x --length {} probe tokens", count, length), "reduce --count or --length");
         const uint64_t seed = uint64_t(args.get_int("seed"));
         probe = kind == "random" ? make_random_probe(count, length, config.vocab_size, seed)
                                  : make_repeated_probe(count, length, config.vocab_size, seed);
@@ -129,6 +132,8 @@ int cmd_sink(int argc, char** argv) {
     }
     const Json run_train = run_train_config(args.get("checkpoint"), weights_path);
     const int64_t first_token = resolve_first_token(args.get("first-token"), run_train);
+    if (first_token >= 0 && size_t(first_token) >= config.vocab_size)
+        fail("--first-token {}: outside the model's vocabulary of {} ({})", first_token, config.vocab_size, weights_path);
     if (first_token >= 0) {
         prepend_first_token(probe, int32_t(first_token));
         fmt::print("probe sequences start with the fixed first token {}\n", first_token);

@@ -78,6 +78,9 @@ int cmd_train(int argc, char** argv) {
         const std::string config_path = out + "/config.json";
         if (!file_exists(config_path)) fail("--resume: {} not found (is --out the run directory?)", config_path);
         const Json config = Json::parse(read_file(config_path), config_path);
+        for (const char* key : {"train", "model"})
+            if (!config.contains(key) || !config.at(key).is_object())
+                fail("--resume: {} has no \"{}\" object (not written by sinklab train, or damaged)", config_path, key);
         o = TrainOptions::from_json(config.at("train"), config_path);
         o.model = model_config_from_json(config.at("model"), config_path);
         o.out = out;
@@ -108,7 +111,11 @@ int cmd_train(int argc, char** argv) {
     if (o.data.empty()) fail("--data is required (training shards; see sinklab prepare)");
     if (!args.has("vocab"))
         if (const size_t v = vocab_from_prepare(o.data)) o.model.vocab_size = v;
-    if (!args.has("context") && o.seq > o.model.context) o.model.context = o.seq;
+    if (!args.has("context") && o.seq > o.model.context) {
+        fmt::print("--seq {} is longer than the preset's context {}: the model's context is raised to {} (give --context "
+                   "to choose it)\n", o.seq, o.model.context, o.seq);
+        o.model.context = o.seq;
+    }
     return run_training(o, false, args.get_flag("overwrite"));
 }
 

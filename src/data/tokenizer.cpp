@@ -259,6 +259,10 @@ Tokenizer Tokenizer::load_llmc(const std::string& path, const std::string& bytes
     const uint32_t eot = version == 1 ? 50256 : get_u32(bytes, 12);
     if (eot >= vocab_size) fail("{}: corrupt llm.c tokenizer: <|endoftext|> id {} outside the vocabulary of {}", path, eot, vocab_size);
 
+    // Each token takes at least 2 bytes (its length and one byte): check before allocating.
+    if (double(vocab_size) * 2 > double(bytes.size() - header_bytes))
+        fail("{}: corrupt llm.c tokenizer: its header claims {} ids, but the {} bytes after the header hold at most {}",
+             path, vocab_size, bytes.size() - header_bytes, (bytes.size() - header_bytes) / 2);
     Tokenizer tok;
     tok.format_ = "llm.c";
     tok.vocab_.resize(vocab_size);

@@ -83,8 +83,14 @@ enum class PositionBias : int { none, alibi, t5 };
 //   sink_token:  key k*, value v*: the same computation as key_value, under the paper's name for it
 //                                                             (`--slot sink-token`)
 //   value:       out_i += v*, no slot                         (`--slot v-bias`)
-// The sink measurement sees a key slot as key 0 of a (T+1)-key map whose query 0 is q_0 = 0.
-enum class SlotKind : int { none, key, key_value, sink_token, value };
+//   logit:       a slot without key or value whose score is a learned scalar s_h per head: the
+//                weights of the real keys sum to less than one (gpt-oss's sink logit)
+//                                                             (`--slot sink-logit`)
+//   zero_logit:  the same with s_h = 0 fixed, no parameter: exp(s_ij) / (1 + sum_j exp(s_ij)),
+//                the off-by-one softmax                       (`--slot off-by-one`)
+// The sink measurement sees a key slot (every kind but value) as key 0 of a (T+1)-key map whose
+// query 0 is q_0 = 0.
+enum class SlotKind : int { none, key, key_value, sink_token, value, logit, zero_logit };
 
 // The epsilon of the sum normaliser.
 constexpr double kAttentionNormEps = 1e-8;
@@ -119,10 +125,15 @@ struct AttentionSpec {
     // Any normaliser: the weights are divided by Z_i, and the backward needs
     // Delta_i = sum_j w_ij dL/dw_ij.
     SINKLAB_HD bool is_normalised() const { return normalizer != Normalizer::none; }
-    // A key slot k* that joins every row (the K and KV biases, the sink token).
+    // A slot that joins every row as one more key (the K and KV biases, the sink token, the sink logits).
     SINKLAB_HD bool has_key_slot() const {
-        return slot == SlotKind::key || slot == SlotKind::key_value || slot == SlotKind::sink_token;
+        return slot == SlotKind::key || slot == SlotKind::key_value || slot == SlotKind::sink_token || slot_is_logit();
     }
+    // A slot whose score is a logit (learned or 0) instead of scale q_i.k* + b.
+    SINKLAB_HD bool slot_is_logit() const { return slot == SlotKind::logit || slot == SlotKind::zero_logit; }
+    // The slot's score parameter: k* (D per head) or the learned logit (1 per head); none for off-by-one.
+    SINKLAB_HD bool has_slot_score_param() const { return has_key_slot() && slot != SlotKind::zero_logit; }
+    SINKLAB_HD int slot_score_width(int D) const { return slot_is_logit() ? 1 : D; }
     // A learned value v*: the slot's value, or the V bias added to every output.
     SINKLAB_HD bool has_slot_value() const {
         return slot == SlotKind::key_value || slot == SlotKind::sink_token || slot == SlotKind::value;
@@ -236,6 +247,16 @@ SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
 template <typename T>
 SINKLAB_HD T slot_score_bias(const AttentionSpec& spec) {
     return T(spec.score_bias);
+}
+
+// The slot's score s_i*: scale q_i.k* + b for a key slot (q_dot_k = q_i.k*, computed by the caller
+// only then); the learned logit s_h (score_row: head h's row of the parameter) or 0 for the logit
+// slots.
+template <typename T>
+SINKLAB_HD T slot_score(const AttentionSpec& spec, T scale, T q_dot_k, const T* score_row) {
+    if (spec.slot == SlotKind::zero_logit) return T(0);
+    if (spec.slot == SlotKind::logit) return score_row[0];
+    return scale * q_dot_k + slot_score_bias<T>(spec);
 }
 
 // ------------------------------------------------------------------------------------------------

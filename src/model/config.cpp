@@ -67,7 +67,7 @@ static int index_of_name(const char* const (&names)[N], const std::string& name,
 }
 
 // The `--slot` names, in the order of SlotKind.
-static const char* const kSlotNames[] = {"none", "k-bias", "kv-bias", "sink-token", "v-bias"};
+static const char* const kSlotNames[] = {"none", "k-bias", "kv-bias", "sink-token", "v-bias", "sink-logit", "off-by-one"};
 
 std::string slot_name(SlotKind slot) { return kSlotNames[int(slot)]; }
 
@@ -197,6 +197,12 @@ void validate_attention_knobs(const AttentionSpec& a) {
         fail("invalid model configuration: --slot {} needs normalised attention weights (got --attention {}, which has "
              "no normaliser)",
              slot_name(a.slot), a.name());
+    // The sink logits are defined for softmax (gpt-oss's learned logit, the off-by-one softmax).
+    if (a.slot_is_logit() && !a.is_softmax())
+        fail("invalid model configuration: --slot {} needs softmax attention (got --attention {})", slot_name(a.slot),
+             a.name());
+    if (a.slot_shared && a.slot == SlotKind::zero_logit)
+        fail("invalid model configuration: --slot off-by-one has no parameter to share (drop --slot-sharing shared)");
     if (a.slot_shared && a.slot == SlotKind::none)
         fail("invalid model configuration: --slot-sharing shared needs a slot (got --slot none)");
 }

@@ -15,7 +15,8 @@ const std::vector<std::string>& attention_names();
 // The mask names of config.json: "causal", "window", "prefix".
 std::string mask_name(MaskKind mask);
 MaskKind parse_mask(const std::string& name);
-// The slot names of `--slot` and config.json: "none", "k-bias", "kv-bias", "sink-token", "v-bias";
+// The slot names of `--slot` and config.json: "none", "k-bias", "kv-bias", "sink-token", "v-bias",
+// "sink-logit", "off-by-one";
 // and of `--slot-sharing`: "per-head" (false), "shared" (true).
 std::string slot_name(SlotKind slot);
 SlotKind parse_slot(const std::string& name);

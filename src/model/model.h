@@ -28,6 +28,7 @@
 #include "ops/embedding.h"  // sinusoidal_table
 #include "ops/rope.h"       // rope_table
 #include "util/error.h"
+#include "util/memory.h"
 #include "util/rng.h"
 
 namespace sinklab {
@@ -75,7 +76,7 @@ struct Activations {
     T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
     T* d_attn_sum;  // (B, T, D)       heads summed only
-    T* d_slot_k;    // (B, H, D)       the key slot's k* and v* gradients per (b, h), before the sum
+    T* d_slot_k;    // (B, H, D)       the key slot's k* (or sink logit: (B, H, 1)) and v* gradients per (b, h), before the sum
     T* d_slot_v;    // (B, H, D)       over b (and h when shared); null without them
     T* d_ffn_fc;    // (B, T, FI)
     T* d_ffn_act;   // (B, T, F)
@@ -90,6 +91,10 @@ public:
         config_.validate();
         table_ = make_param_table(config_);
         const size_t n = table_.total();
+        require_memory(4.0 * double(n) * sizeof(T) + double(config_.context) * double(config_.d_model) * 2 * sizeof(T),
+                       fmt::format("the model ({} parameters, with gradients and AdamW moments, and its position "
+                                   "tables for context {})", n, config_.context),
+                       "reduce --width, --layers, --ffn, --vocab or --context");
         params_ = Backend::template alloc<T>(n);
         grads_ = Backend::template alloc<T>(n);
         adam_m_ = Backend::template alloc<T>(n);
@@ -387,8 +392,9 @@ private:
         Backend::attention_backward(d_attn_in, al.d_slot_k, al.d_slot_v, al.d_attn_y, al.attn_y,
                                     has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att, al.att_z,
                                     al.att_slot, B, Tn, C, H, spec);
-        if (spec.has_key_slot()) {  // k* (and v*): the per-(b, h) gradients summed over b (and h when shared)
-            Backend::bias_add_backward(gl.attn_slot_k, al.d_slot_k, B * H / S, S * D);
+        if (spec.has_key_slot()) {  // k* or s_h (and v*): the per-(b, h) gradients summed over b (and h when shared)
+            const size_t W = size_t(spec.slot_score_width(int(D)));
+            if (spec.has_slot_score_param()) Backend::bias_add_backward(gl.attn_slot_k, al.d_slot_k, B * H / S, S * W);
             if (slot_v) Backend::bias_add_backward(gl.attn_slot_v, al.d_slot_v, B * H / S, S * D);
         }
         if (has_phi) {
@@ -552,10 +558,13 @@ private:
         if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
         if (config_.sum_heads) once(&A::d_attn_sum, "d_attn_sum", {N, config_.head_dim()});
-        if (spec.has_key_slot()) once(&A::d_slot_k, "d_slot_k", {B, H, config_.head_dim()});
+        if (spec.has_slot_score_param())
+            once(&A::d_slot_k, "d_slot_k", {B, H, size_t(spec.slot_score_width(int(config_.head_dim())))});
         if (spec.has_key_slot() && spec.has_slot_value()) once(&A::d_slot_v, "d_slot_v", {B, H, config_.head_dim()});
         once(&A::d_ffn_fc, "d_ffn_fc", {N, ffn_in_width()});
         once(&A::d_ffn_act, "d_ffn_act", {N, F});
+        require_memory(double(t.total()) * sizeof(T),
+                       fmt::format("the activations of {} sequences of {} tokens", B, Tn), "reduce --batch or --seq");
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();
         tokens_ = Backend::template alloc<int32_t>(2 * N);

@@ -8,6 +8,8 @@
 //   blocks.attn_out.weight  (L, C, C)  ((L, C, D) with the heads summed)    blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
 //   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
+//   blocks.attn_sink_logit                  (L, S, 1)   the learned sink logit s_h of `--slot sink-logit`
+//                                                       (in attn_slot_k: the slot's score parameter)
 //   blocks.ffn_in.weight    (L, 2F, C)      [W1 (gate); W2 (up)]   (plain FFN: (L, F, C), W1)
 //   blocks.ffn_out.weight   (L, C, F)       W3 (down)               (plain FFN: W2)
 //   final_norm.weight       (C), pre-norm only                   lm_head.weight (V, C)
@@ -28,7 +30,7 @@ template <typename T>
 struct ParamTensors {
     T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
     T *attn_phi_w1 = nullptr, *attn_phi_w2 = nullptr;  // the mlp feature map, when the config has one
-    T *attn_slot_k = nullptr, *attn_slot_v = nullptr;  // the slot's k* and v*, when the config has them
+    T *attn_slot_k = nullptr, *attn_slot_v = nullptr;  // the slot's k* (or sink logit) and v*, when the config has them
     T* pos_embed = nullptr;                             // learned absolute positions (`--position learned`)
 };
 
@@ -37,7 +39,7 @@ struct ParamTensors {
 //   embedding:          paper: N(0, 2 / (5 C)); torch: N(0, 1)
 //   projection:         paper: N(0, 2 / (5 C)); torch: U(-1 / sqrt(fan_in), 1 / sqrt(fan_in))
 //   output_projection:  paper: N(0, (1 / (sqrt(C) L))^2), a gated FFN's output; torch: as projection
-//   slot:               N(0, 0.02^2) in both schemes (the slot's k* and v*)
+//   slot:               N(0, 0.02^2) in both schemes (the slot's k*, v* and sink logit)
 enum class InitKind { norm_gain, embedding, projection, output_projection, slot };
 
 // Whether a tensor is one of the two vocabulary-sized matrices (embedding, LM head), which the
@@ -81,7 +83,9 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
         per_layer(&P::attn_phi_w2, "blocks.attn_phi_w2.weight", {D, D}, InitKind::projection);
     }
     const size_t S = size_t(c.attention.slot_heads(int(c.n_heads)));  // k*, v*: per head, or shared
-    if (c.attention.has_key_slot()) per_layer(&P::attn_slot_k, "blocks.attn_slot_k", {S, D}, InitKind::slot);
+    if (c.attention.has_slot_score_param())  // k*, or the learned sink logit s_h
+        per_layer(&P::attn_slot_k, c.attention.slot_is_logit() ? "blocks.attn_sink_logit" : "blocks.attn_slot_k",
+                  {S, size_t(c.attention.slot_score_width(int(D)))}, InitKind::slot);
     if (c.attention.has_slot_value()) per_layer(&P::attn_slot_v, "blocks.attn_slot_v", {S, D}, InitKind::slot);
     per_layer(&P::attn_out, "blocks.attn_out.weight", {C, c.sum_heads ? D : C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);

@@ -42,6 +42,8 @@ inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
 //   slot_k, slot_v: (spec.slot_heads(H), D) k* and v* (slot_v null: v* = 0, the K bias),
 //   att_slot: (B, H, T) the slot's weight w_i* in each row.
 //   s_i* = scale q_i.k* + b  joins row i's scores, and Z_i;  out_i += w_i* v*.
+// The sink logits (spec.slot_is_logit()): s_i* = s_h, slot_k (spec.slot_heads(H), 1) the learned
+// logits (null for the off-by-one softmax: s_h = 0), no value.
 // The two products over d and j run as matrix products (gemm, the blocked kernel for float) on
 // blocks of kAttentionQueryBlock queries: a block of queries [i0, i0 + rows) only computes the
 // scores of the keys [kb, ke) from keys_seen(first row).begin to keys_seen(last row).end, so the
@@ -60,12 +62,12 @@ struct HeadRows {
     const T *q, *k, *v, *slot_k, *slot_v;
     HeadRows(const T* qkv, const T* slot_k_all, const T* slot_v_all, size_t b, size_t h, size_t Tn, size_t C,
              size_t H, const AttentionSpec& spec) {
-        const size_t D = C / H, slot_row = spec.slot_shared ? 0 : h * D;
+        const size_t D = C / H, slot_head = spec.slot_shared ? 0 : h;
         q = qkv + b * Tn * 3 * C + h * D;
         k = q + C;
         v = q + 2 * C;
-        slot_k = slot_k_all ? slot_k_all + slot_row : nullptr;
-        slot_v = slot_v_all ? slot_v_all + slot_row : nullptr;
+        slot_k = slot_k_all ? slot_k_all + slot_head * size_t(spec.slot_score_width(int(D))) : nullptr;
+        slot_v = slot_v_all ? slot_v_all + slot_head * D : nullptr;
     }
 };
 
@@ -107,9 +109,9 @@ void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* q
                         w[j] = w[j] * scale + score_bias<T>(spec, int(h), int(i), int(j));
                         max_s = std::max(max_s, w[j]);
                     }
-                    const bool slot = rows_bh.slot_k != nullptr;
-                    const T slot_s =
-                        slot ? scale * dot_product(q + i * C3, rows_bh.slot_k, D) + slot_score_bias<T>(spec) : T(0);
+                    const bool slot = spec.has_key_slot();
+                    const T q_dot_k = slot && !spec.slot_is_logit() ? dot_product(q + i * C3, rows_bh.slot_k, D) : T(0);
+                    const T slot_s = slot ? slot_score(spec, scale, q_dot_k, rows_bh.slot_k) : T(0);
                     if (slot) max_s = std::max(max_s, slot_s);
                     // score function and normaliser (the slot's g_i* joins the sum)
                     T z = 1, slot_w = 0;
@@ -158,6 +160,7 @@ void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* q
 // The key slot, as one more key of every row: dw_i* = dout_i . v*, ds_i* from score_grad, then
 //   dq_i += ds_i* k*,  and per (b, h), written (not accumulated):
 //   d_slot_k: (B, H, D) sum_i ds_i* q_i;   d_slot_v: (B, H, D) sum_i w_i* dout_i (with v* only).
+//   The learned sink logit: d_slot_k (B, H, 1) sum_i dL/ds_i* (s_h enters unscaled); off-by-one: none.
 // The caller sums them over b (and h when k* is shared) into the gradients of k* and v*.
 // Blocked over queries as in the forward pass; each sum is a matrix product (gemm) over the block.
 // One thread owns one (b, h), and the blocks are visited in order, so the sums over i into dk_j and
@@ -175,10 +178,11 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
         for (size_t h = 0; h < H; h++) {
             const HeadRows<T> rows_bh(qkv, slot_k, slot_v, b, h, Tn, C, H, spec);
             const T *q = rows_bh.q, *k = rows_bh.k, *v = rows_bh.v;
-            const bool slot = rows_bh.slot_k != nullptr;
-            T* dk_slot = slot ? d_slot_k + (b * H + h) * D : nullptr;
+            const bool slot = spec.has_key_slot();
+            const size_t W = size_t(spec.slot_score_width(int(D)));
+            T* dk_slot = spec.has_slot_score_param() ? d_slot_k + (b * H + h) * W : nullptr;
             T* dv_slot = rows_bh.slot_v ? d_slot_v + (b * H + h) * D : nullptr;
-            if (dk_slot) std::fill(dk_slot, dk_slot + D, T(0));
+            if (dk_slot) std::fill(dk_slot, dk_slot + W, T(0));
             if (dv_slot) std::fill(dv_slot, dv_slot + D, T(0));
             T* dq = dqkv + b * Tn * C3 + h * D;
             T* dk = dq + C;
@@ -217,7 +221,9 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
 #pragma omp simd
                     for (size_t j = j0; j < j1; j++)
                         dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
-                    if (slot) {  // the slot's key: dq_i += ds_i* k*,  dk* += ds_i* q_i,  dv* += w_i* dout_i
+                    if (spec.slot_is_logit() && dk_slot) {  // the learned logit: ds_h += dL/ds_i* (score s_h, unscaled)
+                        dk_slot[0] += score_grad(spec, T(1), slot_dw, slot_w, slot_w * divisor, inv_z, delta);
+                    } else if (slot && !spec.slot_is_logit()) {  // the slot's key: dq_i += ds_i* k*,  dk* += ds_i* q_i,  dv* += w_i* dout_i
                         const T slot_ds = score_grad(spec, scale, slot_dw, slot_w, slot_w * divisor, inv_z, delta);
                         const T* q_i = q + i * C3;
                         T* dq_i = dq + i * C3;

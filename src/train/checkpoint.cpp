@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -115,14 +116,30 @@ LoadedWeights load_safetensors(const std::string& path) {
     const TensorTable table = make_param_table(w.config);
     const size_t data_start = 8 + header_len;
     const size_t data_size = bytes.size() - data_start;
+    // The configuration decides how much to allocate: it must match the tensors the file holds.
+    if (double(table.total()) * sizeof(float) > double(data_size))
+        fail("{}: its configuration ({} layers, width {}, vocabulary {}, context {}) has {} parameters ({} bytes), but "
+             "the file holds {} bytes of tensors (corrupt metadata?)",
+             path, w.config.n_layers, w.config.d_model, w.config.vocab_size, w.config.context, table.total(),
+             table.total() * sizeof(float), data_size);
     w.params.resize(table.total());
     for (const TensorSpec& s : table.specs()) {
         if (!header.contains(s.name)) fail("{}: tensor '{}' is missing", path, s.name);
         const Json& t = header.at(s.name);
+        auto require = [&](const char* key, bool ok, const char* what) {
+            if (!ok) fail("{}: tensor '{}': \"{}\" is not {} (a corrupt header?)", path, s.name, key, what);
+        };
+        require("dtype", t.contains("dtype") && t.at("dtype").is_string(), "a string");
+        require("shape", t.contains("shape") && t.at("shape").is_array(), "a list");
+        require("data_offsets", t.contains("data_offsets") && t.at("data_offsets").is_array(), "a list");
         if (t.at("dtype").as_string() != "F32")
             fail("{}: tensor '{}' has dtype {} (expected F32)", path, s.name, t.at("dtype").as_string());
         std::vector<size_t> shape;
-        for (const Json& d : t.at("shape").as_array()) shape.push_back(size_t(d.as_int()));
+        for (const Json& d : t.at("shape").as_array()) {
+            require("shape", d.is_number() && d.as_number() >= 0 && d.as_number() == std::floor(d.as_number()),
+                    "a list of sizes");
+            shape.push_back(size_t(d.as_int()));
+        }
         if (shape != s.shape) fail("{}: tensor '{}' has the wrong shape for its configuration", path, s.name);
         const auto& offsets = t.at("data_offsets").as_array();
         if (offsets.size() != 2) fail("{}: tensor '{}': bad data_offsets", path, s.name);

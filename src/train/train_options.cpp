@@ -97,7 +97,8 @@ std::vector<TrainOption> make_train_options() {
                          if (m.attention.prefix > 0) m.attention.mask = MaskKind::prefix;
                      }),
         model_option("slot", "none", "KIND",
-                     "extra key/value slot: none, k-bias, kv-bias, sink-token (= kv-bias), v-bias (docs/attention.md)",
+                     "extra key/value slot: none, k-bias, kv-bias, sink-token (= kv-bias), v-bias; or a sink logit (softmax): "
+                     "sink-logit (learned per head), off-by-one (fixed at 0) (docs/attention.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.slot = parse_slot(a.get(f)); }),
         model_option("slot-sharing", "per-head", "HOW",
                      "the slot's k* and v*: per-head (one per head) or shared (one for all heads)",
