@@ -99,6 +99,66 @@ TEST_CASE("pre-tokenizer pieces concatenate back to any byte string") {
     CHECK(pretokenize(long_word).size() == (1000 + kMaxPieceBytes - 1) / kMaxPieceBytes);
 }
 
+// The textbook BPE loop, the reference for encode_piece: repeat { the lowest-ranked adjacent pair;
+// merge each occurrence, left to right } (sinklab's layout: byte b is id b).
+std::vector<int32_t> textbook_bpe(const Tokenizer& tok, std::string_view piece) {
+    std::map<std::pair<int32_t, int32_t>, size_t> rank;
+    for (size_t r = 0; r < tok.merges().size(); r++) rank.emplace(std::make_pair(tok.merges()[r].left, tok.merges()[r].right), r);
+    std::vector<int32_t> ids;
+    for (const char c : piece) ids.push_back(int32_t(static_cast<unsigned char>(c)));
+    for (;;) {
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i + 1 < ids.size(); i++) {
+            const auto it = rank.find({ids[i], ids[i + 1]});
+            if (it != rank.end()) best = std::min(best, it->second);
+        }
+        if (best == SIZE_MAX) return ids;
+        const Merge& m = tok.merges()[best];
+        std::vector<int32_t> next;
+        for (size_t i = 0; i < ids.size(); i++) {
+            if (i + 1 < ids.size() && ids[i] == m.left && ids[i + 1] == m.right) {
+                next.push_back(m.result);
+                i++;
+            } else {
+                next.push_back(ids[i]);
+            }
+        }
+        ids = next;
+    }
+}
+
+TEST_CASE("BPE of a piece gives the textbook loop's result, and a 5 MB piece without whitespace encodes") {
+    // Runs of one letter and of two alternating letters, so that merges of equal symbols (aa, aaaa)
+    // and overlapping occurrences are exercised.
+    std::string text = sample_text();
+    for (size_t r = 0; r < 30; r++) text += " aaaaaaaaaaaaaaaaa abababababababa abcabcabcabcab xxxyxxxyxxxy\n";
+    const Tokenizer tok = train_on(text, 400);
+    Rng rng(17);
+    const std::string alphabet = "aabbcxy.=";
+    for (size_t n = 0; n < 400; n++) {
+        std::string piece(1 + rng.below(200), ' ');
+        for (char& c : piece) c = alphabet[rng.below(alphabet.size())];
+        std::vector<int32_t> got;
+        tok.encode_piece(piece, got);
+        CHECK_MESSAGE(got == textbook_bpe(tok, piece), piece);
+    }
+    for (const std::string& piece : pieces_of(text)) {
+        std::vector<int32_t> got;
+        tok.encode_piece(piece, got);
+        CHECK(got == textbook_bpe(tok, piece));
+    }
+    // A 5 MB document of letters without whitespace, through the pre-tokenizer as `prepare` runs it:
+    // cut into pieces of kMaxPieceBytes, each found in O(kMaxPieceBytes) (finding each piece's end by
+    // scanning the whole run made it quadratic) and merged in O(n log n) by the heap.
+    std::string run(5000000, ' ');
+    for (char& c : run) c = "aabbcxy"[rng.below(7)];
+    const std::vector<std::string> pieces = pieces_of(run);
+    CHECK(pieces.size() == (run.size() + kMaxPieceBytes - 1) / kMaxPieceBytes);
+    const std::vector<int32_t> ids = tok.encode(run);
+    CHECK(ids.size() < run.size());
+    CHECK(tok.decode(ids) == run);
+}
+
 TEST_CASE("BPE training finds the expected merges, ties broken by the smallest pair") {
     // "aaabdaaabac": (a,a) is most frequent; then (a,b) and (aa,a) tie at 2 and (a,b) has the
     // smaller ids; then (aa,ab) occurs twice.

@@ -84,10 +84,11 @@ DecodedChar decode_char(std::string_view text, size_t pos) {
 
 namespace {
 
-// End of the run of characters of class `cls` that starts at pos.
-size_t run_end(std::string_view text, size_t pos, CharClass cls) {
+// End of the run of characters of class `cls` that starts at pos, or a position >= limit when the
+// run reaches it (the caller cuts the piece there anyway).
+size_t run_end(std::string_view text, size_t pos, CharClass cls, size_t limit) {
     const size_t n = text.size();
-    while (pos < n) {
+    while (pos < n && pos < limit) {
         const unsigned char b = static_cast<unsigned char>(text[pos]);
         if (b < 0x80) {
             if (kAsciiClasses[b] != cls) break;
@@ -101,8 +102,14 @@ size_t run_end(std::string_view text, size_t pos, CharClass cls) {
     return pos;
 }
 
-size_t piece_end_unbounded(std::string_view text, size_t pos) {
+// The end of the piece that starts at pos by the rules above, or any position beyond
+// pos + kMaxPieceBytes when the piece is longer than that: the scan stops a few bytes past the cut
+// (a character and the whitespace rule's look-back fit in the margin), so that a long run costs
+// O(kMaxPieceBytes) per piece, not its whole length (which made a document without whitespace
+// quadratic).
+size_t piece_end_scan(std::string_view text, size_t pos) {
     const size_t n = text.size();
+    const size_t limit = pos + kMaxPieceBytes + 8;
     const char c0 = text[pos];
     // 1. contractions
     if (c0 == '\'' && pos + 1 < n) {
@@ -116,15 +123,15 @@ size_t piece_end_unbounded(std::string_view text, size_t pos) {
     // 2.-4. an optional space, then a run of letters, numbers or other symbols
     if (c0 == ' ' && pos + 1 < n) {
         const DecodedChar next = decode_char(text, pos + 1);
-        if (next.cls != CharClass::space) return run_end(text, pos + 1, next.cls);
+        if (next.cls != CharClass::space) return run_end(text, pos + 1, next.cls, limit);
     }
     const DecodedChar first = decode_char(text, pos);
-    if (first.cls != CharClass::space) return run_end(text, pos, first.cls);
+    if (first.cls != CharClass::space) return run_end(text, pos, first.cls, limit);
     // 5.-6. whitespace
     size_t end = pos;
     size_t last_start = pos;
     size_t count = 0;
-    while (end < n) {
+    while (end < n && end < limit) {
         const DecodedChar c = decode_char(text, end);
         if (c.cls != CharClass::space) break;
         last_start = end;
@@ -138,7 +145,7 @@ size_t piece_end_unbounded(std::string_view text, size_t pos) {
 }  // namespace
 
 size_t next_piece_end(std::string_view text, size_t pos) {
-    const size_t end = piece_end_unbounded(text, pos);
+    const size_t end = piece_end_scan(text, pos);
     return end - pos > kMaxPieceBytes ? pos + kMaxPieceBytes : end;
 }
 

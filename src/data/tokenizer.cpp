@@ -320,29 +320,62 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     return out;
 }
 
+// BPE of one piece, with the result of the textbook loop (repeat: take the lowest-ranked adjacent
+// pair, merge every occurrence of it left to right) in O(n log n) for a piece of n bytes, so that a
+// long run without whitespace costs no more than its length: the symbols form a linked list, the
+// candidate pairs a heap ordered by (rank, position). The occurrences of one rank are merged left to
+// right (a "pass"); pairs that a merge creates wait in `pending` until the pass is over, as the
+// textbook loop only sees them on its next scan. Candidates made stale by a merge are skipped.
 void Tokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
-    const size_t start = out.size();
-    for (const char c : piece) out.push_back(byte_ids_[static_cast<unsigned char>(c)]);
-    while (out.size() - start >= 2) {
-        uint32_t best_rank = std::numeric_limits<uint32_t>::max();
-        for (size_t i = start; i + 1 < out.size(); i++) {
-            auto it = merge_rank_.find(pair_key(out[i], out[i + 1]));
-            if (it != merge_rank_.end() && it->second < best_rank) best_rank = it->second;
-        }
-        if (best_rank == std::numeric_limits<uint32_t>::max()) break;
-        const Merge& m = merges_[best_rank];
-        size_t write = start;
-        for (size_t read = start; read < out.size(); write++) {
-            if (read + 1 < out.size() && out[read] == m.left && out[read + 1] == m.right) {
-                out[write] = m.result;
-                read += 2;
-            } else {
-                out[write] = out[read];
-                read++;
-            }
-        }
-        out.resize(write);
+    const int32_t n = int32_t(piece.size());
+    if (n < 2) {
+        for (const char c : piece) out.push_back(byte_ids_[static_cast<unsigned char>(c)]);
+        return;
     }
+    struct Symbol {
+        int32_t id, prev, next;  // id -1: merged into its left neighbour; prev/next -1: none
+    };
+    struct Candidate {
+        uint32_t rank;
+        int32_t left, right;  // symbol indices
+    };
+    std::vector<Symbol> symbols(static_cast<size_t>(n));
+    for (int32_t i = 0; i < n; i++)
+        symbols[size_t(i)] = {byte_ids_[static_cast<unsigned char>(piece[size_t(i)])], i - 1, i + 1 < n ? i + 1 : -1};
+    auto later = [](const Candidate& a, const Candidate& b) { return a.rank != b.rank ? a.rank > b.rank : a.left > b.left; };
+    std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> heap(later);
+    std::vector<Candidate> pending;
+    auto candidate = [&](int32_t left, std::vector<Candidate>* to) {  // the pair starting at symbol `left`, if it merges
+        if (left < 0 || symbols[size_t(left)].next < 0) return;
+        const int32_t right = symbols[size_t(left)].next;
+        const auto it = merge_rank_.find(pair_key(symbols[size_t(left)].id, symbols[size_t(right)].id));
+        if (it == merge_rank_.end()) return;
+        if (to) to->push_back({it->second, left, right});
+        else heap.push({it->second, left, right});
+    };
+    for (int32_t i = 0; i + 1 < n; i++) candidate(i, nullptr);
+    uint32_t pass_rank = std::numeric_limits<uint32_t>::max();
+    for (;;) {
+        if (heap.empty() || heap.top().rank != pass_rank) {  // the pass is over: the pairs it made join
+            for (const Candidate& c : pending) heap.push(c);
+            pending.clear();
+            if (heap.empty()) break;
+            pass_rank = heap.top().rank;
+        }
+        const Candidate c = heap.top();
+        heap.pop();
+        Symbol& left = symbols[size_t(c.left)];
+        const Merge& m = merges_[c.rank];
+        if (left.id != m.left || left.next != c.right || symbols[size_t(c.right)].id != m.right) continue;  // stale
+        Symbol& right = symbols[size_t(c.right)];
+        left.id = m.result;
+        left.next = right.next;
+        if (right.next >= 0) symbols[size_t(right.next)].prev = c.left;
+        right.id = -1;
+        candidate(left.prev, &pending);
+        candidate(c.left, &pending);
+    }
+    for (int32_t i = 0; i >= 0; i = symbols[size_t(i)].next) out.push_back(symbols[size_t(i)].id);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special) const {
