@@ -60,6 +60,8 @@ struct CudaBackend {
     template <class... A> static auto bias_add_forward(A... a) { return cuda::bias_add_forward(a...); }
     template <class... A> static auto head_sum_forward(A... a) { return cuda::head_sum_forward(a...); }
     template <class... A> static auto head_sum_backward(A... a) { return cuda::head_sum_backward(a...); }
+    template <class... A> static auto gate_forward(A... a) { return cuda::gate_forward(a...); }
+    template <class... A> static auto gate_backward(A... a) { return cuda::gate_backward(a...); }
     template <class... A> static auto bias_add_backward(A... a) { return cuda::bias_add_backward(a...); }
     template <class... A> static auto crossentropy_forward(A... a) { return cuda::crossentropy_forward(a...); }
     template <class... A> static auto crossentropy_backward(A... a) { return cuda::crossentropy_backward(a...); }

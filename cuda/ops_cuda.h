@@ -58,6 +58,8 @@ void residual_add(float* x, const float* y, size_t n);
 void bias_add_forward(float* x, const float* bias, size_t rows, size_t n);
 void head_sum_forward(float* out, const float* y, size_t N, size_t H, size_t D);
 void head_sum_backward(float* dy, const float* dout, size_t N, size_t H, size_t D);
+void gate_forward(float* out, const float* y, const float* z, size_t N, size_t C, size_t G);
+void gate_backward(float* dy, float* dz, const float* dout, const float* y, const float* z, size_t N, size_t C, size_t G);
 void bias_add_backward(float* dbias, const float* dx, size_t rows, size_t n);
 
 void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, size_t N, size_t V);

@@ -18,6 +18,7 @@
 #include "kernels/activation.cuh"
 #include "kernels/embedding.cuh"
 #include "kernels/glu.cuh"
+#include "kernels/gate.cuh"
 #include "kernels/head_sum.cuh"
 #include "kernels/residual.cuh"
 #include "kernels/rmsnorm.cuh"
@@ -394,6 +395,23 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         emu::launch({2, 1, 1}, NT, 0, [&] { kn::head_sum_backward_kernel(e_dy.data(), dout.data(), N, H, D); });
         CHECK(rel_err(e_out, out) == 0.0);  // the same additions in the same order
         CHECK(rel_err(e_dy, dy) == 0.0);
+    }
+    // the sigmoid gate of the gated attention, headwise (width 20) and elementwise (width 1)
+    for (const size_t G : {size_t(3), size_t(60)}) {
+        const size_t N = 33, C = 60;
+        const auto y = random_normal(N * C, 27), z = random_normal(N * G, 28), dout = random_normal(N * C, 29);
+        std::vector<float> out(N * C), e_out(N * C, nan);
+        auto dy = random_normal(N * C, 30), dz = random_normal(N * G, 31);
+        auto e_dy = dy, e_dz = dz;
+        gate_forward(out.data(), y.data(), z.data(), N, C, G);
+        gate_backward(dy.data(), dz.data(), dout.data(), y.data(), z.data(), N, C, G);
+        emu::launch({2, 1, 1}, NT, 0, [&] { kn::gate_forward_kernel(e_out.data(), y.data(), z.data(), N, C, G); });
+        emu::launch({2, 1, 1}, NT, 0, [&] {
+            kn::gate_backward_kernel(e_dy.data(), e_dz.data(), dout.data(), y.data(), z.data(), N, C, G);
+        });
+        CHECK(rel_err(e_out, out) <= 1e-6);
+        CHECK(rel_err(e_dy, dy) <= 1e-6);
+        CHECK(rel_err(e_dz, dz) <= 1e-6);
     }
     // the GLU activations (each gate function) and the element-wise activations
     const Activation kActivations[] = {Activation::relu, Activation::elu_plus_one, Activation::gelu, Activation::silu};

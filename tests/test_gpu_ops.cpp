@@ -157,6 +157,21 @@ TEST_CASE("glu (each gate) and activations forward and backward, residual add") 
         CHECK(rel_err(d_dx.host(), dx) <= kTight);
     }
 
+    for (const size_t G : {size_t(8), size_t(768)}) {  // the sigmoid gate, headwise and elementwise
+        const size_t N = 301, C = 768;
+        const auto y = random_normal(N * C, 30), z = random_normal(N * G, 31), dout = random_normal(N * C, 32);
+        auto dy = random_normal(N * C, 33), dz = random_normal(N * G, 34);
+        std::vector<float> out(N * C);
+        DeviceBuffer<float> d_y(y), d_z(z), d_dout(dout), d_dy(dy), d_dz(dz), d_out(filled(N * C, kNaN));
+        gate_forward(out.data(), y.data(), z.data(), N, C, G);
+        gate_backward(dy.data(), dz.data(), dout.data(), y.data(), z.data(), N, C, G);
+        CudaBackend::gate_forward(d_out.ptr, d_y.ptr, d_z.ptr, N, C, G);
+        CudaBackend::gate_backward(d_dy.ptr, d_dz.ptr, d_dout.ptr, d_y.ptr, d_z.ptr, N, C, G);
+        CHECK(rel_err(d_out.host(), out) <= kTight);
+        CHECK(rel_err(d_dy.host(), dy) <= kTight);
+        CHECK(rel_err(d_dz.host(), dz) <= kTight);
+    }
+
     {  // head sum
         const size_t N = 301, H = 8, D = 96;
         const auto y = random_normal(N * H * D, 27), dout = random_normal(N * D, 28);

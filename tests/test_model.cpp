@@ -88,6 +88,14 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     }
     configs.push_back(tiny_config("softmax"));
     configs.back().sum_heads = true;
+    for (const AttentionGate gate : {AttentionGate::headwise, AttentionGate::elementwise}) {
+        configs.push_back(tiny_config("softmax"));
+        configs.back().attention_gate = gate;
+    }
+    configs.push_back(tiny_config("sigmoid"));  // a gate with post-norm (it reads x) and summed heads
+    configs.back().attention_gate = AttentionGate::headwise;
+    configs.back().post_norm = true;
+    configs.back().sum_heads = true;
     configs.push_back(tiny_config("softmax"));
     configs.back().post_norm = true;
     configs.push_back(tiny_config("sigmoid-norm"));

@@ -1168,6 +1168,27 @@ TEST_CASE("sinusoidal positions: known values of the table") {
     CHECK(table[4 * C + 0] == doctest::Approx(std::sin(4.0)).epsilon(1e-15));
 }
 
+TEST_CASE("gradcheck: sigmoid gate (dy, dz), headwise and elementwise; z = 0 halves the output") {
+    for (const size_t G : {H, C}) {  // one gate per head (D channels each), one per channel
+        CAPTURE(G);
+        std::mt19937_64 rng(116 + G);
+        Vec y = random_vector(rng, N * C), z = random_vector(rng, N * G, -2.0, 2.0), R = random_vector(rng, N * C);
+        Vec out(N * C);
+        auto loss = [&] {
+            gate_forward(out.data(), y.data(), z.data(), N, C, G);
+            return dot(out, R);
+        };
+        Vec zero(N * G, 0.0);
+        gate_forward(out.data(), y.data(), zero.data(), N, C, G);
+        for (size_t i = 0; i < N * C; i++) CHECK(out[i] == y[i] * 0.5);
+        loss();
+        Vec dy(N * C, 0.0), dz(N * G, 0.0);
+        gate_backward(dy.data(), dz.data(), R.data(), y.data(), z.data(), N, C, G);
+        report("gate dy, G " + std::to_string(G), gradcheck::check(y, dy, loss));
+        report("gate dz, G " + std::to_string(G), gradcheck::check(z, dz, loss));
+    }
+}
+
 TEST_CASE("gradcheck: head sum (dy), and its forward is the sum over heads") {
     std::mt19937_64 rng(115);
     Vec y = random_vector(rng, N * H * D), R = random_vector(rng, N * D), out(N * D);

@@ -51,6 +51,8 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::bias_add_backward(out, in, n, n);                        // (dbias, dx, rows, n)
     B::head_sum_forward(out, in, n, n, n);                      // (out, y, N, H, D)
     B::head_sum_backward(out, in, n, n, n);                     // (dy, dout, N, H, D)
+    B::gate_forward(out, in, in, n, n, n);                      // (out, y, z, N, C, G)
+    B::gate_backward(out, out, in, in, in, n, n, n);            // (dy, dz, dout, y, z, N, C, G)
     B::activation_forward(out, in, n, act);                     // (out, x, n, f)
     B::activation_backward(out, in, in, n, act);                // (dx, dout, x, n, f)
     B::qkv_merge_forward(out, in, in, n, n);                    // (out, qk_src, v_src, N, C)

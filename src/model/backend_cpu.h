@@ -62,6 +62,8 @@ struct CpuBackend {
     template <class... A> static auto bias_add_forward(A... a) { return sinklab::bias_add_forward(a...); }
     template <class... A> static auto head_sum_forward(A... a) { return sinklab::head_sum_forward(a...); }
     template <class... A> static auto head_sum_backward(A... a) { return sinklab::head_sum_backward(a...); }
+    template <class... A> static auto gate_forward(A... a) { return sinklab::gate_forward(a...); }
+    template <class... A> static auto gate_backward(A... a) { return sinklab::gate_backward(a...); }
     template <class... A> static auto bias_add_backward(A... a) { return sinklab::bias_add_backward(a...); }
     template <class... A> static auto crossentropy_forward(A... a) { return sinklab::crossentropy_forward(a...); }
     template <class... A> static auto crossentropy_backward(A... a) { return sinklab::crossentropy_backward(a...); }

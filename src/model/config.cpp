@@ -134,6 +134,15 @@ bool parse_head_output(const std::string& name) {
     return index_of_name(kNames, name, "--head-output", "value") == 1;
 }
 
+// The `--attention-gate` names, in the order of AttentionGate.
+static const char* const kAttentionGateNames[] = {"none", "headwise", "elementwise"};
+
+std::string attention_gate_name(AttentionGate gate) { return kAttentionGateNames[int(gate)]; }
+
+AttentionGate parse_attention_gate(const std::string& name) {
+    return AttentionGate(index_of_name(kAttentionGateNames, name, "--attention-gate", "gate"));
+}
+
 AttentionSpec ModelConfig::attention_spec() const {
     AttentionSpec spec = attention;
     spec.position_bias = position == PositionKind::alibi ? PositionBias::alibi
@@ -282,6 +291,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["ffn"] = ffn_name(c.ffn);
     j["position"] = position_name(c.position);
     j["head_output"] = c.sum_heads ? "sum" : "concat";
+    j["attention_gate"] = attention_gate_name(c.attention_gate);
     j["norm"] = c.post_norm ? "post" : "pre";
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
@@ -330,6 +340,8 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
         c.post_norm = j.contains("norm") && parse_norm_placement(j.at("norm").as_string());
         c.sum_heads = j.contains("head_output") && parse_head_output(j.at("head_output").as_string());
+        c.attention_gate = j.contains("attention_gate") ? parse_attention_gate(j.at("attention_gate").as_string())
+                                                        : AttentionGate::none;
         c.position = j.contains("position") ? parse_position(j.at("position").as_string()) : PositionKind::rope;
         c.ffn = j.contains("ffn") ? parse_ffn(j.at("ffn").as_string()) : FfnKind::swiglu;
         c.init = j.contains("init") ? parse_init(j.at("init").as_string()) : InitScheme::paper;

@@ -34,6 +34,13 @@ bool parse_norm_placement(const std::string& name);
 // `--head-output`: "concat" (false, the default) or "sum" (true).
 bool parse_head_output(const std::string& name);
 
+// `--attention-gate` (Qiu et al. 2025; docs/model.md "Gated attention"): the attention output
+// multiplied by sigmoid(x W_g) before the output projection, x the sub-block's normalised input:
+// none; headwise (one gate per head, W_g of C x H); elementwise (one per channel, W_g of C x C).
+enum class AttentionGate : int { none, headwise, elementwise };
+std::string attention_gate_name(AttentionGate gate);
+AttentionGate parse_attention_gate(const std::string& name);
+
 // The feed-forward block (docs/model.md): gated, out = W3 (f(W1 h) * W2 h) with f = silu (swiglu,
 // the default), gelu (geglu) or relu (reglu); or plain, out = W2 f(W1 h) with f = relu, gelu or
 // silu (swish). Names as in `--ffn-type` and config.json.
@@ -67,9 +74,14 @@ struct ModelConfig {
     PositionKind position = PositionKind::rope;
     bool post_norm = false;  // `--norm post`: x = RMSNorm(x + f(x)) per sub-block, no final norm
     bool sum_heads = false;  // `--head-output sum`: heads added up before a (C, D) output projection
+    AttentionGate attention_gate = AttentionGate::none;
     InitScheme init = InitScheme::paper;
 
     size_t head_dim() const { return d_model / n_heads; }
+    // G, the number of attention gates per token: H headwise, C elementwise, 0 without a gate.
+    size_t gate_count() const {
+        return attention_gate == AttentionGate::headwise ? n_heads : attention_gate == AttentionGate::elementwise ? d_model : 0;
+    }
     bool has_rope() const { return position == PositionKind::rope; }
     // The attention as the operations run it: `attention` with the position bias of `position`.
     AttentionSpec attention_spec() const;

@@ -56,6 +56,8 @@ struct Activations {
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
     T* attn_sum;    // (L, B, T, D)    the heads summed (`--head-output sum` only)
+    T* attn_gate_z; // (L, B, T, G)    `--attention-gate`: the gates' logits x W_g
+    T* attn_gated;  // (L, B, T, C)    `--attention-gate`: attn_y scaled by sig(attn_gate_z), what Wo reads
     T* ffn_norm;    // (L, B, T, C)    pre-norm only
     T* ffn_pre_norm;  // (L, B, T, C)  post-norm only: x_mid + FFN(x_mid), before its RMSNorm
     T* ffn_rstd;    // (L, B, T)
@@ -76,6 +78,8 @@ struct Activations {
     T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
     T* d_attn_sum;  // (B, T, D)       heads summed only
+    T* d_attn_gated;  // (B, T, C)     gated attention only, as is the one below
+    T* d_attn_gate_z; // (B, T, G)
     T* d_slot_k;    // (B, H, D)       the key slot's k* (or sink logit: (B, H, 1)) and v* gradients per (b, h), before the sum
     T* d_slot_v;    // (B, H, D)       over b (and h when shared); null without them
     T* d_ffn_fc;    // (B, T, FI)
@@ -280,6 +284,8 @@ private:
     //   `--slot`: the key slot k* (and v*) joins the attention; the V bias is added to attn_y.
     //   `--head-output sum`: attn_y's heads summed into attn_sum (N, D), and Wo of (C, D).
     //   `--norm post`: Wqkv reads x itself, and x_mid = RMSNorm(attn_pre_norm), attn_pre_norm = x + Wo . (...).
+    //   `--attention-gate`: Wo reads attn_gated = attn_y * sig(attn_gate_z), attn_gate_z = (what Wqkv
+    //   reads) . W_g (N, G).
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         const bool post = config_.post_norm;
@@ -294,13 +300,19 @@ private:
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
         }
+        const size_t G = config_.gate_count();
+        if (G > 0) {  // the gate: attn_gated = attn_y * sig(x W_g), x what Wqkv read
+            Backend::matmul_forward(al.attn_gate_z, post ? al.resid : al.attn_norm, pl.attn_gate, N, C, G);
+            Backend::gate_forward(al.attn_gated, al.attn_y, al.attn_gate_z, N, C, G);
+        }
+        const T* heads = G > 0 ? al.attn_gated : al.attn_y;  // what the output projection reads
         T* sum = post ? al.attn_pre_norm : al.resid_mid;  // x + Wo . attention
-        if (config_.sum_heads) {  // attn_sum (N, D) = sum_h attn_y (N, H, D), then the (C, D) projection
+        if (config_.sum_heads) {  // attn_sum (N, D) = sum_h heads (N, H, D), then the (C, D) projection
             const size_t D = config_.head_dim();
-            Backend::head_sum_forward(al.attn_sum, al.attn_y, N, H, D);
+            Backend::head_sum_forward(al.attn_sum, heads, N, H, D);
             Backend::matmul_forward(sum, al.attn_sum, pl.attn_out, N, D, C);
         } else {
-            Backend::matmul_forward(sum, al.attn_y, pl.attn_out, N, C, C);
+            Backend::matmul_forward(sum, heads, pl.attn_out, N, C, C);
         }
         Backend::residual_add(sum, al.resid, N * C);
         if (post) Backend::rmsnorm_forward(al.resid_mid, al.attn_rstd, sum, pl.attn_norm, N, C, T(config_.norm_eps));
@@ -371,14 +383,22 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         const bool post = config_.post_norm;
         if (post) through_post_norm(al.d_resid, pl.attn_norm, gl.attn_norm, al.attn_pre_norm, al.attn_rstd, al.d_norm, N);
-        Backend::zero(al.d_attn_y, N * C);
+        const size_t G = config_.gate_count();
+        const T* heads = G > 0 ? al.attn_gated : al.attn_y;  // what the output projection read
+        T* d_heads = G > 0 ? al.d_attn_gated : al.d_attn_y;
+        Backend::zero(d_heads, N * C);
         if (config_.sum_heads) {
             const size_t D = config_.head_dim();
             Backend::zero(al.d_attn_sum, N * D);
             Backend::matmul_backward(al.d_attn_sum, gl.attn_out, al.d_resid, al.attn_sum, pl.attn_out, N, D, C);
-            Backend::head_sum_backward(al.d_attn_y, al.d_attn_sum, N, H, D);
+            Backend::head_sum_backward(d_heads, al.d_attn_sum, N, H, D);
         } else {
-            Backend::matmul_backward(al.d_attn_y, gl.attn_out, al.d_resid, al.attn_y, pl.attn_out, N, C, C);
+            Backend::matmul_backward(d_heads, gl.attn_out, al.d_resid, heads, pl.attn_out, N, C, C);
+        }
+        if (G > 0) {  // through the gate: d_attn_y, and the gates' logits (W_g's part comes last, below)
+            Backend::zero(al.d_attn_y, N * C);
+            Backend::zero(al.d_attn_gate_z, N * G);
+            Backend::gate_backward(al.d_attn_y, al.d_attn_gate_z, al.d_attn_gated, al.attn_y, al.attn_gate_z, N, C, G);
         }
         const AttentionSpec& spec = attention_spec_;
         const size_t D = config_.head_dim(), S = size_t(spec.slot_heads(int(H)));
@@ -405,12 +425,14 @@ private:
             Backend::zero(al.d_qkv, N * 3 * C);
             Backend::rope_backward(al.d_qkv, al.d_qkv_rope, rope_cos_, rope_sin_, B, Tn, C, H);
         }
-        if (post) {  // the attention read x itself
+        if (post) {  // the attention (and the gate) read x itself
             Backend::matmul_backward(al.d_resid, gl.attn_qkv, al.d_qkv, al.resid, pl.attn_qkv, N, C, 3 * C);
+            if (G > 0) Backend::matmul_backward(al.d_resid, gl.attn_gate, al.d_attn_gate_z, al.resid, pl.attn_gate, N, C, G);
             return;
         }
         Backend::zero(al.d_norm, N * C);
         Backend::matmul_backward(al.d_norm, gl.attn_qkv, al.d_qkv, al.attn_norm, pl.attn_qkv, N, C, 3 * C);
+        if (G > 0) Backend::matmul_backward(al.d_norm, gl.attn_gate, al.d_attn_gate_z, al.attn_norm, pl.attn_gate, N, C, G);
         Backend::rmsnorm_backward(al.d_resid, gl.attn_norm, al.d_norm, al.resid, pl.attn_norm, al.attn_rstd, N, C);
     }
 
@@ -539,6 +561,11 @@ private:
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
         if (config_.sum_heads) per_layer(&A::attn_sum, "attn_sum", L, {N, config_.head_dim()});
+        const size_t G = config_.gate_count();
+        if (G > 0) {
+            per_layer(&A::attn_gate_z, "attn_gate_z", L, {N, G});
+            per_layer(&A::attn_gated, "attn_gated", L, {N, C});
+        }
         per_layer(&A::ffn_rstd, "ffn_rstd", L, {N});
         per_layer(&A::ffn_fc, "ffn_fc", L, {N, ffn_in_width()});
         per_layer(&A::ffn_act, "ffn_act", L, {N, F});
@@ -558,6 +585,10 @@ private:
         if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
         if (config_.sum_heads) once(&A::d_attn_sum, "d_attn_sum", {N, config_.head_dim()});
+        if (G > 0) {
+            once(&A::d_attn_gated, "d_attn_gated", {N, C});
+            once(&A::d_attn_gate_z, "d_attn_gate_z", {N, G});
+        }
         if (spec.has_slot_score_param())
             once(&A::d_slot_k, "d_slot_k", {B, H, size_t(spec.slot_score_width(int(config_.head_dim())))});
         if (spec.has_key_slot() && spec.has_slot_value()) once(&A::d_slot_v, "d_slot_v", {B, H, config_.head_dim()});

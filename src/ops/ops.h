@@ -12,6 +12,7 @@
 #include "ops/common.h"
 #include "ops/crossentropy.h"
 #include "ops/embedding.h"
+#include "ops/gate.h"
 #include "ops/glu.h"
 #include "ops/head_sum.h"
 #include "ops/matmul.h"

@@ -121,6 +121,12 @@ std::vector<TrainOption> make_train_options() {
                      "RMSNorm placement: pre (before each sub-block, and a final norm) or post (after each residual "
                      "add, no final norm)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.post_norm = parse_norm_placement(a.get(f)); }),
+        model_option("attention-gate", "none", "KIND",
+                     "gate the attention output by sigmoid(x W_g) before Wo: none, headwise (one gate per head), "
+                     "elementwise (one per channel) (docs/model.md)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) {
+                         m.attention_gate = parse_attention_gate(a.get(f));
+                     }),
         model_option("head-output", "concat", "HOW",
                      "the heads' outputs: concat (then a C x C projection) or sum (then one D x C projection)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.sum_heads = parse_head_output(a.get(f)); }),
