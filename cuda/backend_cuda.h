@@ -45,6 +45,8 @@ struct CudaBackend {
     template <class... A> static auto embedding_backward(A... a) { return cuda::embedding_backward(a...); }
     template <class... A> static auto rmsnorm_forward(A... a) { return cuda::rmsnorm_forward(a...); }
     template <class... A> static auto rmsnorm_backward(A... a) { return cuda::rmsnorm_backward(a...); }
+    template <class... A> static auto rmsnorm_groups_forward(A... a) { return cuda::rmsnorm_groups_forward(a...); }
+    template <class... A> static auto rmsnorm_groups_backward(A... a) { return cuda::rmsnorm_groups_backward(a...); }
     template <class... A> static auto matmul_forward(A... a) { return cuda::matmul_forward(a...); }
     template <class... A> static auto matmul_backward(A... a) { return cuda::matmul_backward(a...); }
     template <class... A> static auto rope_forward(A... a) { return cuda::rope_forward(a...); }

@@ -22,6 +22,10 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, s
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, size_t N, size_t C, float eps);
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                       size_t N, size_t C);
+void rmsnorm_groups_forward(float* out, float* rstd, const float* x, const float* w, size_t N, size_t C, size_t G,
+                            float eps);
+void rmsnorm_groups_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                             const float* rstd, size_t N, size_t C, size_t G);
 
 // cuBLAS; the precision setting (cuda_api.h) selects fp32 or bf16 tensor-core compute.
 void matmul_forward(float* out, const float* inp, const float* weight, size_t N, size_t IC, size_t OC);

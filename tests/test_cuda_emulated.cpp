@@ -315,27 +315,28 @@ TEST_CASE("emulated element-wise and row-wise kernels") {
         });
         CHECK(rel_err(e_dwte, dwte) == 0.0);  // the same additions in the same order
     }
-    // rmsnorm
-    {
-        const size_t N = 300, C = 100;
+    // rmsnorm: the plain one (G = 1) and over groups (G = 4 heads of 25, `--head-norm rms`)
+    for (const size_t G : {size_t(1), size_t(4)}) {
+        CAPTURE(G);
+        const size_t N = 300, C = 100, R = N * G;  // R group rows, 8 per block of the launch
         const auto x = random_normal(N * C, 4, 2.0), w = random_normal(C, 5), dy = random_normal(N * C, 6);
-        std::vector<float> out(N * C), rstd(N), e_out(N * C, nan), e_rstd(N, nan);
-        rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
-        emu::launch({unsigned((N + 7) / 8), 1, 1}, NT, 0, [&] {
-            kn::rmsnorm_forward_kernel(e_out.data(), e_rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+        std::vector<float> out(N * C), rstd(R), e_out(N * C, nan), e_rstd(R, nan);
+        rmsnorm_groups_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, G, 1e-5f);
+        emu::launch({unsigned((R + 7) / 8), 1, 1}, NT, 0, [&] {
+            kn::rmsnorm_forward_kernel(e_out.data(), e_rstd.data(), x.data(), w.data(), N, C, G, 1e-5f);
         });
         CHECK(rel_err(e_out, out) <= 1e-5);
         CHECK(rel_err(e_rstd, rstd) <= 1e-5);
         auto dx = random_normal(N * C, 7), dw = random_normal(C, 8);
         auto e_dx = dx, e_dw = dw;
-        rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
-        emu::launch({unsigned((N + 7) / 8), 1, 1}, NT, 0, [&] {
-            kn::rmsnorm_backward_dx_kernel(e_dx.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        rmsnorm_groups_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, G);
+        emu::launch({unsigned((R + 7) / 8), 1, 1}, NT, 0, [&] {
+            kn::rmsnorm_backward_dx_kernel(e_dx.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, G);
         });
         const size_t chunks = (N + kn::kRowChunk - 1) / kn::kRowChunk;
         std::vector<float> partial(chunks * C, nan);
         emu::launch({1, unsigned(chunks), 1}, NT, 0, [&] {
-            kn::rmsnorm_backward_dw_partial_kernel(partial.data(), dy.data(), x.data(), rstd.data(), N, C);
+            kn::rmsnorm_backward_dw_partial_kernel(partial.data(), dy.data(), x.data(), rstd.data(), N, C, G);
         });
         emu::launch({1, 1, 1}, NT, 0, [&] { kn::column_sum_kernel(e_dw.data(), partial.data(), chunks, C); });
         CHECK(rel_err(e_dx, dx) <= 1e-5);

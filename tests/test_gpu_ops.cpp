@@ -74,6 +74,23 @@ TEST_CASE("rmsnorm forward and backward") {
     CHECK(rel_err(d_dw.host(), dw) <= kTight);
 }
 
+TEST_CASE("rmsnorm over groups (the head-wise norm) forward and backward") {
+    const size_t N = 257, H = 8, C = 8 * 96;
+    const auto x = random_normal(N * C, 35, 2.0), w = random_normal(C, 36), dy = random_normal(N * C, 37);
+    std::vector<float> out(N * C), rstd(N * H);
+    rmsnorm_groups_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, H, 1e-5f);
+    DeviceBuffer<float> dx_in(x), dw_in(w), d_out(filled(N * C, kNaN)), d_rstd(filled(N * H, kNaN));
+    CudaBackend::rmsnorm_groups_forward(d_out.ptr, d_rstd.ptr, dx_in.ptr, dw_in.ptr, N, C, H, 1e-5f);
+    CHECK(rel_err(d_out.host(), out) <= kTight);
+    CHECK(rel_err(d_rstd.host(), rstd) <= kTight);
+    auto dx = random_normal(N * C, 38), dw = random_normal(C, 39);
+    DeviceBuffer<float> d_dy(dy), d_dx(dx), d_dw(dw);
+    rmsnorm_groups_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, H);
+    CudaBackend::rmsnorm_groups_backward(d_dx.ptr, d_dw.ptr, d_dy.ptr, dx_in.ptr, dw_in.ptr, d_rstd.ptr, N, C, H);
+    CHECK(rel_err(d_dx.host(), dx) <= kTight);
+    CHECK(rel_err(d_dw.host(), dw) <= kTight);
+}
+
 TEST_CASE("matmul forward and backward, fp32 and bf16") {
     for (Precision p : {Precision::fp32, Precision::bf16}) {
         PrecisionScope scope(p);

@@ -92,6 +92,11 @@ TEST_CASE("whole model: backward matches central finite differences for every at
         configs.push_back(tiny_config("softmax"));
         configs.back().attention_gate = gate;
     }
+    configs.push_back(tiny_config("softmax"));  // the head-wise RMSNorm, alone and before a gate
+    configs.back().head_norm = true;
+    configs.push_back(tiny_config("sigmoid"));
+    configs.back().head_norm = true;
+    configs.back().attention_gate = AttentionGate::elementwise;
     configs.push_back(tiny_config("sigmoid"));  // a gate with post-norm (it reads x) and summed heads
     configs.back().attention_gate = AttentionGate::headwise;
     configs.back().post_norm = true;

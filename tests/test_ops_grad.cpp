@@ -271,6 +271,31 @@ TEST_CASE("gradcheck: rmsnorm (dx, dweight)") {
                                                rng));
 }
 
+TEST_CASE("gradcheck: rmsnorm over groups (the head-wise norm), and each group is a plain rmsnorm") {
+    std::mt19937_64 rng(117);
+    Vec x = random_vector(rng, N * C), w = random_vector(rng, C, 0.5, 1.5), R = random_vector(rng, N * C);
+    Vec out(N * C), rstd(N * H);
+    const double eps = 1e-5;
+    auto loss = [&] {
+        rmsnorm_groups_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, H, eps);
+        return dot(out, R);
+    };
+    loss();
+    // known answer: group (n, h) equals the plain RMSNorm of its D values with gains w[h D, h D + D)
+    for (size_t n = 0; n < N; n++)
+        for (size_t h = 0; h < H; h++) {
+            Vec one(D), one_rstd(1);
+            rmsnorm_forward(one.data(), one_rstd.data(), x.data() + n * C + h * D, w.data() + h * D, size_t(1), D,
+                            eps);
+            CHECK(one_rstd[0] == rstd[n * H + h]);
+            for (size_t d = 0; d < D; d++) CHECK(one[d] == out[n * C + h * D + d]);
+        }
+    Vec dx(N * C, 0.0), dw(C, 0.0);
+    rmsnorm_groups_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C, H);
+    report("rmsnorm groups dx", gradcheck::check(x, dx, loss));
+    report("rmsnorm groups dweight", gradcheck::check(w, dw, loss));
+}
+
 TEST_CASE("gradcheck: rope (dqkv, v passed through)") {
     std::mt19937_64 rng(103);
     const size_t T_max = 8;

@@ -527,9 +527,13 @@ std::string table_markdown(const Json& table) {
           "60M model, ours on this scale's corpus, so only directions compare.";
     if (any_proxy) md += " p: measured on proxy scores (the weights are not a distribution).";
     md += "\n";
+    bool first_note = true;  // the published papers' remarks, marked as theirs
     for (const Json& r : table.at("rows").as_array())
-        if (r.at("paper").contains("note"))
+        if (r.at("paper").contains("note")) {
+            if (first_note) md += "\nWhat the published papers say (not measured here):\n";
+            first_note = false;
             md += fmt::format("\n- {}: {}", r.at("name").as_string(), figure(r.at("paper").at("note")));
+        }
     if (md.back() != '\n') md += "\n";
     return md;
 }

@@ -39,6 +39,8 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::embedding_backward(out, in, const_ids, n, n);            // (dwte, dout, tokens, N, C)
     B::rmsnorm_forward(out, out, in, in, n, n, scalar);         // (out, rstd, x, w, N, C, eps)
     B::rmsnorm_backward(out, out, in, in, in, in, n, n);        // (dx, dw, dout, x, w, rstd, N, C)
+    B::rmsnorm_groups_forward(out, out, in, in, n, n, n, scalar);   // (out, rstd, x, w, N, C, G, eps)
+    B::rmsnorm_groups_backward(out, out, in, in, in, in, n, n, n);  // (dx, dw, dout, x, w, rstd, N, C, G)
     B::matmul_forward(out, in, in, n, n, n);                    // (out, inp, weight, N, IC, OC)
     B::matmul_backward(out, out, in, in, in, n, n, n);          // (dinp, dweight, dout, inp, weight, N, IC, OC)
     B::rope_forward(out, in, in, in, n, n, n, n);               // (out, qkv, cos, sin, B, T, C, H)

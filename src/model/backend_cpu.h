@@ -47,6 +47,8 @@ struct CpuBackend {
     template <class... A> static auto embedding_backward(A... a) { return sinklab::embedding_backward(a...); }
     template <class... A> static auto rmsnorm_forward(A... a) { return sinklab::rmsnorm_forward(a...); }
     template <class... A> static auto rmsnorm_backward(A... a) { return sinklab::rmsnorm_backward(a...); }
+    template <class... A> static auto rmsnorm_groups_forward(A... a) { return sinklab::rmsnorm_groups_forward(a...); }
+    template <class... A> static auto rmsnorm_groups_backward(A... a) { return sinklab::rmsnorm_groups_backward(a...); }
     template <class... A> static auto matmul_forward(A... a) { return sinklab::matmul_forward(a...); }
     template <class... A> static auto matmul_backward(A... a) { return sinklab::matmul_backward(a...); }
     template <class... A> static auto rope_forward(A... a) { return sinklab::rope_forward(a...); }

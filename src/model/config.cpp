@@ -134,6 +134,11 @@ bool parse_head_output(const std::string& name) {
     return index_of_name(kNames, name, "--head-output", "value") == 1;
 }
 
+bool parse_head_norm(const std::string& name) {
+    static const char* const kNames[] = {"none", "rms"};
+    return index_of_name(kNames, name, "--head-norm", "value") == 1;
+}
+
 // The `--attention-gate` names, in the order of AttentionGate.
 static const char* const kAttentionGateNames[] = {"none", "headwise", "elementwise"};
 
@@ -292,6 +297,7 @@ Json model_config_to_json(const ModelConfig& c) {
     j["position"] = position_name(c.position);
     j["head_output"] = c.sum_heads ? "sum" : "concat";
     j["attention_gate"] = attention_gate_name(c.attention_gate);
+    j["head_norm"] = c.head_norm ? "rms" : "none";
     j["norm"] = c.post_norm ? "post" : "pre";
     j["vocab_size"] = c.vocab_size;
     j["context"] = c.context;
@@ -340,6 +346,7 @@ ModelConfig model_config_from_json(const Json& j, const std::string& what) {
         c.attention.slot_shared = j.contains("slot_shared") && j.at("slot_shared").as_bool();
         c.post_norm = j.contains("norm") && parse_norm_placement(j.at("norm").as_string());
         c.sum_heads = j.contains("head_output") && parse_head_output(j.at("head_output").as_string());
+        c.head_norm = j.contains("head_norm") && parse_head_norm(j.at("head_norm").as_string());
         c.attention_gate = j.contains("attention_gate") ? parse_attention_gate(j.at("attention_gate").as_string())
                                                         : AttentionGate::none;
         c.position = j.contains("position") ? parse_position(j.at("position").as_string()) : PositionKind::rope;

@@ -33,6 +33,9 @@ PositionKind parse_position(const std::string& name);
 bool parse_norm_placement(const std::string& name);
 // `--head-output`: "concat" (false, the default) or "sum" (true).
 bool parse_head_output(const std::string& name);
+// `--head-norm` (Li et al. 2026; docs/model.md "Head-wise RMSNorm"): "none" (false, the default) or
+// "rms" (true): each head's attention output RMS-normalised with its own D gains before W_o.
+bool parse_head_norm(const std::string& name);
 
 // `--attention-gate` (Qiu et al. 2025; docs/model.md "Gated attention"): the attention output
 // multiplied by sigmoid(x W_g) before the output projection, x the sub-block's normalised input:
@@ -75,6 +78,7 @@ struct ModelConfig {
     bool post_norm = false;  // `--norm post`: x = RMSNorm(x + f(x)) per sub-block, no final norm
     bool sum_heads = false;  // `--head-output sum`: heads added up before a (C, D) output projection
     AttentionGate attention_gate = AttentionGate::none;
+    bool head_norm = false;  // `--head-norm rms`: each head's output RMSNorm'ed (its own D gains) before W_o
     InitScheme init = InitScheme::paper;
 
     size_t head_dim() const { return d_model / n_heads; }

@@ -56,6 +56,8 @@ struct Activations {
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
     T* attn_sum;    // (L, B, T, D)    the heads summed (`--head-output sum` only)
+    T* attn_head_normed;  // (L, B, T, C)  `--head-norm rms`: attn_y RMSNorm'ed per head
+    T* attn_head_rstd;    // (L, B, T, H)  its 1/rms per head
     T* attn_gate_z; // (L, B, T, G)    `--attention-gate`: the gates' logits x W_g
     T* attn_gated;  // (L, B, T, C)    `--attention-gate`: attn_y scaled by sig(attn_gate_z), what Wo reads
     T* ffn_norm;    // (L, B, T, C)    pre-norm only
@@ -78,6 +80,7 @@ struct Activations {
     T* d_phi_out;   // (B, T, 3C)      mlp
     T* d_attn_y;    // (B, T, C)
     T* d_attn_sum;  // (B, T, D)       heads summed only
+    T* d_attn_head_normed;  // (B, T, C)  head-wise RMSNorm only
     T* d_attn_gated;  // (B, T, C)     gated attention only, as is the one below
     T* d_attn_gate_z; // (B, T, G)
     T* d_slot_k;    // (B, H, D)       the key slot's k* (or sink logit: (B, H, 1)) and v* gradients per (b, h), before the sum
@@ -284,7 +287,9 @@ private:
     //   `--slot`: the key slot k* (and v*) joins the attention; the V bias is added to attn_y.
     //   `--head-output sum`: attn_y's heads summed into attn_sum (N, D), and Wo of (C, D).
     //   `--norm post`: Wqkv reads x itself, and x_mid = RMSNorm(attn_pre_norm), attn_pre_norm = x + Wo . (...).
-    //   `--attention-gate`: Wo reads attn_gated = attn_y * sig(attn_gate_z), attn_gate_z = (what Wqkv
+    //   Between the attention and Wo, in this order (each optional):
+    //   `--head-norm rms`: attn_head_normed = RMSNorm of each head's D values of attn_y, own D gains;
+    //   `--attention-gate`: attn_gated = (its input) * sig(attn_gate_z), attn_gate_z = (what Wqkv
     //   reads) . W_g (N, G).
     void attention_block_forward(const ParamTensors<T>& pl, const Activations<T>& al, size_t B, size_t Tn) {
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
@@ -300,12 +305,18 @@ private:
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
         }
-        const size_t G = config_.gate_count();
-        if (G > 0) {  // the gate: attn_gated = attn_y * sig(x W_g), x what Wqkv read
-            Backend::matmul_forward(al.attn_gate_z, post ? al.resid : al.attn_norm, pl.attn_gate, N, C, G);
-            Backend::gate_forward(al.attn_gated, al.attn_y, al.attn_gate_z, N, C, G);
+        const T* heads = al.attn_y;  // what the output projection reads, after the optional steps below
+        if (config_.head_norm) {  // attn_head_normed (N, H, D): each head's values RMSNorm'ed, its own gains
+            Backend::rmsnorm_groups_forward(al.attn_head_normed, al.attn_head_rstd, heads, pl.attn_head_norm, N, C, H,
+                                            T(config_.norm_eps));
+            heads = al.attn_head_normed;
         }
-        const T* heads = G > 0 ? al.attn_gated : al.attn_y;  // what the output projection reads
+        const size_t G = config_.gate_count();
+        if (G > 0) {  // the gate: attn_gated = heads * sig(x W_g), x what Wqkv read
+            Backend::matmul_forward(al.attn_gate_z, post ? al.resid : al.attn_norm, pl.attn_gate, N, C, G);
+            Backend::gate_forward(al.attn_gated, heads, al.attn_gate_z, N, C, G);
+            heads = al.attn_gated;
+        }
         T* sum = post ? al.attn_pre_norm : al.resid_mid;  // x + Wo . attention
         if (config_.sum_heads) {  // attn_sum (N, D) = sum_h heads (N, H, D), then the (C, D) projection
             const size_t D = config_.head_dim();
@@ -383,9 +394,12 @@ private:
         const size_t C = config_.d_model, H = config_.n_heads, N = B * Tn;
         const bool post = config_.post_norm;
         if (post) through_post_norm(al.d_resid, pl.attn_norm, gl.attn_norm, al.attn_pre_norm, al.attn_rstd, al.d_norm, N);
+        // attn_y -> [head norm] -> normed -> [gate] -> heads -> Wo, the gradients back along it
         const size_t G = config_.gate_count();
-        const T* heads = G > 0 ? al.attn_gated : al.attn_y;  // what the output projection read
-        T* d_heads = G > 0 ? al.d_attn_gated : al.d_attn_y;
+        const T* normed = config_.head_norm ? al.attn_head_normed : al.attn_y;  // what the gate read
+        const T* heads = G > 0 ? al.attn_gated : normed;                        // what the output projection read
+        T* d_normed = config_.head_norm ? al.d_attn_head_normed : al.d_attn_y;
+        T* d_heads = G > 0 ? al.d_attn_gated : d_normed;
         Backend::zero(d_heads, N * C);
         if (config_.sum_heads) {
             const size_t D = config_.head_dim();
@@ -395,10 +409,15 @@ private:
         } else {
             Backend::matmul_backward(d_heads, gl.attn_out, al.d_resid, heads, pl.attn_out, N, C, C);
         }
-        if (G > 0) {  // through the gate: d_attn_y, and the gates' logits (W_g's part comes last, below)
-            Backend::zero(al.d_attn_y, N * C);
+        if (G > 0) {  // through the gate: d_normed, and the gates' logits (W_g's part comes last, below)
+            Backend::zero(d_normed, N * C);
             Backend::zero(al.d_attn_gate_z, N * G);
-            Backend::gate_backward(al.d_attn_y, al.d_attn_gate_z, al.d_attn_gated, al.attn_y, al.attn_gate_z, N, C, G);
+            Backend::gate_backward(d_normed, al.d_attn_gate_z, al.d_attn_gated, normed, al.attn_gate_z, N, C, G);
+        }
+        if (config_.head_norm) {  // through the head-wise RMSNorm: d_attn_y and its gains
+            Backend::zero(al.d_attn_y, N * C);
+            Backend::rmsnorm_groups_backward(al.d_attn_y, gl.attn_head_norm, al.d_attn_head_normed, al.attn_y,
+                                             pl.attn_head_norm, al.attn_head_rstd, N, C, H);
         }
         const AttentionSpec& spec = attention_spec_;
         const size_t D = config_.head_dim(), S = size_t(spec.slot_heads(int(H)));
@@ -561,6 +580,10 @@ private:
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
         per_layer(&A::attn_y, "attn_y", L, {N, C});
         if (config_.sum_heads) per_layer(&A::attn_sum, "attn_sum", L, {N, config_.head_dim()});
+        if (config_.head_norm) {
+            per_layer(&A::attn_head_normed, "attn_head_normed", L, {N, C});
+            per_layer(&A::attn_head_rstd, "attn_head_rstd", L, {N, H});
+        }
         const size_t G = config_.gate_count();
         if (G > 0) {
             per_layer(&A::attn_gate_z, "attn_gate_z", L, {N, G});
@@ -585,6 +608,7 @@ private:
         if (phi == FeatureMap::mlp) once(&A::d_phi_out, "d_phi_out", {N, 3 * C});
         once(&A::d_attn_y, "d_attn_y", {N, C});
         if (config_.sum_heads) once(&A::d_attn_sum, "d_attn_sum", {N, config_.head_dim()});
+        if (config_.head_norm) once(&A::d_attn_head_normed, "d_attn_head_normed", {N, C});
         if (G > 0) {
             once(&A::d_attn_gated, "d_attn_gated", {N, C});
             once(&A::d_attn_gate_z, "d_attn_gate_z", {N, G});

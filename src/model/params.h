@@ -8,6 +8,7 @@
 //   blocks.attn_out.weight  (L, C, C)  ((L, C, D) with the heads summed)    blocks.ffn_norm.weight (L, C)
 //   blocks.attn_phi_w1.weight, blocks.attn_phi_w2.weight  (L, D, D)   the mlp feature map (mlp kernels only)
 //   blocks.attn_gate.weight  (L, G, C)  W_g of `--attention-gate` (G = H headwise, C elementwise)
+//   blocks.attn_head_norm.weight  (L, H, D)  the per-head gains of `--head-norm rms`
 //   blocks.attn_slot_k, blocks.attn_slot_v  (L, S, D)   k* and v* of `--slot` (S = H, or 1 when shared)
 //   blocks.attn_sink_logit                  (L, S, 1)   the learned sink logit s_h of `--slot sink-logit`
 //                                                       (in attn_slot_k: the slot's score parameter)
@@ -32,6 +33,7 @@ struct ParamTensors {
     T *embed, *attn_norm, *attn_qkv, *attn_out, *ffn_norm, *ffn_in, *ffn_out, *final_norm, *lm_head;
     T *attn_phi_w1 = nullptr, *attn_phi_w2 = nullptr;  // the mlp feature map, when the config has one
     T* attn_gate = nullptr;                             // W_g of `--attention-gate`, when the config has one
+    T* attn_head_norm = nullptr;                        // the head-wise RMSNorm gains of `--head-norm rms`
     T *attn_slot_k = nullptr, *attn_slot_v = nullptr;  // the slot's k* (or sink logit) and v*, when the config has them
     T* pos_embed = nullptr;                             // learned absolute positions (`--position learned`)
 };
@@ -89,6 +91,7 @@ void for_each_param(const ModelConfig& c, Visit&& visit) {
         per_layer(&P::attn_slot_k, c.attention.slot_is_logit() ? "blocks.attn_sink_logit" : "blocks.attn_slot_k",
                   {S, size_t(c.attention.slot_score_width(int(D)))}, InitKind::slot);
     if (c.attention.has_slot_value()) per_layer(&P::attn_slot_v, "blocks.attn_slot_v", {S, D}, InitKind::slot);
+    if (c.head_norm) per_layer(&P::attn_head_norm, "blocks.attn_head_norm.weight", {c.n_heads, D}, InitKind::norm_gain);
     if (c.gate_count() > 0) per_layer(&P::attn_gate, "blocks.attn_gate.weight", {c.gate_count(), C}, InitKind::projection);
     per_layer(&P::attn_out, "blocks.attn_out.weight", {C, c.sum_heads ? D : C}, InitKind::projection);
     per_layer(&P::ffn_norm, "blocks.ffn_norm.weight", {C}, InitKind::norm_gain);

@@ -127,6 +127,10 @@ std::vector<TrainOption> make_train_options() {
                      [](ModelConfig& m, const ArgParser& a, const char* f) {
                          m.attention_gate = parse_attention_gate(a.get(f));
                      }),
+        model_option("head-norm", "none", "HOW",
+                     "each head's attention output before Wo: none, or rms (RMSNorm per head with its own gains; "
+                     "docs/model.md)",
+                     [](ModelConfig& m, const ArgParser& a, const char* f) { m.head_norm = parse_head_norm(a.get(f)); }),
         model_option("head-output", "concat", "HOW",
                      "the heads' outputs: concat (then a C x C projection) or sum (then one D x C projection)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.sum_heads = parse_head_output(a.get(f)); }),
