@@ -307,7 +307,8 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     std::printf("  %-20s %10s %12s %6s %10s %12s %6s\n", "variant", "fwd ms", "fwd GFLOP/s", "best", "bwd ms",
                 "bwd GFLOP/s", "best");
     // Every named variant, then softmax with a window of 64 (a quarter of the causal work at T = 256;
-    // FLOPs still counted as causal) and with the KV slot.
+    // FLOPs still counted as causal), with the KV slot, and with the sink logits of later work (a
+    // learned one per head, and off-by-one's fixed 0).
     std::vector<std::pair<std::string, AttentionSpec>> cases;
     for (const std::string& name : attention_names()) cases.push_back({name, parse_attention(name)});
     AttentionSpec windowed = parse_attention("softmax");
@@ -317,13 +318,19 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     AttentionSpec slotted = parse_attention("softmax");
     slotted.slot = SlotKind::key_value;
     cases.push_back({"softmax kv-bias", slotted});
+    for (const auto& [label, kind] : {std::pair{"softmax sink-logit", SlotKind::logit},
+                                      std::pair{"softmax off-by-one", SlotKind::zero_logit}}) {
+        AttentionSpec logit = parse_attention("softmax");
+        logit.slot = kind;
+        cases.push_back({label, logit});
+    }
     std::vector<float> slot_k(H * D), slot_v(H * D), att_slot(B * H * T), d_slot_k(B * H * D), d_slot_v(B * H * D);
     fill_random(slot_k, 6);
     fill_random(slot_v, 7);
     std::vector<AttentionResult> results;
     for (const auto& [name, spec] : cases) {
-        const float* k_star = spec.has_key_slot() ? slot_k.data() : nullptr;
-        const float* v_star = spec.has_key_slot() ? slot_v.data() : nullptr;
+        const float* k_star = spec.has_slot_score_param() ? slot_k.data() : nullptr;
+        const float* v_star = spec.has_key_slot() && spec.has_slot_value() ? slot_v.data() : nullptr;
         const Timing tf = time_median([&] {
             attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), k_star, v_star, B, T, C,
                               H, spec);
@@ -341,11 +348,6 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     return results;
 }
 
-// ---- 4. the whole training step ---------------------------------------------------------------
-// >>> TRAIN STEP BENCHMARK GOES HERE <<<
-// The model and trainer are being written elsewhere; when they land, this function builds the
-// small preset's model, runs a few warm-up steps, then times >= 5 training steps (forward,
-// backward, AdamW) and returns tokens/s, ms/step and GFLOP/s (train_flops_per_token x tokens / s).
 // ---- 4. the whole training step -----------------------------------------------------------------
 // One optimizer step of the laptop preset ("small") at context 256: forward, backward, gradient
 // norm, AdamW, on batches of random tokens. Runs in a child process (this program with

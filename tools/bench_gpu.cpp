@@ -144,6 +144,10 @@ std::vector<AttentionBenchCase> attention_bench_cases(bool yardstick) {
     spec = parse_attention("softmax");
     spec.slot = SlotKind::key_value;
     add("softmax kv-bias", spec);
+    spec.slot = SlotKind::logit;  // the sink logits of later work: learned per head, and off-by-one's 0
+    add("softmax sink-logit", spec);
+    spec.slot = SlotKind::zero_logit;
+    add("softmax off-by-one", spec);
     return cases;
 }
 
@@ -151,7 +155,7 @@ Json bench_attention(AttentionBuffers& buf, const AttentionBenchCase& c, const A
     const size_t D = shape.D, T = shape.T, H = shape.H, B = AttentionBuffers::kTokens / T, C = H * D;
     const AttentionSpec& spec = c.spec;
     const bool slot = spec.has_key_slot();
-    const float* slot_k = slot ? buf.slot_k : nullptr;
+    const float* slot_k = spec.has_slot_score_param() ? buf.slot_k : nullptr;
     const float* slot_v = slot && spec.has_slot_value() ? buf.slot_v : nullptr;
     const int reps = quick ? 5 : 15;
     const double fwd = median_seconds(
