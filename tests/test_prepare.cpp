@@ -338,6 +338,8 @@ TEST_CASE("command line: tokenizer and prepare end to end, then a few training s
     CHECK(testing::slurp(dir / "probe.txt").rfind("Document ", 0) == 0);
     CHECK(testing::run("echo '1 2 99999' | " + bin + " tokenizer decode" + tok, log) == 1);
     CHECK(testing::slurp(log).find("outside the vocabulary") != std::string::npos);
+    CHECK(testing::run("echo '12 abc 7' | " + bin + " tokenizer decode" + tok, log) == 1);
+    CHECK(testing::slurp(log).find("line 1: not a token id: 'abc'\n") != std::string::npos);  // the word alone
 
     // A broken JSONL line: exit code 1 and a message naming file and line.
     write_file_atomic(dir / "bad.jsonl", "{\"text\": \"fine\"}\n{\"text\": oops}\n");

@@ -345,6 +345,40 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     CHECK(testing::slurp(log).find("model.safetensors") != std::string::npos);
 }
 
+TEST_CASE("a save that fails leaves no .tmp directory and no metrics line beyond the last good checkpoint") {
+    TempDir dir("failed_save");
+    write_data(dir);
+    const std::string bin = testing::sinklab_bin(), out = dir / "run", log = dir / "log.txt";
+    const std::string base = bin + " train --data " + (dir / "train.bin") +
+                             " --preset tiny --batch 2 --seq 8 --checkpoint-every 2 --log-every 1000 --out " + out;
+    REQUIRE(testing::run(base + " --steps 4") == 0);
+    const std::string good = latest_checkpoint(out);
+    REQUIRE(good.find("step_0000004") != std::string::npos);
+    // A leftover of a save that died, as kill -9 leaves it: the next successful save removes it.
+    std::filesystem::create_directories(out + "/checkpoints/step_0000003.tmp");
+    // Resume with files limited to 50 KB (sh's ulimit counts 512-byte blocks; SIGXFSZ ignored, so a
+    // write past the limit fails with EFBIG like a full disk): metrics fit, the weights (280 KB) do not.
+    const int rc = testing::run("sh -c 'trap \"\" XFSZ; ulimit -f 100; exec " + bin + " train --out " + out +
+                                    " --resume --steps 8'",
+                                log);
+    const std::string text = testing::slurp(log);
+    INFO(text);
+    CHECK(rc == 1);
+    CHECK(text.find("saving the checkpoint of step 6 failed") != std::string::npos);
+    CHECK(text.find("cut back to step 4") != std::string::npos);
+    CHECK(latest_checkpoint(out) == good);
+    for (const auto& e : std::filesystem::directory_iterator(out + "/checkpoints"))
+        CHECK_MESSAGE(e.path().filename().string().find(".tmp") == std::string::npos, e.path().string());
+    size_t last_step = 0;
+    std::istringstream metrics(testing::slurp(out + "/metrics.jsonl"));
+    for (std::string line; std::getline(metrics, line);)
+        if (!line.empty()) last_step = size_t(Json::parse(line, "metrics").at("step").as_int());
+    CHECK(last_step == 4);
+    // Resumed without the limit, the run finishes as if nothing had happened.
+    REQUIRE(testing::run(bin + " train --out " + out + " --resume --steps 8") == 0);
+    CHECK(latest_checkpoint(out).find("step_0000008") != std::string::npos);
+}
+
 TEST_CASE("a NaN or infinite loss stops training with a message and leaves the last good checkpoint") {
     TempDir dir("diverge");
     write_data(dir);

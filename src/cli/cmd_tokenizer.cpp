@@ -124,8 +124,11 @@ int tokenizer_decode(int argc, char** argv) {
         size_t end = pos;
         int64_t value = 0;
         while (end < text.size() && text[end] >= '0' && text[end] <= '9' && value <= INT32_MAX) value = value * 10 + (text[end++] - '0');
-        if (end == pos || (end < text.size() && !std::strchr(" \n\t\r", text[end])))
-            fail("standard input, line {}: not a token id: '{}'", line, text.substr(pos, std::min<size_t>(20, text.size() - pos)));
+        if (end == pos || (end < text.size() && !std::strchr(" \n\t\r", text[end]))) {
+            size_t word_end = pos;  // quote the offending word alone (at most 20 bytes), not the rest of the line
+            while (word_end < text.size() && word_end - pos < 20 && !std::strchr(" \n\t\r", text[word_end])) word_end++;
+            fail("standard input, line {}: not a token id: '{}'", line, text.substr(pos, word_end - pos));
+        }
         if (value >= int64_t(tok.vocab_size()))
             fail("standard input, line {}: token id {} is outside the vocabulary (size {})", line, value, tok.vocab_size());
         ids.push_back(int32_t(value));

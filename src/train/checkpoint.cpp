@@ -208,10 +208,21 @@ std::string save_checkpoint(const std::string& run_dir, const ModelConfig& confi
     const std::string name = fmt::format("step_{:07d}", state.step);
     const std::string final_dir = root + "/" + name;
     const std::string tmp_dir = final_dir + ".tmp";
-    fs::remove_all(tmp_dir);
+    // Leftovers of saves that died (killed, or a full disk) are never a checkpoint: remove them.
+    for (const auto& e : fs::directory_iterator(root)) {
+        const std::string n = e.path().filename().string();
+        if (e.is_directory() && n.rfind("step_", 0) == 0 && n.size() > 4 && n.substr(n.size() - 4) == ".tmp")
+            fs::remove_all(e.path());
+    }
     make_dirs(tmp_dir);
-    save_safetensors(tmp_dir + "/model.safetensors", config, table, params);
-    save_run_state(tmp_dir + "/state.bin", state);
+    try {
+        save_safetensors(tmp_dir + "/model.safetensors", config, table, params);
+        save_run_state(tmp_dir + "/state.bin", state);
+    } catch (...) {
+        std::error_code ignored;  // the save failed: leave no half-written directory behind
+        fs::remove_all(tmp_dir, ignored);
+        throw;
+    }
     // Replace an older checkpoint of the same step (a resumed run saving again) only now.
     if (fs::exists(final_dir)) {
         if (latest_checkpoint(run_dir) == final_dir) write_file_atomic(root + "/latest", "");

@@ -222,6 +222,7 @@ private:
         Backend::upload(model_.adam_v(), st.adam_v.data(), st.adam_v.size());
         train_data_.set_position(st.loader_shard, st.loader_offset, st.loader_epoch);
         start_step_ = st.step;
+        saved_step_ = st.step;
         last_checkpoint_ = ckpt;
         truncate_metrics(metrics_path_, start_step_);
         fmt::print("resuming {} from {} (step {})\n", o_.out, ckpt, start_step_);
@@ -396,7 +397,19 @@ private:
             Backend::download(st.adam_m.data(), model_.adam_m(), host.size());
             Backend::download(st.adam_v.data(), model_.adam_v(), host.size());
         }
-        last_checkpoint_ = save_checkpoint(o_.out, o_.model, model_.param_table(), host.data(), st);
+        try {
+            last_checkpoint_ = save_checkpoint(o_.out, o_.model, model_.param_table(), host.data(), st);
+            saved_step_ = done;
+        } catch (const std::exception& e) {
+            // No metrics line may claim a step the run cannot resume from: cut back to the last good
+            // checkpoint (a --resume from it writes the same lines again).
+            metrics_.close();
+            truncate_metrics(metrics_path_, saved_step_);
+            fail("saving the checkpoint of step {} failed: {}\n{}: cut back to step {}{}", done, e.what(),
+                 metrics_path_, saved_step_,
+                 last_checkpoint_.empty() ? std::string(" (no checkpoint)")
+                                          : fmt::format("; resume from {} with --resume", last_checkpoint_));
+        }
     }
 
     TrainOptions o_;
@@ -409,6 +422,7 @@ private:
     std::unique_ptr<DataLoader> val_data_;
     std::vector<int32_t> inputs_, targets_;
     size_t start_step_ = 0;
+    size_t saved_step_ = 0;  // the step of last_checkpoint_ (0: none yet)
     std::string last_checkpoint_;
     Probe probe_;
     std::unique_ptr<Model<CpuBackend<float>>> probe_model_;
