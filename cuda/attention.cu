@@ -11,6 +11,9 @@
 //   4 threads per row), then O += P V into a shared fp32 accumulator.
 //     softmax:             running maximum m and running sum l (O and l rescaled by exp(m_old - m_new));
 //                          keeps LSE = m + log l per row for the backward.
+//     softpick:            the same walk with m = max(max_j s, 0) (starting at 0), P = relu(exp(s - m) -
+//                          exp(-m)) and l the sum of |exp(s - m) - exp(-m)|; keeps log Z = m + log(l + eps
+//                          exp(-m)) per row, in the LSE's place (and in att_z).
 //     sigmoid / elu:       no running maximum (the values are bounded or grow linearly); the running
 //                          sum gives the normaliser Z (row_normaliser), saved in att_z.
 //   Backward, without atomics (bitwise deterministic):
@@ -21,7 +24,8 @@
 //                   dQ accumulated in shared memory.
 //     Both recompute S = Q K^T and dP = dO V^T, then per element (s = scale q.k + bias):
 //       softmax:      w = exp(s - LSE_i);      otherwise g = sim(s), w = g / Z_i;
-//       ds = score_grad(dP, w, g, 1 / Z_i, Delta_i) (attention_variant.h).
+//       ds = score_grad(dP, w, g, 1 / Z_i, Delta_i) (attention_variant.h);
+//       softpick:     e = exp(s - log Z_i), w = relu(e - exp(-log Z_i)), ds = softpick_score_grad(dP, s, e, Delta_i).
 //     dV_j += sum_i w_ij dO_i,  dK_j += scale sum_i ds_ij q_i,  dQ_i += scale sum_j ds_ij k_j.
 //   Each output element is owned by one block and summed in a fixed order.
 // The key slot (`--slot`): kernels/attention_slot.cuh, around the fused kernels (its header says how).
@@ -93,7 +97,7 @@ template <int Dp>
 void forward_impl(const AttnArgs& a, size_t B) {
     using K = Cfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    if (a.spec.is_softmax())
+    if (a.spec.keeps_log_normaliser())
         launch(attention_forward_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
     else
         launch(attention_forward_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);
@@ -112,7 +116,7 @@ template <int Dp>
 void forward_mma(const AttnArgs& a, size_t B) {
     using K = MmaCfg<Dp>;
     const dim3 grid(unsigned((a.T + K::Br - 1) / K::Br), unsigned(B * size_t(a.H)));
-    if (a.spec.is_softmax())
+    if (a.spec.keeps_log_normaliser())
         launch(attention_forward_mma_kernel<Dp, true>, K::NT, K::kForwardBytes, grid, a);
     else
         launch(attention_forward_mma_kernel<Dp, false>, K::NT, K::kForwardBytes, grid, a);

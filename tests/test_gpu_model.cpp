@@ -112,7 +112,7 @@ TEST_CASE("small preset: 20 training steps match the CPU within 1e-5, every atte
 
 TEST_CASE("whole model: 10 training steps close to the CPU in bf16") {
     PrecisionScope scope(Precision::bf16);
-    for (const std::string& name : {std::string("softmax"), std::string("sigmoid")}) {
+    for (const std::string& name : {std::string("softmax"), std::string("sigmoid"), std::string("softpick")}) {
         const ModelConfig config = test_config(name);
         const RunResult cpu = train<CpuBackend<float>>(config);
         const RunResult gpu = train<CudaBackend>(config);

@@ -357,7 +357,8 @@ TEST_CASE("attention forward and backward, every variant, bf16 tensor cores") {
 TEST_CASE("attention: padded head dimensions and many tiles") {
     for (Precision p : {Precision::fp32, Precision::bf16}) {
         for (size_t D : {8, 24, 40}) check_attention({spec_of("softmax"), D, 70}, p);
-        for (const std::string& v : {std::string("softmax"), std::string("sigmoid"), std::string("elu-norm")})
+        for (const std::string& v :
+             {std::string("softmax"), std::string("sigmoid"), std::string("elu-norm"), std::string("softpick")})
             check_attention({spec_of(v), 64, 600}, p);
     }
 }
@@ -385,6 +386,9 @@ TEST_CASE("attention: alpha, window and prefix masks, key slots and position bia
              [](AttentionSpec& s) { s.slot = SlotKind::key_value, s.mask = MaskKind::window, s.window = 64; }),
         with("softmax", [](AttentionSpec& s) { s.position_bias = PositionBias::alibi; }),
         with("sigmoid-norm", [](AttentionSpec& s) { s.position_bias = PositionBias::t5; }),
+        with("softpick", [](AttentionSpec& s) { s.mask = MaskKind::window, s.window = 64; }),
+        with("softpick", [](AttentionSpec& s) { s.mask = MaskKind::prefix, s.prefix = 100; }),
+        with("softpick", [](AttentionSpec& s) { s.position_bias = PositionBias::alibi; }),
     };
     for (Precision p : {Precision::fp32, Precision::bf16})
         for (const AttentionSpec& spec : specs) check_attention({spec, 64, 300}, p);

@@ -42,7 +42,7 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     specs.back().score_bias = -1.0;
     specs.push_back(parse_attention("softmax"));
     specs.back().softmax_alpha = 0.5;
-    for (const std::string name : {"softmax", "mlp-kernel-norm"}) {
+    for (const std::string name : {"softmax", "mlp-kernel-norm", "softpick"}) {
         specs.push_back(parse_attention(name));
         specs.back().mask = MaskKind::window;
         specs.back().window = 3;
@@ -67,6 +67,7 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     slotted("softmax", SlotKind::logit, false);
     slotted("softmax", SlotKind::logit, true);
     slotted("softmax", SlotKind::zero_logit, false);
+    slotted("softpick", SlotKind::value, false);  // softpick takes the V bias only
     AttentionSpec* windowed = slotted("softmax", SlotKind::key_value, false);
     windowed->mask = MaskKind::window;
     windowed->window = 3;
@@ -86,6 +87,8 @@ TEST_CASE("whole model: backward matches central finite differences for every at
         configs.push_back(tiny_config("softmax"));
         configs.back().position = position;
     }
+    configs.push_back(tiny_config("softpick"));  // softpick under a position bias
+    configs.back().position = PositionKind::alibi;
     configs.push_back(tiny_config("softmax"));
     configs.back().sum_heads = true;
     for (const AttentionGate gate : {AttentionGate::headwise, AttentionGate::elementwise}) {

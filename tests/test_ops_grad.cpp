@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -122,6 +123,11 @@ const std::vector<Variant>& all_variants() {
         with_position(variant("sigmoid-norm", 0.0, 1.0, MaskKind::prefix, 3), PositionBias::alibi),
         with_position(variant("softmax"), PositionBias::t5),
         with_position(variant("elu", 0.0, 1.0, MaskKind::prefix, 3), PositionBias::t5),
+        variant("softpick"),
+        variant("softpick", 0.0, 1.0, MaskKind::window, 2),
+        variant("softpick", 0.0, 1.0, MaskKind::prefix, 3),
+        with_position(variant("softpick"), PositionBias::alibi),
+        with_position(variant("softpick", 0.0, 1.0, MaskKind::window, 2), PositionBias::t5),
     };
     return v;
 }
@@ -155,6 +161,7 @@ long double reference_position_bias(const AttentionSpec& spec, size_t h, size_t 
 
 // An independent, straightforward evaluation of docs/attention.md for one (b, h, i) row, in long
 // double: returns the unnormalised similarities g_ij for every key j (0 where i may not attend).
+// Softpick (the exp score function) gets exp(s_ij); reference_softpick turns them into its terms.
 std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size_t i, size_t Tq, size_t Cq,
                                         size_t Hq, const AttentionSpec& spec) {
     const size_t Dq = Cq / Hq;
@@ -185,6 +192,20 @@ std::vector<long double> reference_sims(const Vec& qkv, size_t b, size_t h, size
         }
     }
     return g;
+}
+
+// Softpick from its definition (docs/attention.md, "Softpick"), for a row of exp(s_ij) from
+// reference_sims: the numerators relu(exp(s) - 1) replace g in place (0 where i may not attend),
+// and the normaliser Z = sum_j |exp(s_ij) - 1| + 1e-6 over the allowed keys is returned.
+long double reference_softpick(std::vector<long double>& g, const AttentionSpec& spec, size_t i) {
+    long double z = 1e-6L;
+    for (size_t j = 0; j < g.size(); j++) {
+        if (!reference_allowed(spec, i, j)) continue;
+        const long double a = g[j] - 1.0L;
+        z += std::fabs(a);
+        g[j] = a > 0 ? a : 0.0L;
+    }
+    return z;
 }
 
 }  // namespace
@@ -472,7 +493,9 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
     for (const Variant& var : {variant("softmax", 0.0, 1.0, MaskKind::window, 20),
                                variant("sigmoid-norm", 0.0, 1.0, MaskKind::window, 70),
                                variant("softmax", 0.0, 1.0, MaskKind::prefix, 70),
-                               variant("elu", 0.0, 1.0, MaskKind::prefix, 100)}) {
+                               variant("elu", 0.0, 1.0, MaskKind::prefix, 100),
+                               variant("softpick", 0.0, 1.0, MaskKind::window, 70),
+                               variant("softpick", 0.0, 1.0, MaskKind::prefix, 70)}) {
         CAPTURE(var.label());
         const AttentionSpec spec = var.spec();
         std::mt19937_64 rng(107);
@@ -483,9 +506,11 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
             return dot(out, R);
         };
         loss();
-        size_t mask_errors = 0;
+        size_t mask_errors = 0;  // softpick: a key it may see can still get 0 (a score <= 0)
         for (size_t i = 0; i < Tl; i++)
-            for (size_t j = 0; j < Tl; j++) mask_errors += (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
+            for (size_t j = 0; j < Tl; j++)
+                mask_errors += spec.is_softpick() ? (att[i * Tl + j] != 0.0 && !reference_allowed(spec, i, j))
+                                                  : (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
         CHECK(mask_errors == 0);
         Vec dqkv(Nl * 3 * Cl, 0.0);
         attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
@@ -590,12 +615,16 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < H; h++)
                 for (size_t i = 0; i < Tn; i++) {
-                    const auto g = reference_sims(qkv, b, h, i, Tn, C, H, spec);
+                    auto g = reference_sims(qkv, b, h, i, Tn, C, H, spec);
                     long double sum = 0;
                     for (auto e : g) sum += e;
-                    // att_z as documented: the normaliser for normalised non-softmax variants, else 1.
+                    // att_z as documented: the normaliser for normalised non-softmax variants, log Z for
+                    // softpick, else 1.
                     long double z = 1;
-                    if (spec.score == ScoreFunction::exp) {
+                    if (spec.is_softpick()) {
+                        z = reference_softpick(g, spec, i);
+                        max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - std::log(z))));
+                    } else if (spec.score == ScoreFunction::exp) {
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                         z = sum / (long double)spec.softmax_alpha;
                     } else if (spec.normalizer == Normalizer::sum) {
@@ -609,9 +638,12 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                     }
                     const double* w = att.data() + ((b * H + h) * Tn + i) * Tn;
+                    // (softpick: absolute, as its weights are at most 1 and exp(s - m) - exp(-m) cancels
+                    // near s = 0)
                     for (size_t j = 0; j < Tn; j++)
-                        if (g[j] != 0) max_err = std::max(max_err,
-                                                          double(std::fabs(w[j] - g[j] / z) / std::fabs(g[j] / z)));
+                        if (g[j] != 0)
+                            max_err = std::max(max_err, double(std::fabs(w[j] - g[j] / z) /
+                                                               (spec.is_softpick() ? 1.0L : std::fabs(g[j] / z))));
                     for (size_t d = 0; d < D; d++) {
                         long double o = 0, scale = 0;
                         for (size_t j = 0; j < Tn; j++) {
@@ -629,18 +661,25 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
 }
 
 TEST_CASE("attention forward: masked entries are exactly 0, the others not, every variant and mask") {
+    // (softpick: the allowed entries are 0 exactly where the score is <= 0)
     for (const Variant& var : all_variants()) {
         CAPTURE(var.label());
+        const AttentionSpec spec = var.spec();
         std::mt19937_64 rng(202);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         // Fill att with garbage first: the mask must be written, not assumed.
         Vec out(N * C), att(B * H * Tn * Tn, 123.0), att_z(B * H * Tn);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, var.spec());
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         size_t bad = 0;
-        for (size_t bh = 0; bh < B * H; bh++)
-            for (size_t i = 0; i < Tn; i++)
-                for (size_t j = 0; j < Tn; j++)
-                    bad += (att[(bh * Tn + i) * Tn + j] != 0.0) != reference_allowed(var.spec(), i, j);
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < H; h++)
+                for (size_t i = 0; i < Tn; i++) {
+                    const auto g = reference_sims(qkv, b, h, i, Tn, C, H, spec);
+                    for (size_t j = 0; j < Tn; j++) {
+                        const bool nonzero = reference_allowed(spec, i, j) && (!spec.is_softpick() || g[j] > 1.0L);
+                        bad += (att[((b * H + h) * Tn + i) * Tn + j] != 0.0) != nonzero;
+                    }
+                }
         CHECK(bad == 0);
     }
 }
@@ -721,7 +760,11 @@ TEST_CASE("attention forward: att_z semantics") {
                 const double z = att_z[bh * Tn + i];
                 double row = 0;
                 for (size_t j = 0; j < Tn; j++) row += att[(bh * Tn + i) * Tn + j];
-                if (spec.score == ScoreFunction::exp) {  // each row sums to alpha
+                if (spec.is_softpick()) {  // z = log Z >= log 1e-6; rows sum to at most one
+                    CHECK(z >= std::log(kSoftpickEps));
+                    CHECK(row >= 0.0);
+                    CHECK(row <= 1.0 + 1e-14);
+                } else if (spec.score == ScoreFunction::exp) {  // each row sums to alpha
                     CHECK(z == 1.0);
                     CHECK(row == doctest::Approx(spec.softmax_alpha).epsilon(1e-14));
                 } else if (spec.normalizer == Normalizer::none) {
@@ -1099,6 +1142,103 @@ TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and s
         report("attention with slot, " + spec.describe() + ": dqkv", gradcheck::check(qkv, dqkv, loss));
         if (has_k) report("attention with slot, " + spec.describe() + ": dk* / ds_h", gradcheck::check(slot_k, dk, loss));
         if (has_v) report("attention with slot, " + spec.describe() + ": dv*", gradcheck::check(slot_v, dv, loss));
+    }
+}
+
+TEST_CASE("softpick, known answers: a row by hand, a row of negative scores, scores that overflow exp") {
+    // One head of D = 4 (scale 1/2), T = 3, causal; q_i = (2, 0, 0, 0) and k_j = (x_j, 0, 0, 0), so
+    // that s_ij = x_j for every query; v_j = e_j, so that out_i = (w_i0, w_i1, w_i2, 0).
+    const size_t Tk = 3, Ck = 4;
+    const AttentionSpec spec = parse_attention("softpick");
+    auto run = [&](const std::array<double, 3>& x, Vec& att, Vec& att_z, Vec& out) {
+        Vec qkv(Tk * 3 * Ck, 0.0);
+        for (size_t t = 0; t < Tk; t++) {
+            qkv[t * 3 * Ck] = 2.0;
+            qkv[t * 3 * Ck + Ck] = x[t];
+            qkv[t * 3 * Ck + 2 * Ck + t] = 1.0;
+        }
+        att.assign(Tk * Tk, 7.0);
+        att_z.assign(Tk, 7.0);
+        out.assign(Tk * Ck, 7.0);
+        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), 1, Tk, Ck, 1, spec);
+        for (size_t i = 0; i < Tk; i++)
+            for (size_t d = 0; d < Ck; d++) CHECK(out[i * Ck + d] == doctest::Approx(d < Tk ? att[i * Tk + d] : 0.0));
+        // and a backward that stays finite
+        Vec dqkv(Tk * 3 * Ck, 0.0), dout(Tk * Ck, 1.0);
+        attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), att.data(), att_z.data(), 1, Tk, Ck, 1, spec);
+        for (double g : dqkv) CHECK(std::isfinite(g));
+    };
+    const double eps = 1e-6;
+    Vec att, att_z, out;
+    {  // exp(x) = 3, 1/2, 2: exp(x) - 1 = 2, -1/2, 1
+        run({std::log(3.0), std::log(0.5), std::log(2.0)}, att, att_z, out);
+        const double z0 = 2 + eps, z1 = 2.5 + eps, z2 = 3.5 + eps;
+        const double want[3][3] = {{2 / z0, 0, 0}, {2 / z1, 0, 0}, {2 / z2, 0, 1 / z2}};
+        for (size_t i = 0; i < Tk; i++)
+            for (size_t j = 0; j < Tk; j++) CHECK(att[i * Tk + j] == doctest::Approx(want[i][j]).epsilon(1e-14));
+        CHECK(att[1 * Tk + 1] == 0.0);  // exactly: a negative score
+        CHECK(att[2 * Tk + 1] == 0.0);
+        CHECK(att_z[0] == doctest::Approx(std::log(z0)).epsilon(1e-14));
+        CHECK(att_z[1] == doctest::Approx(std::log(z1)).epsilon(1e-14));
+        CHECK(att_z[2] == doctest::Approx(std::log(z2)).epsilon(1e-14));
+    }
+    {  // every score below 0: every numerator is 0, the rows and outputs are exactly 0
+        run({-1.0, -2.0, -3.0}, att, att_z, out);
+        for (double w : att) CHECK(w == 0.0);
+        for (double o : out) CHECK(o == 0.0);
+        const double z2 = (1 - std::exp(-1.0)) + (1 - std::exp(-2.0)) + (1 - std::exp(-3.0)) + eps;
+        CHECK(att_z[2] == doctest::Approx(std::log(z2)).epsilon(1e-14));
+    }
+    {  // exp(1000) overflows even in double; stabilised, w = (1, e^-1) / (1 + e^-1), and 0 for -5
+        run({1000.0, 999.0, -5.0}, att, att_z, out);
+        const double e1 = std::exp(-1.0);
+        CHECK(att[0] == doctest::Approx(1.0).epsilon(1e-14));
+        CHECK(att[2 * Tk + 0] == doctest::Approx(1.0 / (1.0 + e1)).epsilon(1e-14));
+        CHECK(att[2 * Tk + 1] == doctest::Approx(e1 / (1.0 + e1)).epsilon(1e-14));
+        CHECK(att[2 * Tk + 2] == 0.0);
+        CHECK(att_z[2] == doctest::Approx(1000.0 + std::log(1.0 + e1)).epsilon(1e-14));
+    }
+    {  // the same in float: no overflow either
+        std::vector<float> qkv(Tk * 3 * Ck, 0.0f), attf(Tk * Tk), zf(Tk), outf(Tk * Ck), dq(Tk * 3 * Ck, 0.0f),
+            dout(Tk * Ck, 1.0f);
+        const float x[3] = {200.0f, 199.0f, -5.0f};
+        for (size_t t = 0; t < Tk; t++) {
+            qkv[t * 3 * Ck] = 2.0f;
+            qkv[t * 3 * Ck + Ck] = x[t];
+            qkv[t * 3 * Ck + 2 * Ck + t] = 1.0f;
+        }
+        attention_forward_no_slot(outf.data(), attf.data(), zf.data(), qkv.data(), 1, Tk, Ck, 1, spec);
+        attention_backward_no_slot(dq.data(), dout.data(), qkv.data(), attf.data(), zf.data(), 1, Tk, Ck, 1, spec);
+        CHECK(attf[2 * Tk + 0] == doctest::Approx(1.0 / (1.0 + std::exp(-1.0))).epsilon(1e-6));
+        for (float g : dq) CHECK(std::isfinite(g));
+    }
+}
+
+TEST_CASE("gradcheck: softpick on large scores and on a row of negative scores (dqkv)") {
+    // Scores spread over roughly [-40, 40] (q, k in [-9, 9), D = 4): most rows have a maximum far
+    // above 0, where exp(s) alone would lose everything but the largest terms to rounding; and
+    // a run where every q is negated against positive keys, so that whole rows are negative.
+    const AttentionSpec spec = parse_attention("softpick");
+    for (int kind = 0; kind < 2; kind++) {
+        CAPTURE(kind);
+        std::mt19937_64 rng(108 + kind);
+        Vec qkv = random_vector(rng, N * 3 * C, kind == 0 ? -9.0 : 0.2, kind == 0 ? 9.0 : 1.0),
+            R = random_vector(rng, N * C);
+        if (kind == 1)
+            for (size_t n = 0; n < N; n++)
+                for (size_t c = 0; c < C; c++) qkv[n * 3 * C + c] = -qkv[n * 3 * C + c];
+        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        auto loss = [&] {
+            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+            return dot(out, R);
+        };
+        loss();
+        if (kind == 1)
+            for (double w : att) CHECK(w == 0.0);
+        Vec dqkv(N * 3 * C, 0.0);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+        report(std::string("attention softpick ") + (kind == 0 ? "large scores" : "negative rows") + " dqkv",
+               gradcheck::check(qkv, dqkv, loss));
     }
 }
 

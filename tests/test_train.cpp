@@ -310,6 +310,10 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_error("--preset tiny --attention sigmoid --slot v-bias",
                  "--slot v-bias needs normalised attention weights (got --attention sigmoid");
     expect_error("--preset tiny --attention elu --slot k-bias", "--slot k-bias needs normalised attention weights");
+    expect_error("--preset tiny --attention softpick --slot kv-bias",
+                 "--slot kv-bias cannot be combined with --attention softpick");
+    expect_error("--preset tiny --attention softpick --slot sink-logit",
+                 "--slot sink-logit needs softmax attention (got --attention softpick)");
     expect_error("--preset tiny --random-tokens 4:2", "--random-tokens: expected A:B with 0 <= A < B");
     expect_error("--preset tiny --fixed-token 3 --fixed-position 8", "--fixed-position 8 is not inside a sequence of --seq 8");
     expect_error("--preset tiny --position xpos", "--position: unknown position encoding 'xpos' (valid: rope, nope");

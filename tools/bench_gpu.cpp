@@ -118,12 +118,12 @@ struct AttentionBenchCase {
 // At the yardstick shape: every operation the named variants ask of the kernels (the mlp kernels
 // and the unnormalised elu kernel run linear-kernel's on other inputs), the scaled softmax, a window
 // of 64 (about 1/16 of causal attention's work at T = 2048), a prefix of 1024, and the KV slot. At
-// the other shapes: softmax and sigmoid.
+// the other shapes: softmax, sigmoid and softpick.
 std::vector<AttentionBenchCase> attention_bench_cases(bool yardstick) {
     std::vector<AttentionBenchCase> cases;
     auto add = [&](const std::string& label, AttentionSpec spec) { cases.push_back({label, spec}); };
     if (!yardstick) {
-        for (const char* v : {"softmax", "sigmoid"}) add(v, parse_attention(v));
+        for (const char* v : {"softmax", "sigmoid", "softpick"}) add(v, parse_attention(v));
         return cases;
     }
     for (const std::string& v : attention_names()) {

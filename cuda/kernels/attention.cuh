@@ -217,11 +217,11 @@ __device__ __forceinline__ float group_max(float v) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T / Br), B H), block NT. kIsSoftmax must equal a.spec.is_softmax().
+// Forward. grid (ceil(T / Br), B H), block NT. kRunningMax must equal a.spec.keeps_log_normaliser().
 // Q, K, V, the scores S, the weights P and the output accumulator O all live in shared memory
-// (fp32); a group of TPR threads per row applies the score function and, for the softmax, keeps
-// the running maximum and rescales the row of O.
-template <int Dp, bool kIsSoftmax>
+// (fp32); a group of TPR threads per row applies the score function and, for softmax and softpick,
+// keeps the running maximum and rescales the row of O.
+template <int Dp, bool kRunningMax>
 __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs a) {
     using K = Cfg<Dp>;
     constexpr int Br = K::Br, Bc = K::Bc, NT = K::NT, TPR = K::TPR;
@@ -247,8 +247,9 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
 
     const int row = int(threadIdx.x) / TPR, part = int(threadIdx.x) % TPR;
     const int qi = q0 + row;
-    float m, l;  // running maximum (softmax only) and running sum, per row
+    float m, l;  // running maximum (softmax, softpick) and running sum, per row
     slot_row_start(qi < T ? a.slot_s : nullptr, a.spec, size_t(bh) * T + qi, 1.0f, m, l);
+    if (a.spec.is_softpick()) m = 0.0f;  // softpick's m = max(max_j s_ij, 0) (no slot)
     // The key tiles that some row of this tile sees (attention_variant.h: the ranges are monotone).
     const int k_begin = keys_seen(a.spec, q0).begin / Bc * Bc;
     const int k_end = min(keys_seen(a.spec, min(q0 + Br, T) - 1).end, T);
@@ -262,7 +263,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
         float* srow = S + row * K::ldS;
         float* prow = P + row * K::ldP;
         float sum = 0.0f;
-        if constexpr (kIsSoftmax) {
+        if constexpr (kRunningMax) {
             float tile_max = -INFINITY;
             for (int j = part; j < Bc; j += TPR) {
                 const bool valid = qi < T && key_visible(a.spec, qi, k0 + j);
@@ -271,11 +272,21 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
                 tile_max = fmaxf(tile_max, s);
             }
             const float m_new = fmaxf(m, group_max<TPR>(tile_max));
-            for (int j = part; j < Bc; j += TPR) {
-                const float s = srow[j];
-                const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
-                prow[j] = p;
-                sum += p;
+            if (a.spec.is_softpick()) {  // p = relu(d), the sum of |d|, d = exp(s - m) - exp(-m)
+                const float shift = expf(-m_new);
+                for (int j = part; j < Bc; j += TPR) {
+                    const float s = srow[j];
+                    const float d = s == -INFINITY ? 0.0f : softpick_term<DeviceMath>(s, m_new, shift);
+                    prow[j] = fmaxf(d, 0.0f);
+                    sum += fabsf(d);
+                }
+            } else {
+                for (int j = part; j < Bc; j += TPR) {
+                    const float s = srow[j];
+                    const float p = s == -INFINITY ? 0.0f : expf(s - m_new);
+                    prow[j] = p;
+                    sum += p;
+                }
             }
             sum = group_sum<TPR>(sum);
             const float alpha = m == -INFINITY ? 0.0f : expf(m - m_new);
@@ -301,7 +312,12 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
         float inv = 1.0f;
         if (qi < T) {
             const size_t r = size_t(bh) * T + qi;
-            if constexpr (kIsSoftmax) {
+            if (a.spec.is_softpick()) {  // Z' = l + eps exp(-m); saved: log Z = m + log Z'
+                const float zp = softpick_normaliser(l, expf(-m));
+                a.lse[r] = m + logf(zp);
+                a.z[r] = a.lse[r];
+                inv = 1.0f / zp;
+            } else if constexpr (kRunningMax) {
                 const float zl = row_normaliser(a.spec, l);
                 a.lse[r] = m + logf(zl);
                 a.z[r] = 1.0f;
@@ -325,7 +341,7 @@ __global__ void __launch_bounds__(Cfg<Dp>::NT) attention_forward_kernel(AttnArgs
 // ------------------------------------------------------------------------------------------------
 // Backward, shared part: S (scores q.k, unscaled) and dP (dO . v) of one (Br x Bc) tile -> the
 // weights W (optional) and the score gradients dS (scaled by `scale`, ready for dQ and dK).
-// stat: LSE_i (softmax) or 1 / Z_i (the other variants); delta: Delta_i.
+// stat: LSE_i (softmax), log Z_i (softpick) or 1 / Z_i (the other variants); delta: Delta_i.
 template <int Dp, bool kWriteW>
 __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* S, const float* dP, float* W,
                                                 float* dS, const float* stat, const float* delta, int h, int q0,
@@ -338,11 +354,17 @@ __device__ __forceinline__ void scores_to_grads(const AttnArgs& a, const float* 
         if (qi < a.T && key_visible(a.spec, qi, kj)) {
             const float s = S[i * K::ldS + j] * a.scale + score_bias<float>(a.spec, h, qi, kj);
             const float dp = dP[i * K::ldS + j];
-            // softmax: w = exp(s - LSE_i); else g = sim(s), w = g (1 / Z_i)
-            const float g = a.spec.is_softmax() ? expf(s - stat[i]) : sim<DeviceMath>(a.spec.score, s);
-            const float inv_z = a.spec.is_softmax() ? 1.0f : stat[i];
-            w = g * inv_z;
-            ds = score_grad(a.spec, a.scale, dp, w, g, inv_z, delta[i]);
+            if (a.spec.is_softpick()) {  // e = exp(s - log Z_i), w = relu(e - exp(-log Z_i))
+                const float ex = expf(s - stat[i]);
+                w = fmaxf(ex - expf(-stat[i]), 0.0f);
+                ds = softpick_score_grad(a.scale, dp, s, ex, delta[i]);
+            } else {
+                // softmax: w = exp(s - LSE_i); else g = sim(s), w = g (1 / Z_i)
+                const float g = a.spec.is_softmax() ? expf(s - stat[i]) : sim<DeviceMath>(a.spec.score, s);
+                const float inv_z = a.spec.is_softmax() ? 1.0f : stat[i];
+                w = g * inv_z;
+                ds = score_grad(a.spec, a.scale, dp, w, g, inv_z, delta[i]);
+            }
         }
         if constexpr (kWriteW) W[i * K::ldP + j] = w;
         dS[i * K::ldP + j] = ds;
@@ -357,7 +379,7 @@ __device__ __forceinline__ void load_row_stats(const AttnArgs& a, float* stat, f
         float st = 1.0f, dl = 0.0f;
         if (qi < a.T) {
             const size_t idx = size_t(bh) * a.T + qi;
-            st = a.spec.is_softmax() ? a.lse[idx] : 1.0f / normaliser_divisor(a.z[idx]);
+            st = a.spec.keeps_log_normaliser() ? a.lse[idx] : 1.0f / normaliser_divisor(a.z[idx]);
             if (a.delta) dl = a.delta[idx];
         }
         stat[r] = st;
@@ -495,7 +517,8 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
 }
 
 // The materialising path for the sink analysis: one block per (row i, b h). att (B, H, T, T) gets
-// the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax);
+// the weights (exactly 0 for the keys i does not see), att_z (B, H, T) the normaliser (1 for softmax,
+// log Z_i for softpick);
 // with a key slot (slot_k (spec.slot_heads(H), D) or the sink logits, null for none or off-by-one)
 // att_slot (B, H, T) its weights.
 __global__ void attention_weights_kernel(float* att, float* att_z, float* att_slot, const float* qkv,
@@ -530,6 +553,19 @@ __global__ void attention_weights_kernel(float* att, float* att_z, float* att_sl
         }
     }
     mx = block_max(mx, red);
+    if (spec.is_softpick()) {  // m = max(max_j s_ij, 0); w = relu(d) / Z', d = exp(s - m) - exp(-m) (no slot)
+        const float m = fmaxf(mx, 0.0f), shift = expf(-m);
+        float abs_sum = 0.0f;
+        for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) {
+            const float d = softpick_term<DeviceMath>(w[j], m, shift);
+            w[j] = fmaxf(d, 0.0f);
+            abs_sum += fabsf(d);
+        }
+        const float zp = softpick_normaliser(block_sum(abs_sum, red), shift);
+        for (int j = seen.begin + int(threadIdx.x); j < seen.end; j += int(blockDim.x)) w[j] /= zp;
+        if (threadIdx.x == 0) att_z[size_t(bh) * T + i] = m + logf(zp);
+        return;
+    }
     float slot_g = 0.0f;
     if (slot) slot_g = spec.is_softmax() ? expf(slot_s - mx) : sim<DeviceMath>(spec.score, slot_s);
     float sum = threadIdx.x == 0 ? slot_g : 0.0f;

@@ -123,8 +123,8 @@ __device__ __forceinline__ void add_tile_to_rows(const float (&acc)[MmaCfg<Dp>::
 }
 
 // ------------------------------------------------------------------------------------------------
-// Forward. grid (ceil(T / 64), B H), block 128. kIsSoftmax must equal a.spec.is_softmax().
-template <int Dp, bool kIsSoftmax>
+// Forward. grid (ceil(T / 64), B H), block 128. kRunningMax must equal a.spec.keeps_log_normaliser().
+template <int Dp, bool kRunningMax>
 __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(AttnArgs a) {
     using K = MmaCfg<Dp>;
     SINKLAB_DYNAMIC_SMEM(smem);
@@ -147,13 +147,15 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
     float o[K::ND][4];
 #pragma unroll
     for (int nd = 0; nd < K::ND; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.0f;
-    // Per row: running maximum (softmax, in log2 units) and this thread's part of the running sum.
-    // (With a key slot, the row starts from its score: slot_row_start, l held by the quad's thread 0.)
+    // Per row: running maximum (softmax and softpick, in log2 units) and this thread's part of the
+    // running sum. (With a key slot, the row starts from its score: slot_row_start, l held by the
+    // quad's thread 0. Softpick has no slot, and its m = max(max_j s_ij, 0) starts at 0.)
     float m[2], l[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         slot_row_start(rows[r] < T ? a.slot_s : nullptr, a.spec, size_t(bh) * T + rows[r], kLog2e, m[r], l[r]);
         if (t != 0) l[r] = 0.0f;
+        if (a.spec.is_softpick()) m[r] = 0.0f;
     }
     const float scale_log2 = a.scale * kLog2e;
     // The key tiles that some row of this block sees (attention_variant.h: the ranges are monotone).
@@ -168,7 +170,7 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
         scores_tile<Dp>(s, Qs + 16 * warp * K::ld, Ks, lane);  // S = Q K^T
         // Masked when some (row, key) of the warp's 16 x Bc tile is not seen, or a row lies beyond T.
         const bool masked = !block_fully_visible(a.spec, w0, w0 + 15, k0, k0 + K::Bc - 1) || w0 + 15 >= T;
-        if constexpr (kIsSoftmax) {
+        if constexpr (kRunningMax) {
             float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int j = 0; j < K::NC; j++)
@@ -193,15 +195,28 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
                     o[nd][2 * r + 1] *= alpha;
                 }
             }
+            if (a.spec.is_softpick()) {  // p = relu(d), l += |d|, d = 2^(x - m) - 2^(-m) (log2 units)
+                const float shift[2] = {mma::fast_exp2(-m[0]), mma::fast_exp2(-m[1])};
 #pragma unroll
-            for (int j = 0; j < K::NC; j++)
+                for (int j = 0; j < K::NC; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = e / 2;
-                    const float p = m[r] == -INFINITY ? 0.0f : mma::fast_exp2(s[j][e] - m[r]);
-                    s[j][e] = p;
-                    l[r] += p;
-                }
+                    for (int e = 0; e < 4; e++) {
+                        const int r = e / 2;
+                        const float d = s[j][e] == -INFINITY ? 0.0f : mma::fast_exp2(s[j][e] - m[r]) - shift[r];
+                        s[j][e] = fmaxf(d, 0.0f);
+                        l[r] += fabsf(d);
+                    }
+            } else {
+#pragma unroll
+                for (int j = 0; j < K::NC; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int r = e / 2;
+                        const float p = m[r] == -INFINITY ? 0.0f : mma::fast_exp2(s[j][e] - m[r]);
+                        s[j][e] = p;
+                        l[r] += p;
+                    }
+            }
         } else {
 #pragma unroll
             for (int j = 0; j < K::NC; j++)
@@ -221,7 +236,12 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
     for (int r = 0; r < 2; r++) {
         const float sum = quad_sum(l[r]);
         float inv = 1.0f, lse = 0.0f, z = 1.0f;
-        if constexpr (kIsSoftmax) {
+        if (a.spec.is_softpick()) {  // Z' = sum |d| + eps 2^(-m); saved: log Z = m ln 2 + log Z'
+            const float zp = softpick_normaliser(sum, mma::fast_exp2(-m[r]));
+            inv = 1.0f / zp;
+            lse = m[r] * kLn2 + logf(zp);
+            z = lse;
+        } else if constexpr (kRunningMax) {
             const float zl = row_normaliser(a.spec, sum);
             inv = sum > 0.0f ? 1.0f / zl : 0.0f;
             lse = m[r] * kLn2 + logf(zl);
@@ -249,7 +269,8 @@ __global__ void __launch_bounds__(MmaCfg<Dp>::NT) attention_forward_mma_kernel(A
 
 // ------------------------------------------------------------------------------------------------
 // Backward, per element: from the unscaled score q.k of query i and key j, dP = dO_i . v_j and the
-// row statistics stat (softmax: LSE_i in log2 units; else 1 / Z_i) and delta (Delta_i), the weight w and
+// row statistics stat (softmax: LSE_i, softpick: log Z_i, both in log2 units; else 1 / Z_i) and delta
+// (Delta_i), the weight w and
 // the score gradient ds (already multiplied by scale, ready for dQ and dK).
 struct ScoreGrad {
     float w, ds;
@@ -257,6 +278,10 @@ struct ScoreGrad {
 __device__ __forceinline__ ScoreGrad score_and_grad(const AttnArgs& a, float qk, float dp, float stat, float delta,
                                                     int h, int i, int j) {
     const float bias = score_bias<float>(a.spec, h, i, j);
+    if (a.spec.is_softpick()) {  // e = exp(s - log Z_i) = 2^(s log2 e - stat), w = relu(e - 2^(-stat))
+        const float e = mma::fast_exp2(fmaf(qk, a.scale * kLog2e, bias * kLog2e) - stat);
+        return {fmaxf(e - mma::fast_exp2(-stat), 0.0f), softpick_score_grad(a.scale, dp, qk * a.scale + bias, e, delta)};
+    }
     // softmax: w = exp(s - LSE_i), computed as 2^(s log2 e - stat); else g = sim(s), w = g (1 / Z_i)
     const float g = a.spec.is_softmax() ? mma::fast_exp2(fmaf(qk, a.scale * kLog2e, bias * kLog2e) - stat)
                                         : sim<FastMath>(a.spec.score, qk * a.scale + bias);
@@ -265,9 +290,10 @@ __device__ __forceinline__ ScoreGrad score_and_grad(const AttnArgs& a, float qk,
     return {w, score_grad(a.spec, a.scale, dp, w, g, inv_z, delta)};
 }
 
-// Row statistics for the backward: LSE * log2(e) for softmax (so that w = 2^(x log2 e - stat)), else 1 / Z.
+// Row statistics for the backward: LSE * log2(e) for softmax (so that w = 2^(x log2 e - stat)), likewise
+// log Z * log2(e) for softpick, else 1 / Z.
 __device__ __forceinline__ float backward_stat(const AttnArgs& a, size_t idx) {
-    return a.spec.is_softmax() ? a.lse[idx] * kLog2e : 1.0f / normaliser_divisor(a.z[idx]);
+    return a.spec.keeps_log_normaliser() ? a.lse[idx] * kLog2e : 1.0f / normaliser_divisor(a.z[idx]);
 }
 
 // dK and dV. grid (ceil(T / 64), B H), block 128.

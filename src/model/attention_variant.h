@@ -15,8 +15,8 @@
 //
 // Where the variants of the later issues land (the places this header leaves for them):
 //   score function  sim and sim_grad                    (kernel feature maps: identity on phi(q).phi(k))
-//   normaliser      row_normaliser, row_delta and       (max(|sum|, 1), softpick; the alpha-scaled
-//                   score_grad                           softmax is there)
+//   normaliser      row_normaliser, row_delta and       (max(|sum|, 1), the alpha-scaled softmax and
+//                   score_grad; softpick_*               softpick are there)
 //   score bias      score_bias(h, i, j)                 (ALiBi, T5 buckets)
 //   mask            keys_seen, queries_seeing,          (causal, sliding window and prefix LM are there)
 //                   key_visible, block_fully_visible
@@ -50,7 +50,12 @@ enum class ScoreFunction : int { exp, sigmoid, elu, identity };
 //   sum:     Z = sum_j g_ij + 1e-8
 //   abs_sum: Z = max(|sum_j g_ij|, 1)            (the linear and mlp kernels: g may be negative)
 //   none:    Z = 1 (the weights are g itself and need not sum to one)
-enum class Normalizer : int { softmax, sum, none, abs_sum };
+//   softpick: with the exp score function only (Zuhri et al. 2025, arXiv 2504.20966):
+//            w_ij = relu(exp(s_ij) - 1) / Z_i,  Z_i = sum_j |exp(s_ij) - 1| + 1e-6. Not g / Z: the
+//            numerator is rectified while the normaliser sums magnitudes, so the rows sum to at most one
+//            and a row whose scores are all <= 0 is all zeros. Computed stably with
+//            m_i = max(max_j s_ij, 0) (softpick_* below); att_z keeps log Z_i.
+enum class Normalizer : int { softmax, sum, none, abs_sum, softpick };
 
 // The feature map phi applied per head to q and k (after RoPE) before the scores, in the kernel
 // variants: none (phi(x) = x), elu (phi(x) = elu(x) + 1), mlp (phi(x) = W2 relu(W1 x), W1 and W2
@@ -94,6 +99,8 @@ enum class SlotKind : int { none, key, key_value, sink_token, value, logit, zero
 
 // The epsilon of the sum normaliser.
 constexpr double kAttentionNormEps = 1e-8;
+// The epsilon of the softpick normaliser, added to sum_j |exp(s_ij) - 1| (docs/attention.md, "Softpick").
+constexpr double kSoftpickEps = 1e-6;
 
 struct AttentionSpec {
     ScoreFunction score = ScoreFunction::exp;
@@ -117,11 +124,19 @@ struct AttentionSpec {
     // True when the weights are not a probability distribution (no normaliser, or weights that may
     // be negative): the sink metric then uses proxy scores A~ = |w| / (sum_j |w| + 1e-8)
     // (docs/sinks.md).
-    SINKLAB_HD bool needs_proxy() const { return normalizer == Normalizer::none || normalizer == Normalizer::abs_sum; }
+    // Softpick's rows sum to less than one (and a row may be all zeros), so it is measured by proxy too.
+    SINKLAB_HD bool needs_proxy() const {
+        return normalizer == Normalizer::none || normalizer == Normalizer::abs_sum || normalizer == Normalizer::softpick;
+    }
     // A kernel variant: scores are plain dot products of feature maps (no exponential).
     SINKLAB_HD bool is_kernel() const { return score == ScoreFunction::identity; }
     // The softmax normaliser: a running maximum, and LSE_i saved for the backward.
     SINKLAB_HD bool is_softmax() const { return normalizer == Normalizer::softmax; }
+    // The softpick normaliser: a running maximum clamped at 0, and log Z_i saved for the backward.
+    SINKLAB_HD bool is_softpick() const { return normalizer == Normalizer::softpick; }
+    // The loops that keep a running maximum m_i and save a log-normaliser (LSE_i, or log Z_i for
+    // softpick) instead of Z_i: softmax and softpick.
+    SINKLAB_HD bool keeps_log_normaliser() const { return is_softmax() || is_softpick(); }
     // Any normaliser: the weights are divided by Z_i, and the backward needs
     // Delta_i = sum_j w_ij dL/dw_ij.
     SINKLAB_HD bool is_normalised() const { return normalizer != Normalizer::none; }
@@ -321,6 +336,7 @@ SINKLAB_HD T row_normaliser(const AttentionSpec& spec, T sum) {
         case Normalizer::sum: return sum + T(kAttentionNormEps);
         case Normalizer::none: return T(1);
         case Normalizer::abs_sum: return sum > T(1) || sum < T(-1) ? sum : T(1);
+        case Normalizer::softpick:  // the loops use softpick_normaliser instead
         case Normalizer::softmax: break;
     }
     return sum / T(spec.softmax_alpha);
@@ -342,6 +358,7 @@ SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot, T z) {
         case Normalizer::softmax: return dot / T(spec.softmax_alpha);
         case Normalizer::abs_sum: return z > T(1) ? dot : (z < T(-1) ? -dot : T(0));
         case Normalizer::sum:
+        case Normalizer::softpick:
         case Normalizer::none: break;
     }
     return dot;
@@ -358,9 +375,46 @@ SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T in
         case Normalizer::sum:
         case Normalizer::abs_sum: return scale * ((dw - delta) * inv_z) * sim_grad(spec.score, g);
         case Normalizer::none: return scale * dw * sim_grad(spec.score, g);
+        case Normalizer::softpick:  // the loops use softpick_score_grad instead
         case Normalizer::softmax: break;
     }
     return scale * w * (dw - delta);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Softpick (docs/attention.md, "Softpick"). A row's scores s_j over the keys it sees give
+//   a_j = exp(s_j) - 1,   Z = sum_j |a_j| + eps,   w_j = relu(a_j) / Z.
+// Stabilised with m = max(max_j s_j, 0): numerator and Z are multiplied by exp(-m), which is at most
+// 1, so that neither exp(s_j - m) nor exp(-m) can overflow (m = max_j s_j alone would make
+// exp(-m) overflow when every score is very negative):
+//   d_j = exp(s_j - m) - exp(-m) = exp(-m) a_j,   Z' = sum_j |d_j| + eps exp(-m) = exp(-m) Z,
+//   w_j = relu(d_j) / Z'  (exact: the factor exp(-m) cancels),   log Z = m + log Z'.
+// A masked key contributes nothing (it is not in the sums). The loops keep m as a running maximum
+// that starts at 0 and rescale the running sums by exp(m_old - m_new) when it grows, as for softmax.
+// The backward gets L = log Z (saved in att_z, and in place of the LSE in the kernels) and recomputes
+//   e_j = exp(s_j - L) = exp(s_j) / Z,   w_j = relu(e_j - exp(-L)).
+// Since m >= 0, Z' >= eps exp(-m) gives L >= log eps, so exp(-L) <= 1 / eps.
+
+// The shifted term d = exp(s - m) - shift of one score, with shift = exp(-m) (the row's).
+template <class Math, typename T>
+SINKLAB_HD T softpick_term(T s, T m, T shift) {
+    return Math::exp(s - m) - shift;
+}
+
+// The row's stabilised normaliser Z' from sum_j |d_j| and shift = exp(-m).
+template <typename T>
+SINKLAB_HD T softpick_normaliser(T abs_sum, T shift) {
+    return abs_sum + T(kSoftpickEps) * shift;
+}
+
+// The gradient of the loss with respect to the score s, times `scale`, from dw = dL/dw_j,
+// e = exp(s - L) = exp(s) / Z and delta = sum_j' w_j' dw_j' (row_delta):
+//   dw_k/ds_j = [k = j] [s_j > 0] exp(s_j) / Z - w_k sign(s_j) exp(s_j) / Z
+//   ds_j = e (dw - delta) (s > 0),  e delta (s < 0),  0 (s = 0: relu and |.| both have slope 0 taken there)
+template <typename T>
+SINKLAB_HD T softpick_score_grad(T scale, T dw, T s, T e, T delta) {
+    const T inner = s > T(0) ? dw - delta : (s < T(0) ? delta : T(0));
+    return scale * e * inner;
 }
 
 // The weight of a key slot in its own row: query 0 of the (T+1)-key map that the sink measurement

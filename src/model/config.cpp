@@ -35,6 +35,7 @@ constexpr AttentionName kAttentionNames[] = {
     {"elu-kernel-norm", SF::identity, NZ::sum, FM::elu},
     {"mlp-kernel", SF::identity, NZ::none, FM::mlp},
     {"mlp-kernel-norm", SF::identity, NZ::abs_sum, FM::mlp},
+    {"softpick", SF::exp, NZ::softpick, FM::none},
 };
 
 }  // namespace
@@ -215,6 +216,13 @@ void validate_attention_knobs(const AttentionSpec& a) {
     if (a.slot_is_logit() && !a.is_softmax())
         fail("invalid model configuration: --slot {} needs softmax attention (got --attention {})", slot_name(a.slot),
              a.name());
+    // Softpick's rows have no place for a key slot: a slot score below 0 would only add to the
+    // normaliser, and the off-by-one logit (exp(0) - 1 = 0) changes nothing; the slot paths are written
+    // for the normalisers that divide g by Z. The V bias (no slot in the row) composes.
+    if (a.is_softpick() && a.has_key_slot())
+        fail("invalid model configuration: --slot {} cannot be combined with --attention softpick (a key slot or sink "
+             "logit joins the softmax-style rows only; --slot v-bias is allowed)",
+             slot_name(a.slot));
     if (a.slot_shared && a.slot == SlotKind::zero_logit)
         fail("invalid model configuration: --slot off-by-one has no parameter to share (drop --slot-sharing shared)");
     if (a.slot_shared && a.slot == SlotKind::none)

@@ -34,10 +34,12 @@ inline T attention_sim_row(ScoreFunction f, T* w, size_t n) {
 // Multi-head attention, forward, for every variant of AttentionSpec.
 //   qkv: (B, T, 3C) after RoPE  ->  out: (B, T, C),
 //   att: (B, H, T, T) the weights w[i, j] actually used (exactly 0 for the keys i does not see),
-//   att_z: (B, H, T) the normaliser Z_i (1 for softmax, whose w alone is enough for backward).
+//   att_z: (B, H, T) the normaliser Z_i (1 for softmax, whose w alone is enough for backward;
+//          log Z_i for softpick).
 //   s_ij = scale q_i.k_j + bias(h, i, j);  w_ij = sim(s_ij) / Z_i  for the keys j that i sees;
 //   out_i = sum_j w_ij v_j.
 //   softmax: w = exp(s - max) / sum exp(s - max).
+//   softpick: w = relu(exp(s - m) - exp(-m)) / Z',  m = max(max_j s, 0)  (attention_variant.h).
 // With a key slot (spec.has_key_slot(); otherwise the three slot pointers are null):
 //   slot_k, slot_v: (spec.slot_heads(H), D) k* and v* (slot_v null: v* = 0, the K bias),
 //   att_slot: (B, H, T) the slot's weight w_i* in each row.
@@ -124,6 +126,19 @@ void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* q
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
                         slot_w = slot_g * inv_sum;
+                    } else if (spec.is_softpick()) {  // no slot (the configuration refuses one)
+                        const T m = std::max(max_s, T(0)), shift = HostMath::exp(-m);
+                        T abs_sum = 0;
+#pragma omp simd reduction(+ : abs_sum)
+                        for (size_t j = j0; j < j1; j++) {
+                            const T d = softpick_term<HostMath>(w[j], m, shift);
+                            abs_sum += std::abs(d);
+                            w[j] = std::max(d, T(0));
+                        }
+                        const T zp = softpick_normaliser(abs_sum, shift);
+#pragma omp simd
+                        for (size_t j = j0; j < j1; j++) w[j] /= zp;
+                        z = m + std::log(zp);
                     } else {
                         const T slot_g = slot ? sim<HostMath>(spec.score, slot_s) : T(0);
                         z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
@@ -156,6 +171,8 @@ void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* q
 // Multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C).
 //   dw_ij = dout_i . v_j,   dv_j += w_ij dout_i
 //   ds_ij = score_grad(...) (attention_variant.h: through the normaliser and the score function)
+//   softpick: ds_ij = softpick_score_grad(..., s_ij, exp(s_ij - log Z_i), ...), the scores s_ij
+//   recomputed (the weights alone do not give exp(s_ij) where s_ij < 0)
 //   dq_i += scale sum_j ds_ij k_j,   dk_j += scale ds_ij q_i
 // The key slot, as one more key of every row: dw_i* = dout_i . v*, ds_i* from score_grad, then
 //   dq_i += ds_i* k*,  and per (b, h), written (not accumulated):
@@ -190,6 +207,7 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
             const T* w_bh = att + (b * H + h) * Tn * Tn;
             const T* dout_bh = dout + b * Tn * C + h * D;
             std::vector<T> ds(kAttentionQueryBlock * Tn);  // (rows, keys) of the block, row stride Tn
+            std::vector<T> sc(spec.is_softpick() ? kAttentionQueryBlock * Tn : 0);  // softpick: q_i.k_j, as ds
             for (size_t i0 = 0; i0 < Tn; i0 += kAttentionQueryBlock) {
                 const size_t rows = std::min(kAttentionQueryBlock, Tn - i0);
                 const size_t kb = size_t(keys_seen(spec, int(i0)).begin);
@@ -200,6 +218,9 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
                 gemm<T>(rows, ke - kb, D, dout_blk, C, 1, v + kb * C3, 1, C3, ds.data() + kb, Tn, false);
                 // dv_j += sum_i w_ij dout_i:  dV (ke - kb, D) += w_blk^T . dOut_blk
                 gemm<T>(ke - kb, D, rows, w_blk + kb, 1, Tn, dout_blk, C, 1, dv + kb * C3, C3, true);
+                // softpick: the dots q_i.k_j again, as in the forward:  sc (rows, ke - kb) = Q_blk . K^T
+                if (spec.is_softpick())
+                    gemm<T>(rows, ke - kb, D, q + i0 * C3, C3, 1, k + kb * C3, 1, C3, sc.data() + kb, Tn, false);
                 // through the normaliser and the score function, row by row
                 for (size_t r = 0; r < rows; r++) {
                     const size_t i = i0 + r;
@@ -218,9 +239,18 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
                     const T z = att_z[(b * H + h) * Tn + i];
                     const T delta = row_delta(spec, dot, z);
                     const T divisor = normaliser_divisor(z), inv_z = T(1) / divisor;
+                    if (spec.is_softpick()) {  // z = log Z_i
+                        const T* sci = sc.data() + r * Tn;
 #pragma omp simd
-                    for (size_t j = j0; j < j1; j++)
-                        dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
+                        for (size_t j = j0; j < j1; j++) {
+                            const T s = sci[j] * scale + score_bias<T>(spec, int(h), int(i), int(j));
+                            dsi[j] = softpick_score_grad(scale, dsi[j], s, HostMath::exp(s - z), delta);
+                        }
+                    } else {
+#pragma omp simd
+                        for (size_t j = j0; j < j1; j++)
+                            dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
+                    }
                     if (spec.slot_is_logit() && dk_slot) {  // the learned logit: ds_h += dL/ds_i* (score s_h, unscaled)
                         dk_slot[0] += score_grad(spec, T(1), slot_dw, slot_w, slot_w * divisor, inv_z, delta);
                     } else if (slot && !spec.slot_is_logit()) {  // the slot's key: dq_i += ds_i* k*,  dk* += ds_i* q_i,  dv* += w_i* dout_i

@@ -79,7 +79,7 @@ std::vector<TrainOption> make_train_options() {
          [](const O& o) { return Json(o.preset); }, [](O& o, const Json& j) { o.preset = j.as_string(); }},
         model_option("attention", "softmax", "NAME",
                      "softmax, sigmoid, sigmoid-norm, elu, elu-norm, linear-kernel, linear-kernel-norm, elu-kernel, "
-                     "elu-kernel-norm, mlp-kernel, mlp-kernel-norm (docs/attention.md)",
+                     "elu-kernel-norm, mlp-kernel, mlp-kernel-norm, softpick (docs/attention.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention = parse_attention(a.get(f)); }),
         model_option("sigmoid-bias", "0", "B", "b inside sigmoid(s + b) for the sigmoid variants",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.score_bias = a.get_double(f); }),
@@ -97,7 +97,8 @@ std::vector<TrainOption> make_train_options() {
                          if (m.attention.prefix > 0) m.attention.mask = MaskKind::prefix;
                      }),
         model_option("slot", "none", "KIND",
-                     "extra key/value slot: none, k-bias, kv-bias, sink-token (= kv-bias), v-bias; or a sink logit (softmax): "
+                     "extra key/value slot: none, k-bias, kv-bias, sink-token (= kv-bias), v-bias (softpick: only v-bias); "
+                     "or a sink logit (softmax): "
                      "sink-logit (learned per head), off-by-one (fixed at 0) (docs/attention.md)",
                      [](ModelConfig& m, const ArgParser& a, const char* f) { m.attention.slot = parse_slot(a.get(f)); }),
         model_option("slot-sharing", "per-head", "HOW",
