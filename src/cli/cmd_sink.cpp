@@ -21,17 +21,6 @@
 
 namespace sinklab {
 
-// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
-static std::string checkpoint_title(const std::string& weights_path) {
-    namespace fs = std::filesystem;
-    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
-    if (file.filename() != "model.safetensors") return file.stem().string();
-    const fs::path dir = file.parent_path();
-    if (dir.parent_path().filename() == "checkpoints")
-        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
-    return dir.filename().string();
-}
-
 // The data levers the probes get: "auto", the run's (its fixed token at its position, its random
 // ids at their positions), or "none".
 static SequenceEdits resolve_data_levers(const std::string& flag, const Json& run_train) {

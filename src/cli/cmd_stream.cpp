@@ -47,6 +47,7 @@ struct StreamMode {
     CachePolicy policy;
     std::vector<double> nll;  // (tokens - 1) nll[t] = -log p(token t + 1 | the cache after token t)
     double mean_nll = 0;
+    double seconds = 0;  // the time this mode took (on its own thread)
 };
 
 // The arithmetic of one token under a policy, for the ETA: the weights (about 2 flops each) and,
@@ -214,11 +215,11 @@ int cmd_stream(int argc, char** argv) {
 
     // ---- the three policies ----
     std::vector<StreamMode> modes;
-    modes.push_back({"full", "full context", CachePolicy{0, 0}, {}, 0});
-    modes.push_back({"window", fmt::format("window {} (K = 0)", window), CachePolicy{window, 0}, {}, 0});
+    modes.push_back({"full", "full context", CachePolicy{0, 0}, {}, 0, 0});
+    modes.push_back({"window", fmt::format("window {} (K = 0)", window), CachePolicy{window, 0}, {}, 0, 0});
     if (keep_first > 0)
         modes.push_back({"streaming", fmt::format("streaming {} + {}", keep_first, window - keep_first),
-                         CachePolicy{window, keep_first}, {}, 0});
+                         CachePolicy{window, keep_first}, {}, 0, 0});
     const size_t steps = tokens.size() - 1;
     const WorkModel work{2.0 * double(config.n_nonembedding_params() + config.vocab_size * config.d_model),
                          4.0 * double(config.d_model * config.n_layers)};
@@ -252,10 +253,12 @@ int cmd_stream(int argc, char** argv) {
     for (size_t i = 0; i < modes.size(); i++) {
         StreamMode& m = modes[i];
         KvCacheModel<double>& model = *models[i];
+        const double start = omp_get_wtime();
         m.nll = stream_document(model, tokens, [&](size_t) { progress.advance(work.token(model.cached_indices().size())); });
         double sum = 0;
         for (double x : m.nll) sum += x;
         m.mean_nll = sum / double(m.nll.size());
+        m.seconds = omp_get_wtime() - start;
     }
     const double seconds = progress.elapsed();
 
@@ -270,7 +273,7 @@ int cmd_stream(int argc, char** argv) {
     make_dirs(out);
     LineChart chart;
     chart.title = fmt::format("NLL over the document: {} (window {}, keep first {})",
-                              fs::path(weights_path).parent_path().filename().string(), window, keep_first);
+                              checkpoint_title(weights_path), window, keep_first);
     chart.x_label = "position in the document (tokens)";
     chart.y_label = fmt::format("NLL (mean over {}-token bins)", bin);
     const char* colors[] = {"#444444", "#d62728", "#1f77b4"};
@@ -295,6 +298,7 @@ int cmd_stream(int argc, char** argv) {
         j["keep_first"] = m.policy.keep_first;
         j["mean_nll"] = m.mean_nll;
         j["perplexity"] = std::exp(m.mean_nll);
+        j["seconds"] = m.seconds;
         j["nll"] = m.nll;  // nll[t]: predicting the token at position t + 1
         mode_list.push_back(j);
     }

@@ -241,8 +241,15 @@ private:
             gemm<T>(1, j1 - j0, D, rows_h.q + i * C3, C3, 1, rows_h.k + j0 * C3, 1, C3, w + j0, capacity_, false);
             const AttentionRow<T> row =
                 attention_row_weights(spec_, scale, int(h), int(i), w, j0, j1, rows_h.q + i * C3, rows_h.slot_k, D);
-            // out (1, D) = w[j0, j1) (1, keys) . V[j0, j1) (keys, D)
-            gemm<T>(1, D, j1 - j0, w + j0, capacity_, 1, rows_h.v + j0 * C3, C3, 1, out, C, false);
+            // out (D) = sum_j w_j v_j over the keys j0 .. j1 - 1, key by key (each value row read once,
+            // in memory order: the cache of a long full context does not fit the processor's caches)
+            for (size_t d = 0; d < D; d++) out[d] = 0;
+            for (size_t j = j0; j < j1; j++) {
+                const T w_j = w[j];
+                const T* v_j = rows_h.v + j * C3;
+#pragma omp simd
+                for (size_t d = 0; d < D; d++) out[d] += w_j * v_j[d];
+            }
             if (rows_h.slot_v)
                 for (size_t d = 0; d < D; d++) out[d] += row.slot_w * rows_h.slot_v[d];
         }

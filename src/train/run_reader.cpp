@@ -116,6 +116,16 @@ double median(std::vector<double> values) {
     return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+std::string checkpoint_title(const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.filename() != "model.safetensors") return file.stem().string();
+    const fs::path dir = file.parent_path();
+    if (dir.parent_path().filename() == "checkpoints")
+        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
+    return dir.filename().string();
+}
+
 Json checkpoint_train_config(const std::string& checkpoint_arg, const std::string& weights_path) {
     namespace fs = std::filesystem;
     std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};

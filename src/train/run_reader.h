@@ -45,6 +45,9 @@ double median(std::vector<double> values);  // NaN for an empty list
 
 // ---- what the commands that load a checkpoint (sample, sink, stream) learn from its run ----
 
+// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
+std::string checkpoint_title(const std::string& weights_path);
+
 // The "train" object of the config.json of the run a checkpoint belongs to (checkpoint_arg itself
 // when it is a run directory, or three levels above RUN/checkpoints/step_N/model.safetensors);
 // null when there is none.
