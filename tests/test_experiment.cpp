@@ -41,7 +41,7 @@ void write_tiny_experiment(const TempDir& dir, size_t slow_steps = 12) {
 })");
     write_file_atomic(dir / "experiments/tiny.json", R"({
   "title": "Tiny", "reference": "none", "about": "a test",
-  "measure": ["sink_1", "sink_star"],
+  "measure": ["sink_1", "sink_star", "stream_window", "stream_sink"],
   "rows": [
     {"name": "softmax", "train": {"attention": "softmax"}, "paper": {"sink_1": 18.18, "val_loss": 3.73}},
     {"name": "softmax, random", "train": {"attention": "softmax"}, "sink": {"probe-kind": "random", "count": 8, "length": 16}},
@@ -77,7 +77,13 @@ TEST_CASE("an experiment runs end to end into one table; a rerun trains nothing"
         CHECK(r.at("tokens").as_number() == 12 * 4 * 16);
         CHECK(r.at("val_loss").is_number());
         CHECK(r.at("measured").at("sink_1").is_number());
+        // the streaming test of the run: perplexities of the rolling window, K = 0 and K = 4
+        CHECK(r.at("measured").at("stream_window").as_number() > 1.0);
+        CHECK(r.at("measured").at("stream_sink").as_number() > 1.0);
     }
+    const Json stream = Json::parse(testing::slurp(dir / "runs/softmax/stream/stream.json"));
+    CHECK(stream.at("window").as_int() == 5);  // a quarter of --seq 16, at least K + 1
+    CHECK(stream.at("keep_first").as_int() == 4);
     CHECK(rows[0].at("paper").at("sink_1").as_number() == 18.18);
     CHECK(rows[3].at("measured").at("sink_star").is_number());   // the slot row reports Sink*
     CHECK(rows[0].at("measured").at("sink_star").is_null());     // no slot: none

@@ -216,15 +216,27 @@ bool train_run(const Experiment& e, size_t run_index, size_t position, const std
     return true;
 }
 
-// Measures a row's sinks unless its report is newer than the run's metrics.
-void measure_row(const ExperimentRow& row, const std::string& run_dir, const std::string& bin) {
-    const std::string report = run_dir + "/" + row.sink_file;
-    if (file_exists(report) && fs::last_write_time(report) >= fs::last_write_time(run_dir + "/metrics.jsonl")) return;
-    const std::string log = run_dir + "/" + fs::path(row.sink_file).stem().string() + ".txt";
+// True when `file` exists and is newer than the run's metrics (a measurement of the finished run).
+bool up_to_date(const std::string& file, const std::string& run_dir) {
+    return file_exists(file) && fs::last_write_time(file) >= fs::last_write_time(run_dir + "/metrics.jsonl");
+}
+
+// Measures a row's sinks (and the streaming test, when the experiment reports it) unless the
+// reports are newer than the run's metrics.
+void measure_row(const Experiment& e, const ExperimentRow& row, const std::string& run_dir, const std::string& bin) {
     std::error_code ec;
-    fs::remove(log, ec);
-    const int rc = run_child(sink_command(row, bin, run_dir), log, [] {});
-    if (rc != 0) fail("{}: `sinklab sink` failed (exit {}); the end of {}:\n{}", row.name, rc, log, log_tail(log, 8));
+    if (!up_to_date(run_dir + "/" + row.sink_file, run_dir)) {
+        const std::string log = run_dir + "/" + fs::path(row.sink_file).stem().string() + ".txt";
+        fs::remove(log, ec);
+        const int rc = run_child(sink_command(row, bin, run_dir), log, [] {});
+        if (rc != 0) fail("{}: `sinklab sink` failed (exit {}); the end of {}:\n{}", row.name, rc, log, log_tail(log, 8));
+    }
+    if (measures_streaming(e) && !up_to_date(run_dir + "/" + kStreamDir + "/stream.json", run_dir)) {
+        const std::string log = run_dir + "/stream.txt";
+        fs::remove(log, ec);
+        const int rc = run_child(stream_command(e.runs[row.run], bin, run_dir), log, [] {});
+        if (rc != 0) fail("{}: `sinklab stream` failed (exit {}); the end of {}:\n{}", row.name, rc, log, log_tail(log, 8));
+    }
 }
 
 }  // namespace
@@ -328,7 +340,7 @@ int cmd_experiment(int argc, char** argv) {
         const ExperimentRow& row = e.rows[r];
         const std::string dir = runs_dir + "/" + e.runs[row.run].slug;
         const RunState state = run_state(e.runs[row.run], dir, !collect);
-        if (state == RunState::finished) measure_row(row, dir, bin);
+        if (state == RunState::finished) measure_row(e, row, dir, bin);
         else if (collect) fmt::print("{}: {} ({})\n", row.name, run_state_name(state), dir);
     }
     const Json table = experiment_table(e, runs_dir, !collect);

@@ -17,41 +17,13 @@
 #include "model/model.h"
 #include "model/sample.h"
 #include "train/checkpoint.h"
+#include "train/run_reader.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/json.h"
 #include "util/rng.h"
 
 namespace sinklab {
-
-namespace {
-
-namespace fs = std::filesystem;
-
-// The tokenizer of a checkpoint: tokenizer.bin next to the training shards named in the run's
-// config.json (train.data), or a tokenizer.bin in the run directory or above the checkpoint.
-std::string find_tokenizer(const std::string& weights_path) {
-    fs::path dir = fs::absolute(weights_path).parent_path();
-    for (size_t up = 0; up < 4 && !dir.empty(); up++, dir = dir.parent_path()) {
-        if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
-        const fs::path config = dir / "config.json";
-        if (!fs::exists(config)) continue;
-        try {
-            const Json j = Json::parse(read_file(config.string()), config.string());
-            if (!j.contains("train") || !j.at("train").contains("data")) continue;
-            const std::string first = expand_shard_paths(j.at("train").at("data").as_string()).front();
-            const fs::path candidate = fs::path(first).parent_path() / "tokenizer.bin";
-            if (fs::exists(candidate)) return candidate.string();
-        } catch (const Error&) {
-            // not found this way; keep looking
-        }
-    }
-    fail("{}: cannot find the tokenizer (looked next to the run's training shards and above the checkpoint): pass "
-         "--tokenizer FILE",
-         weights_path);
-}
-
-}  // namespace
 
 int cmd_sample(int argc, char** argv) {
     ArgParser args("sample", "Generate text from a checkpoint, streaming token by token.");
@@ -80,7 +52,7 @@ int cmd_sample(int argc, char** argv) {
 
     const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
     const LoadedWeights weights = load_safetensors(weights_path);
-    const std::string tokenizer_path = args.has("tokenizer") ? args.get("tokenizer") : find_tokenizer(weights_path);
+    const std::string tokenizer_path = args.has("tokenizer") ? args.get("tokenizer") : find_run_tokenizer(weights_path);
     const Tokenizer tok = Tokenizer::load(tokenizer_path);
     const size_t V = weights.config.vocab_size;
     if (tok.vocab_size() > V)

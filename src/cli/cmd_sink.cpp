@@ -13,53 +13,13 @@
 #include "sink/sink_model.h"
 #include "sink/sink_plots.h"
 #include "train/checkpoint.h"
+#include "train/run_reader.h"
 #include "train/train.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/memory.h"
 
 namespace sinklab {
-
-// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
-static std::string checkpoint_title(const std::string& weights_path) {
-    namespace fs = std::filesystem;
-    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
-    if (file.filename() != "model.safetensors") return file.stem().string();
-    const fs::path dir = file.parent_path();
-    if (dir.parent_path().filename() == "checkpoints")
-        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
-    return dir.filename().string();
-}
-
-// The "train" object of the config.json of the run the checkpoint belongs to (the argument itself,
-// or three levels above RUN/checkpoints/step_N/model.safetensors); null when there is none.
-static Json run_train_config(const std::string& checkpoint_arg, const std::string& weights_path) {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};
-    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
-    if (file.parent_path().parent_path().filename() == "checkpoints")
-        candidates.push_back(file.parent_path().parent_path().parent_path());
-    for (const fs::path& dir : candidates) {
-        const fs::path config = dir / "config.json";
-        if (!fs::is_regular_file(config)) continue;
-        const Json j = Json::parse(read_file(config.string()), config.string());
-        if (j.contains("train")) return j.at("train");
-    }
-    return Json();
-}
-
-// The first token the probes get: "none", an id, or "auto": the first_token of the run (run_train),
-// so probes look like its training rows.
-static int64_t resolve_first_token(const std::string& flag, const Json& run_train) {
-    if (flag == "none") return -1;
-    if (flag != "auto") {
-        char* end = nullptr;
-        const long long id = std::strtoll(flag.c_str(), &end, 10);
-        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
-        return id;
-    }
-    return run_train.is_object() && run_train.contains("first_token") ? run_train.at("first_token").as_int() : -1;
-}
 
 // The data levers the probes get: "auto", the run's (its fixed token at its position, its random
 // ids at their positions), or "none".
@@ -130,7 +90,7 @@ int cmd_sink(int argc, char** argv) {
     } else {
         fail("--probe-kind: '{}' is not one of natural, random, repeated", kind);
     }
-    const Json run_train = run_train_config(args.get("checkpoint"), weights_path);
+    const Json run_train = checkpoint_train_config(args.get("checkpoint"), weights_path);
     const int64_t first_token = resolve_first_token(args.get("first-token"), run_train);
     if (first_token >= 0 && size_t(first_token) >= config.vocab_size)
         fail("--first-token {}: outside the model's vocabulary of {} ({})", first_token, config.vocab_size, weights_path);

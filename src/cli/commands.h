@@ -13,5 +13,6 @@ int cmd_compare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_sink(int argc, char** argv);
 int cmd_experiment(int argc, char** argv);
+int cmd_stream(int argc, char** argv);
 
 }  // namespace sinklab

@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"prepare", sinklab::cmd_prepare, "tokenize a corpus into train/val shards, a tokenizer and a probe file"},
     {"sample", sinklab::cmd_sample, "generate text from a checkpoint, streaming token by token"},
     {"sink", sinklab::cmd_sink, "measure attention sinks (Sink_k, norms) of a checkpoint on probe sequences"},
+    {"stream", sinklab::cmd_stream, "perplexity through a rolling KV cache: first K + last W - K tokens vs window vs full"},
     {"compare", sinklab::cmd_compare, "one table over run directories: config differences, losses, Sink_1..3, speed"},
     {"experiment", sinklab::cmd_experiment, "one of the paper's experiments: train its grid, measure, table beside the paper"},
     {"plot", sinklab::cmd_plot, "draw a run's pictures (SVG): loss, Sink_k over steps, sink report plots"},

@@ -154,12 +154,22 @@ size_t column_position(const std::string& column, const std::string& prefix) {
     return v >= 1 && v <= 10 ? v : 0;
 }
 
+// The `sinklab stream` columns: the perplexity of each of its modes (the JSON's "mode" names).
+const std::pair<const char*, const char*> kStreamColumns[] = {
+    {"stream_full", "full"}, {"stream_window", "window"}, {"stream_sink", "streaming"}};
+
+const char* stream_mode(const std::string& column) {
+    for (const auto& [name, mode] : kStreamColumns)
+        if (column == name) return mode;
+    return nullptr;
+}
+
 void check_column(const std::string& column, const std::string& where) {
-    if (column == "sink_star" || column == "massive_ratio" || column == "tokens_per_s" ||
+    if (column == "sink_star" || column == "massive_ratio" || column == "tokens_per_s" || stream_mode(column) ||
         column_position(column, "sink_") || column_position(column, "alpha_"))
         return;
     fail("{}: \"{}\" is not a column (sink_1 .. sink_10, sink_star, alpha_1 .. alpha_10, massive_ratio, "
-         "tokens_per_s)", where, column);
+         "tokens_per_s, stream_full, stream_window, stream_sink)", where, column);
 }
 
 // A column in percent of heads (drawn as bars beside the paper's).
@@ -170,13 +180,22 @@ std::string column_title(const std::string& column) {
     if (column == "sink_star") return "Sink*";
     if (column == "massive_ratio") return "massive ratio";
     if (column == "tokens_per_s") return "tokens/s";
+    if (column == "stream_full") return "ppl full";
+    if (column == "stream_window") return "ppl window";
+    if (column == "stream_sink") return fmt::format("ppl {} + window", kStreamKeepFirst);
     if (const size_t k = column_position(column, "sink_")) return fmt::format("Sink_{}", k);
     return fmt::format("alpha_{}", column_position(column, "alpha_"));
 }
 
 // A measured column from the run's summary (compare.h) and its sink report.
-Json measured_value(const std::string& column, const Json& summary, const Json& report) {
+Json measured_value(const std::string& column, const Json& summary, const Json& report, const Json& stream) {
     if (column == "tokens_per_s") return summary.at("tokens_per_s_median");
+    if (const char* mode = stream_mode(column)) {  // stream.json's perplexity of that mode
+        if (stream.is_null()) return Json();
+        for (const Json& m : stream.at("modes").as_array())
+            if (m.at("mode").as_string() == mode) return m.at("perplexity");
+        return Json();
+    }
     if (report.is_null()) return Json();
     if (column == "sink_star") return report.contains("sink_star") ? report.at("sink_star") : Json();
     if (column == "massive_ratio") {  // the largest over layers 1..L (the embedding, layer 0, left out)
@@ -369,6 +388,24 @@ std::vector<std::string> train_command(const ExperimentRun& run, const std::stri
     return argv;
 }
 
+bool measures_streaming(const Experiment& e) {
+    return std::any_of(e.columns.begin(), e.columns.end(), [](const std::string& c) { return stream_mode(c) != nullptr; });
+}
+
+std::vector<std::string> stream_command(const ExperimentRun& run, const std::string& bin, const std::string& run_dir) {
+    std::string val, seq;
+    for (const auto& [flag, value] : run.train) {
+        if (flag == "val") val = value;
+        if (flag == "seq") seq = value;
+    }
+    if (val.empty() || seq.empty())
+        fail("{}: the streaming columns need the run's --val shard and --seq (the scale's recipe has them)", run.slug);
+    const size_t window = std::max<size_t>(std::stoul(seq) / 4, kStreamKeepFirst + 1);
+    return {bin, "stream", "--checkpoint", run_dir, "--text", val, "--tokens", std::to_string(kStreamTokens),
+            "--window", std::to_string(window), "--keep-first", std::to_string(kStreamKeepFirst),
+            "--threads", "1", "--out", run_dir + "/" + kStreamDir};
+}
+
 std::vector<std::string> sink_command(const ExperimentRow& row, const std::string& bin, const std::string& run_dir) {
     std::vector<std::string> argv = {bin, "sink", "--checkpoint", run_dir, "--json", run_dir + "/" + row.sink_file};
     append_options(argv, row.sink);
@@ -463,7 +500,9 @@ Json experiment_table(const Experiment& e, const std::string& runs_dir, bool che
                 report = Json::parse(read_file(report_path), report_path);
                 if (report.contains("proxy")) r["proxy"] = report.at("proxy");
             }
-            for (const std::string& c : e.columns) measured[c] = measured_value(c, summary, report);
+            const std::string stream_path = dir + "/" + kStreamDir + "/stream.json";
+            const Json stream = file_exists(stream_path) ? Json::parse(read_file(stream_path), stream_path) : Json();
+            for (const std::string& c : e.columns) measured[c] = measured_value(c, summary, report, stream);
         }
         r["measured"] = measured;
         r["paper"] = row.paper;

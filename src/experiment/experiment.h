@@ -65,6 +65,13 @@ std::vector<size_t> select_rows(const Experiment& e, const std::vector<std::stri
 // --json RUN_DIR/SINK_FILE OPTIONS`.
 std::vector<std::string> train_command(const ExperimentRun& run, const std::string& bin, const std::string& run_dir);
 std::vector<std::string> sink_command(const ExperimentRow& row, const std::string& bin, const std::string& run_dir);
+// The streaming test of a run (the columns stream_full, stream_window, stream_sink): `BIN stream
+// --checkpoint RUN_DIR` over the first kStreamTokens tokens of the run's --val shard, with a window
+// of a quarter of its --seq keeping the first kStreamKeepFirst, into RUN_DIR/kStreamDir.
+constexpr size_t kStreamTokens = 1024, kStreamKeepFirst = 4;
+constexpr const char* kStreamDir = "stream";
+bool measures_streaming(const Experiment& e);
+std::vector<std::string> stream_command(const ExperimentRun& run, const std::string& bin, const std::string& run_dir);
 // One line a shell reads back as the same argv (single quotes where needed).
 std::string shell_line(const std::vector<std::string>& argv);
 

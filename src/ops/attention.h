@@ -80,6 +80,72 @@ inline T dot_product(const T* a, const T* b, size_t n) {
     return sum;
 }
 
+// One row of the attention weights, the variant's per-row math around attention_variant.h: query i
+// of head h (positions i and j as the score bias sees them), the keys j in [j0, j1) it sees.
+//   w[j0, j1): the dots q_i.k_j on entry, the weights w_ij on exit (the rest of w untouched);
+//   q_i: (D) the query (read for a key slot's q_i.k*), slot_k: head h's k* (D) or sink logit (1),
+//   null without a key slot.
+//   s_ij = scale q_i.k_j + bias(h, i, j);  s_i* = the slot's score;  g = sim(s);  w = g / Z_i.
+//   softmax: w = exp(s - max) / sum exp(s - max), the max taken over the slot's score too.
+//   softpick: w = relu(exp(s - m) - exp(-m)) / Z'_i, m = max(max_j s_ij, 0) (attention_variant.h).
+// Returns Z_i (1 for softmax, log Z_i for softpick) and the slot's weight w_i* (0 without a slot). attention_forward
+// calls it for every row; the rolling KV cache (src/model/kv_cache.h) for its one new query.
+template <typename T>
+struct AttentionRow {
+    T z, slot_w;
+};
+
+template <typename T>
+inline AttentionRow<T> attention_row_weights(const AttentionSpec& spec, T scale, int h, int i, T* w, size_t j0,
+                                             size_t j1, const T* q_i, SlotPtr<const T> slot_k, size_t D) {
+    // scores s_ij for the keys i sees, and the slot's s_i*
+    T max_s = -INFINITY;
+#pragma omp simd reduction(max : max_s)
+    for (size_t j = j0; j < j1; j++) {
+        w[j] = w[j] * scale + score_bias<T>(spec, h, i, int(j));
+        max_s = std::max(max_s, w[j]);
+    }
+    const bool slot = spec.has_key_slot();
+    const T q_dot_k = slot && !spec.slot_is_logit() ? dot_product(q_i, slot_k, D) : T(0);
+    const T slot_s = slot ? slot_score(spec, scale, q_dot_k, slot_k) : T(0);
+    if (slot) max_s = std::max(max_s, slot_s);
+    // score function and normaliser (the slot's g_i* joins the sum)
+    T z = 1, slot_w = 0;
+    if (spec.is_softmax()) {
+#pragma omp simd
+        for (size_t j = j0; j < j1; j++) w[j] -= max_s;
+        const T slot_g = slot ? HostMath::exp(slot_s - max_s) : T(0);
+        const T inv_sum = T(1) / row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
+#pragma omp simd
+        for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
+        slot_w = slot_g * inv_sum;
+    } else if (spec.is_softpick()) {  // no slot (the configuration refuses one); z = log Z_i
+        const T m = std::max(max_s, T(0)), shift = HostMath::exp(-m);
+        T abs_sum = 0;
+#pragma omp simd reduction(+ : abs_sum)
+        for (size_t j = j0; j < j1; j++) {
+            const T d = softpick_term<HostMath>(w[j], m, shift);
+            abs_sum += std::abs(d);
+            w[j] = std::max(d, T(0));
+        }
+        const T zp = softpick_normaliser(abs_sum, shift);
+#pragma omp simd
+        for (size_t j = j0; j < j1; j++) w[j] /= zp;
+        z = m + std::log(zp);
+    } else {
+        const T slot_g = slot ? sim<HostMath>(spec.score, slot_s) : T(0);
+        z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
+        slot_w = slot_g;
+        if (spec.is_normalised()) {
+            const T divisor = normaliser_divisor(z);
+#pragma omp simd
+            for (size_t j = j0; j < j1; j++) w[j] /= divisor;
+            slot_w /= divisor;
+        }
+    }
+    return {z, slot_w};
+}
+
 template <typename T>
 void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* qkv, SlotPtr<const T> slot_k,
                        SlotPtr<const T> slot_v, size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec_ref) {
@@ -104,57 +170,13 @@ void attention_forward(T* out, T* att, T* att_z, SlotPtr<T> att_slot, const T* q
                     T* w = w_bh + i * Tn;
                     const IndexRange seen = keys_seen(spec, int(i));
                     const size_t j0 = size_t(seen.begin), j1 = size_t(seen.end);
-                    // scores s_ij for the keys i sees, and the slot's s_i*
-                    T max_s = -INFINITY;
-#pragma omp simd reduction(max : max_s)
-                    for (size_t j = j0; j < j1; j++) {
-                        w[j] = w[j] * scale + score_bias<T>(spec, int(h), int(i), int(j));
-                        max_s = std::max(max_s, w[j]);
-                    }
-                    const bool slot = spec.has_key_slot();
-                    const T q_dot_k = slot && !spec.slot_is_logit() ? dot_product(q + i * C3, rows_bh.slot_k, D) : T(0);
-                    const T slot_s = slot ? slot_score(spec, scale, q_dot_k, rows_bh.slot_k) : T(0);
-                    if (slot) max_s = std::max(max_s, slot_s);
-                    // score function and normaliser (the slot's g_i* joins the sum)
-                    T z = 1, slot_w = 0;
-                    if (spec.is_softmax()) {
-#pragma omp simd
-                        for (size_t j = j0; j < j1; j++) w[j] -= max_s;
-                        const T slot_g = slot ? HostMath::exp(slot_s - max_s) : T(0);
-                        const T inv_sum =
-                            T(1) / row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
-#pragma omp simd
-                        for (size_t j = j0; j < j1; j++) w[j] *= inv_sum;
-                        slot_w = slot_g * inv_sum;
-                    } else if (spec.is_softpick()) {  // no slot (the configuration refuses one)
-                        const T m = std::max(max_s, T(0)), shift = HostMath::exp(-m);
-                        T abs_sum = 0;
-#pragma omp simd reduction(+ : abs_sum)
-                        for (size_t j = j0; j < j1; j++) {
-                            const T d = softpick_term<HostMath>(w[j], m, shift);
-                            abs_sum += std::abs(d);
-                            w[j] = std::max(d, T(0));
-                        }
-                        const T zp = softpick_normaliser(abs_sum, shift);
-#pragma omp simd
-                        for (size_t j = j0; j < j1; j++) w[j] /= zp;
-                        z = m + std::log(zp);
-                    } else {
-                        const T slot_g = slot ? sim<HostMath>(spec.score, slot_s) : T(0);
-                        z = row_normaliser(spec, attention_sim_row(spec.score, w + j0, j1 - j0) + slot_g);
-                        slot_w = slot_g;
-                        if (spec.is_normalised()) {
-                            const T divisor = normaliser_divisor(z);
-#pragma omp simd
-                            for (size_t j = j0; j < j1; j++) w[j] /= divisor;
-                            slot_w /= divisor;
-                        }
-                    }
+                    const AttentionRow<T> row =
+                        attention_row_weights(spec, scale, int(h), int(i), w, j0, j1, q + i * C3, rows_bh.slot_k, D);
                     // the mask: exactly zero outside [j0, j1)
                     for (size_t j = 0; j < j0; j++) w[j] = 0;
                     for (size_t j = j1; j < Tn; j++) w[j] = 0;
-                    att_z[(b * H + h) * Tn + i] = z;
-                    if (slot) att_slot[(b * H + h) * Tn + i] = slot_w;
+                    att_z[(b * H + h) * Tn + i] = row.z;
+                    if (spec.has_key_slot()) att_slot[(b * H + h) * Tn + i] = row.slot_w;
                 }
                 // weighted sum of values (the masked weights are zero):  out_blk (rows, D) = w . V
                 gemm<T>(rows, D, ke - kb, w_bh + i0 * Tn + kb, Tn, 1, v + kb * C3, C3, 1, o + i0 * C, C, false);

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "data/shard.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -112,6 +114,78 @@ double median(std::vector<double> values) {
     std::sort(values.begin(), values.end());
     const size_t n = values.size();
     return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+std::string checkpoint_title(const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.filename() != "model.safetensors") return file.stem().string();
+    const fs::path dir = file.parent_path();
+    if (dir.parent_path().filename() == "checkpoints")
+        return dir.parent_path().parent_path().filename().string() + " " + dir.filename().string();
+    return dir.filename().string();
+}
+
+Json checkpoint_train_config(const std::string& checkpoint_arg, const std::string& weights_path) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> candidates = {fs::path(checkpoint_arg)};
+    const fs::path file = fs::absolute(fs::path(weights_path)).lexically_normal();
+    if (file.parent_path().parent_path().filename() == "checkpoints")
+        candidates.push_back(file.parent_path().parent_path().parent_path());
+    for (const fs::path& dir : candidates) {
+        const fs::path config = dir / "config.json";
+        if (!fs::is_regular_file(config)) continue;
+        const Json j = Json::parse(read_file(config.string()), config.string());
+        if (j.contains("train")) return j.at("train");
+    }
+    return Json();
+}
+
+int64_t resolve_first_token(const std::string& flag, const Json& run_train) {
+    if (flag == "none") return -1;
+    if (flag != "auto") {
+        char* end = nullptr;
+        const long long id = std::strtoll(flag.c_str(), &end, 10);
+        if (flag.empty() || *end != '\0' || id < 0) fail("--first-token: expected auto, none or a token id, got '{}'", flag);
+        return id;
+    }
+    return run_train.is_object() && run_train.contains("first_token") ? run_train.at("first_token").as_int() : -1;
+}
+
+std::string find_run_tokenizer(const std::string& weights_path, const std::string& flag) {
+    namespace fs = std::filesystem;
+    fs::path dir = fs::absolute(weights_path).parent_path();
+    for (size_t up = 0; up < 4 && !dir.empty(); up++, dir = dir.parent_path()) {
+        if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
+        const fs::path config = dir / "config.json";
+        if (!fs::exists(config)) continue;
+        try {
+            const Json j = Json::parse(read_file(config.string()), config.string());
+            if (!j.contains("train") || !j.at("train").contains("data")) continue;
+            const fs::path data = j.at("train").at("data").as_string();
+            // the shards as written, then (a relative path) from each directory above the run
+            std::vector<fs::path> bases = {fs::path()};
+            if (data.is_relative())
+                for (fs::path above = dir.parent_path(); !above.empty() && above != above.parent_path();
+                     above = above.parent_path())
+                    bases.push_back(above);
+            bases.push_back(fs::path("/"));
+            for (const fs::path& base : bases) {
+                try {
+                    const std::string first = expand_shard_paths((base / data).string()).front();
+                    const fs::path candidate = fs::path(first).parent_path() / "tokenizer.bin";
+                    if (fs::exists(candidate)) return candidate.string();
+                } catch (const Error&) {
+                    // not from this directory
+                }
+            }
+        } catch (const Error&) {
+            // not found this way; keep looking
+        }
+    }
+    fail("{}: cannot find the tokenizer (looked next to the run's training shards and above the checkpoint): pass "
+         "{} FILE",
+         weights_path, flag);
 }
 
 }  // namespace sinklab

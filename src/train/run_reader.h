@@ -43,4 +43,25 @@ std::map<std::string, std::string> flatten_json(const Json& json, const std::str
 
 double median(std::vector<double> values);  // NaN for an empty list
 
+// ---- what the commands that load a checkpoint (sample, sink, stream) learn from its run ----
+
+// A short name for picture titles: "RUN step_0000120" for RUN/checkpoints/step_0000120/model.safetensors.
+std::string checkpoint_title(const std::string& weights_path);
+
+// The "train" object of the config.json of the run a checkpoint belongs to (checkpoint_arg itself
+// when it is a run directory, or three levels above RUN/checkpoints/step_N/model.safetensors);
+// null when there is none.
+Json checkpoint_train_config(const std::string& checkpoint_arg, const std::string& weights_path);
+
+// `--first-token`: "none" (-1), an id, or "auto": the first_token of the run (run_train, from
+// checkpoint_train_config), so that inputs start as its training rows did (-1 when it has none).
+int64_t resolve_first_token(const std::string& flag, const Json& run_train);
+
+// The tokenizer of a checkpoint: tokenizer.bin in the directory of the weights or up to three
+// levels above, or next to the training shards named in the run's config.json (train.data; a
+// relative path is tried from the working directory, then from each directory above the run, as
+// the run's --out was relative to where it was trained). Throws Error naming the checkpoint and
+// `flag` (the option that passes one) when there is none.
+std::string find_run_tokenizer(const std::string& weights_path, const std::string& flag = "--tokenizer");
+
 }  // namespace sinklab
