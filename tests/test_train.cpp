@@ -338,6 +338,10 @@ TEST_CASE("bad input: clear errors naming the culprit and non-zero exit codes") 
     expect_data_error(dir / "cut.bin", "cut.bin: truncated shard");
     expect_data_error(dir / "wrong.bin", "wrong.bin: not a token shard: magic");
     expect_data_error(dir / "nothing_*.bin", "no shard matches");
+    std::filesystem::create_directories(dir / "corpus");  // a prepared corpus named as a directory
+    write_file_atomic(dir / "corpus/prepare.json", "{}\n");
+    write_file_atomic(dir / "corpus/train_000.bin", shard);
+    expect_data_error(dir / "corpus", "is a prepared corpus (it has prepare.json): name its shards");
 
     // Resume of a run whose checkpoint was damaged.
     REQUIRE(testing::run(base + " --preset tiny") == 0);

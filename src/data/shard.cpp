@@ -96,6 +96,11 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens, bo
 std::vector<std::string> expand_shard_paths(const std::string& pattern) {
     std::vector<std::string> paths;
     if (std::filesystem::is_directory(pattern)) {
+        // A corpus made by `sinklab prepare` holds training, validation and probe shards and the
+        // tokenizer side by side: taking all its .bin files would train on the validation text.
+        if (std::filesystem::exists(std::filesystem::path(pattern) / "prepare.json"))
+            fail("'{}' is a prepared corpus (it has prepare.json): name its shards, e.g. --data '{}/train_*.bin' "
+                 "and --val '{}/val_*.bin'", pattern, pattern, pattern);
         for (const auto& entry : std::filesystem::directory_iterator(pattern))
             if (entry.is_regular_file() && entry.path().extension() == ".bin") paths.push_back(entry.path().string());
     } else {

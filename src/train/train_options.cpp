@@ -64,7 +64,7 @@ std::vector<TrainOption> make_train_options() {
     using O = TrainOptions;
     std::vector<TrainOption> options = {
         // ---- data and output ----
-        string_option("data", "", "PATTERN", "training shards: a file, a glob such as 'dir/train_*.bin', or a directory",
+        string_option("data", "", "PATTERN", "training shards: a file, a glob such as 'dir/train_*.bin', or a directory of shards (not a prepared corpus: name its train_*.bin)",
                       "data", [](O& o) -> std::string& { return o.data; }),
         string_option("val", "", "PATTERN", "validation shard(s), same forms as --data (none: no validation loss)", "val",
                       [](O& o) -> std::string& { return o.val; }),
