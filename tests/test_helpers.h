@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/shard.h"
+#include "model/config.h"
 #include "util/rng.h"
 
 namespace testing {
@@ -25,6 +26,20 @@ struct TempDir {
     ~TempDir() { std::filesystem::remove_all(path); }
     std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
+
+// A model small enough for finite differences in double: 2 layers, 2 heads of 4, FFN 12, under the
+// named attention variant, with the given vocabulary and context.
+inline sinklab::ModelConfig gradcheck_config(const std::string& attention, size_t vocab, size_t context) {
+    sinklab::ModelConfig c = sinklab::preset("tiny");
+    c.n_layers = 2;
+    c.n_heads = 2;
+    c.d_model = 8;
+    c.d_ffn = 12;
+    c.vocab_size = vocab;
+    c.context = context;
+    c.attention = sinklab::parse_attention(attention);
+    return c;
+}
 
 // A token stream with learnable structure: runs of consecutive ids (mod vocab) of random length.
 inline std::vector<int32_t> patterned_tokens(size_t n, size_t vocab, uint64_t seed) {

@@ -8,22 +8,13 @@
 #include "model/backend_cpu.h"
 #include "model/model.h"
 #include "sink/sink_model.h"
+#include "test_helpers.h"
 
 using namespace sinklab;
 
 namespace {
 
-ModelConfig tiny_config(const std::string& attention) {
-    ModelConfig c = preset("tiny");
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_model = 8;
-    c.d_ffn = 12;
-    c.vocab_size = 11;
-    c.context = 8;
-    c.attention = parse_attention(attention);
-    return c;
-}
+ModelConfig tiny_config(const std::string& attention) { return testing::gradcheck_config(attention, 11, 8); }
 
 std::vector<int32_t> random_tokens(size_t n, size_t vocab, uint64_t seed) {
     Rng rng(seed);

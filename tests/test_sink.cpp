@@ -524,20 +524,11 @@ TEST_CASE("compare: two hand-written run directories") {
 #include "model/backend_cpu.h"
 #include "sink/sink_model.h"
 #include "train/checkpoint.h"
+#include "test_helpers.h"
 
 namespace {
 
-ModelConfig tiny_model_config(const std::string& attention) {
-    ModelConfig c = preset("tiny");
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_model = 8;
-    c.d_ffn = 12;
-    c.vocab_size = 11;
-    c.context = 16;
-    c.attention = parse_attention(attention);
-    return c;
-}
+ModelConfig tiny_model_config(const std::string& attention) { return testing::gradcheck_config(attention, 11, 16); }
 
 }  // namespace
 

@@ -31,17 +31,7 @@ namespace {
 
 using DoubleModel = Model<CpuBackend<double>>;
 
-ModelConfig tiny_config(const std::string& attention = "softmax") {
-    ModelConfig c = preset("tiny");
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.d_model = 8;
-    c.d_ffn = 12;
-    c.vocab_size = 13;
-    c.context = 24;
-    c.attention = parse_attention(attention);
-    return c;
-}
+ModelConfig tiny_config(const std::string& attention = "softmax") { return testing::gradcheck_config(attention, 13, 24); }
 
 // A random model whose every parameter is moved off its initialisation (so that the slots, the
 // gates and the norm gains all matter).
