@@ -307,9 +307,17 @@ std::vector<AttentionResult> run_attention(size_t batch) {
     std::printf("  %-20s %10s %12s %6s %10s %12s %6s\n", "variant", "fwd ms", "fwd GFLOP/s", "best", "bwd ms",
                 "bwd GFLOP/s", "best");
     // Every named variant, then softmax with a window of 64 (a quarter of the causal work at T = 256;
-    // FLOPs still counted as causal), with the KV slot, and with the sink logits of later work (a
-    // learned one per head, and off-by-one's fixed 0).
-    std::vector<std::pair<std::string, AttentionSpec>> cases;
+    // FLOPs still counted as causal), with the KV slot, with the sink logits of later work (a
+    // learned one per head, and off-by-one's fixed 0), and with the gates and the head-wise norm
+    // (their extra work timed in, the FLOPs still the attention's: lower GFLOP/s = their cost).
+    // A case: the attention variant, and what the model adds around it between the attention and
+    // W_o (the gate of `--attention-gate`, the head-wise RMSNorm of `--head-norm rms`), timed with it.
+    struct Case {
+        std::string name;
+        AttentionSpec spec;
+        std::function<void()> extra_forward = [] {}, extra_backward = [] {};
+    };
+    std::vector<Case> cases;
     for (const std::string& name : attention_names()) cases.push_back({name, parse_attention(name)});
     AttentionSpec windowed = parse_attention("softmax");
     windowed.mask = MaskKind::window;
@@ -324,18 +332,46 @@ std::vector<AttentionResult> run_attention(size_t batch) {
         logit.slot = kind;
         cases.push_back({label, logit});
     }
+    // The gate: z (N, G) = x W_g, gated = attn_y * sig(z); backward through both. The head norm:
+    // RMSNorm over the H groups of D channels. x, the sub-block's normalised input, is random here.
+    const size_t N = B * T;
+    std::vector<float> x(N * C), w_gate(C * C), z(N * C), gated(N * C), d_gated(N * C), d_z(N * C), dx(N * C),
+        d_w_gate(C * C), gains(C, 1.0f), d_gains(C), head_rstd(N * H), d_heads(N * C);
+    fill_random(x, 8);
+    fill_random(w_gate, 9);
+    fill_random(d_gated, 10);
+    for (const auto& [label, G] : {std::pair{"softmax + gate head", H}, std::pair{"softmax + gate elem", C}}) {
+        const size_t gates = G;
+        cases.push_back({label, parse_attention("softmax"),
+                         [&, gates] {
+                             matmul_forward(z.data(), x.data(), w_gate.data(), N, C, gates);
+                             gate_forward(gated.data(), out.data(), z.data(), N, C, gates);
+                         },
+                         [&, gates] {
+                             gate_backward(d_heads.data(), d_z.data(), d_gated.data(), out.data(), z.data(), N, C, gates);
+                             matmul_backward(dx.data(), d_w_gate.data(), d_z.data(), x.data(), w_gate.data(), N, C, gates);
+                         }});
+    }
+    cases.push_back({"softmax + head norm", parse_attention("softmax"),
+                     [&] { rmsnorm_groups_forward(gated.data(), head_rstd.data(), out.data(), gains.data(), N, C, H, 1e-5f); },
+                     [&] {
+                         rmsnorm_groups_backward(d_heads.data(), d_gains.data(), d_gated.data(), out.data(), gains.data(),
+                                                 head_rstd.data(), N, C, H);
+                     }});
     std::vector<float> slot_k(H * D), slot_v(H * D), att_slot(B * H * T), d_slot_k(B * H * D), d_slot_v(B * H * D);
     fill_random(slot_k, 6);
     fill_random(slot_v, 7);
     std::vector<AttentionResult> results;
-    for (const auto& [name, spec] : cases) {
+    for (const auto& [name, spec, extra_forward, extra_backward] : cases) {
         const float* k_star = spec.has_slot_score_param() ? slot_k.data() : nullptr;
         const float* v_star = spec.has_key_slot() && spec.has_slot_value() ? slot_v.data() : nullptr;
         const Timing tf = time_median([&] {
             attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), k_star, v_star, B, T, C,
                               H, spec);
+            extra_forward();
         });
         const Timing tb = time_median([&] {
+            extra_backward();
             attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), k_star, v_star,
                                att.data(), att_z.data(), att_slot.data(), B, T, C, H, spec);
         });
