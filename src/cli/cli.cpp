@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include "util/error.h"
 
@@ -140,6 +141,15 @@ std::string ArgParser::help() const {
     out += fmt::format("  {:<28} {}\n", "--help", "print this help");
     if (!epilog_.empty()) out += "\n" + epilog_ + (epilog_.back() == '\n' ? "" : "\n");
     return out;
+}
+
+void ArgParser::threads_option() { option("threads", "", "OpenMP threads (default: all cores)", "N"); }
+
+void ArgParser::apply_threads() const {
+    if (!has("threads")) return;
+    const size_t threads = get_size("threads");
+    if (threads == 0) fail("--threads must be positive");
+    omp_set_num_threads(int(threads));
 }
 
 }  // namespace sinklab

@@ -48,6 +48,11 @@ public:
 
     std::string help() const;
 
+    // --threads N, the OpenMP threads of a command (default: all cores): declared by
+    // threads_option(), applied (after parse) by apply_threads(), which refuses 0.
+    void threads_option();
+    void apply_threads() const;
+
 private:
     struct Spec {
         std::string name, default_value, help, metavar;

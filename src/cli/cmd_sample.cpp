@@ -1,6 +1,5 @@
 // sinklab sample: generate text from a checkpoint, printing each token as soon as it is chosen.
 #include <cmath>
-#include <omp.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -34,16 +33,12 @@ int cmd_sample(int argc, char** argv) {
     args.option("temperature", "0.8", "softmax temperature; 0 = greedy", "T");
     args.option("top-k", "40", "sample among the K most likely tokens (0 = all)", "K");
     args.option("seed", "1337", "random seed", "S");
-    args.option("threads", "", "OpenMP threads (default: all cores)", "N");
+    args.threads_option();
     args.flag("continue-past-end", "keep generating after <|endoftext|> (default: stop there)");
     args.epilog("Example:\n  sinklab sample --checkpoint runs/default --prompt \"The scheduler\" --tokens 100\n");
     if (!args.parse(argc, argv)) return 0;
     if (!args.has("checkpoint")) fail("--checkpoint is required");
-    if (args.has("threads")) {
-        const size_t threads = args.get_size("threads");
-        if (threads == 0) fail("--threads must be positive");
-        omp_set_num_threads(int(threads));
-    }
+    args.apply_threads();
     const double temperature = args.get_double("temperature");
     if (!(temperature >= 0) || !std::isfinite(temperature))
         fail("--temperature must be a finite number >= 0 (got {})", temperature);

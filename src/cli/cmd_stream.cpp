@@ -148,7 +148,7 @@ int cmd_stream(int argc, char** argv) {
                 "training rows began), none, or an id", "ID");
     args.option("bin", "64", "the picture averages the NLL over bins of this many positions", "N");
     args.option("out", "stream", "where to write stream.svg, stream.json and stream.csv", "DIR");
-    args.option("threads", "", "OpenMP threads (default: all cores)", "N");
+    args.threads_option();
     args.epilog(
         "Each token's keys and values (every layer) are computed once, when the token is read, and kept: an\n"
         "evicted token is gone. Positions are those inside the cache: RoPE rotates the key in slot s by s and\n"
@@ -172,11 +172,7 @@ int cmd_stream(int argc, char** argv) {
              keep_first, window);
     const size_t bin = args.get_size("bin");
     if (bin == 0) fail("--bin: must be at least 1");
-    if (args.has("threads")) {
-        const size_t threads = args.get_size("threads");
-        if (threads == 0) fail("--threads: must be positive");
-        omp_set_num_threads(int(threads));
-    }
+    args.apply_threads();
     if (!fs::exists(args.get("checkpoint"))) fail("--checkpoint: {}: no such file or directory", args.get("checkpoint"));
     const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
     const LoadedWeights weights = load_safetensors(weights_path);

@@ -1,5 +1,4 @@
 // sinklab train: flags -> TrainOptions -> run_training (train.cpp).
-#include <omp.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -34,7 +33,7 @@ int cmd_train(int argc, char** argv) {
     ArgParser args("train", "Train a LLaMA-style model on token shards (llm.c format), on the CPU or a CUDA GPU.");
     for (const TrainOption& opt : train_options()) args.option(opt.flag, opt.default_text, opt.help, opt.metavar);
     args.option("config", "", "JSON file of options (keys = long flag names); flags override it", "FILE");
-    args.option("threads", "", "OpenMP threads (default: all cores)", "N");
+    args.threads_option();
     args.flag("resume", "continue the run in --out from its latest checkpoint up to --steps in total");
     args.flag("overwrite", "replace the run already in --out (its config, metrics and checkpoints) by a fresh one");
     args.epilog(
@@ -48,11 +47,7 @@ int cmd_train(int argc, char** argv) {
         "Exit codes: 0 done, 1 bad input, 4 training diverged (NaN or infinite loss).");
     if (!args.parse(argc, argv)) return 0;
 
-    if (args.has("threads")) {
-        const size_t threads = args.get_size("threads");
-        if (threads == 0) fail("--threads must be positive");
-        omp_set_num_threads(int(threads));
-    }
+    args.apply_threads();
 
     const bool resume = args.get_flag("resume");
     TrainOptions o;
