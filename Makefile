@@ -1,7 +1,10 @@
 # The front door. The real build is CMake (CMakeLists.txt); these targets drive it.
 #   make            build build/sinklab (installs missing build dependencies first)
 #   make test       build and run every test suite (CTest)
-#   make run        the main job: prepare the default corpus, train softmax vs sigmoid, analyse sinks
+#   make run        the main job: prepare the default corpus, train softmax vs sigmoid over three
+#                   seeds, analyse sinks, print the verdict (SEED=N: one seed; CORPUS=python-doc)
+#   make run-flip   the causal flip: the fixed token at position 2 instead of a BOS
+#   make calibrate  the calibration sweep behind `make run`'s setting (about 80 minutes on 2 cores)
 #   make data       prepare the default corpus (cached under data/cache)
 #   make experiment NAME=weight_decay [SCALE=laptop]   one of the paper's experiments (experiments/)
 #   make bench      CPU benchmarks -> build/bench.json
@@ -10,7 +13,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test run data experiment bench gpu-check clean
+.PHONY: all setup configure build test run run-flip calibrate data experiment bench gpu-check clean
 
 all: build
 
@@ -35,6 +38,14 @@ data: build
 run: build
 	@tools/setup.sh --data
 	tools/run_headline.sh
+
+run-flip: build
+	@tools/setup.sh --data
+	FLIP=1 tools/run_headline.sh
+
+calibrate: build
+	@tools/setup.sh --data
+	tools/calibrate.sh
 
 NAME ?=
 SCALE ?= laptop

@@ -510,6 +510,11 @@ TEST_CASE("compare: two hand-written run directories") {
         CHECK(balanced_roots(read_file((dir / "cmp" / "compare_loss.svg").string())) == 1);
         CHECK(balanced_roots(read_file((dir / "cmp" / "compare_sink.svg").string())) == 1);
         CHECK(Json::parse(read_file((dir / "c.json").string())).at("runs").size() == 2);
+        const std::string grouped = fmt::format("{} compare {} {} --group-by model.attention > {} 2>&1", bin,
+                                                (dir / "softmax").string(), (dir / "sigmoid").string(),
+                                                (dir / "grouped.txt").string());
+        CHECK(std::system(grouped.c_str()) == 0);
+        CHECK(read_file((dir / "grouped.txt").string()).find("verdict: ") != std::string::npos);
         const std::string bad = fmt::format("{} compare {} > {} 2>&1", bin, (dir / "missing").string(),
                                             (dir / "err.txt").string());
         CHECK(std::system(bad.c_str()) != 0);
@@ -531,6 +536,57 @@ namespace {
 ModelConfig tiny_model_config(const std::string& attention) { return testing::gradcheck_config(attention, 11, 16); }
 
 }  // namespace
+
+TEST_CASE("compare: runs grouped by a configuration key, with each measure's mean, range and separation") {
+    const auto dir = temp_dir("compare_groups");
+    // two "seeds" per attention (told apart here by their learning rates)
+    auto metrics = [](double val, double sink_1, double alpha_1) {
+        return fmt::format("{{\"step\": 10, \"loss\": 3.0, \"lr\": 0.001, \"grad_norm\": 1.0, \"tokens_per_s\": 100}}\n"
+                           "{{\"step\": 10, \"val_loss\": {}, \"sink_k\": [{}, 0, 0], \"alpha_k\": [{}, 0.1, 0.1]}}\n"
+                           "{{\"step\": 20, \"loss\": 2.5, \"lr\": 0.001, \"grad_norm\": 1.0, \"tokens_per_s\": 100}}\n"
+                           "{{\"step\": 20, \"val_loss\": {}, \"sink_k\": [1, 0, 0], \"alpha_k\": [{}, 0.1, 0.1]}}\n",
+                           val + 0.5, sink_1, alpha_1, val, alpha_1);
+    };
+    write_run(dir / "a_softmax", "softmax", 0.001, metrics(4.0, 10.0, 0.20));
+    write_run(dir / "b_softmax", "softmax", 0.002, metrics(4.2, 20.0, 0.30));
+    write_run(dir / "a_sigmoid", "sigmoid", 0.001, metrics(4.1, 0.0, 0.05));
+    write_run(dir / "b_sigmoid", "sigmoid", 0.002, metrics(4.3, 2.0, 0.06));
+    // the massive ratio comes from sink.json, largest over layers 1..L (layer 0 left out)
+    write_file_atomic((dir / "a_softmax" / "sink.json").string(),
+                      "{\"sink_k\": [1, 0, 0], \"alpha_k\": [0.2, 0.1, 0.1], \"norms\": {\"massive_ratio\": [9, 2, 3]}}");
+    const Json c = compare_runs({(dir / "a_softmax").string(), (dir / "a_sigmoid").string(),
+                                 (dir / "b_softmax").string(), (dir / "b_sigmoid").string()});
+    const Json& first = c.at("runs").as_array()[0];
+    CHECK(first.at("sink_1_peak").as_number() == 10);
+    CHECK(first.at("sink_1_peak_step").as_number() == 10);
+    CHECK(first.at("massive_ratio_max").as_number() == 3);
+    CHECK(c.at("runs").as_array()[1].at("massive_ratio_max").is_null());
+
+    const Json g = group_comparison(c, "model.attention");
+    REQUIRE(g.at("groups").size() == 2);
+    const Json& softmax = g.at("groups").as_array()[0];  // in order of first appearance
+    const Json& sigmoid = g.at("groups").as_array()[1];
+    CHECK(softmax.at("value").as_string() == "softmax");
+    CHECK(softmax.at("runs").size() == 2);
+    const Json& val = softmax.at("metrics").at("val_loss");
+    CHECK(val.at("mean").as_number() == doctest::Approx(4.1));
+    CHECK(val.at("min").as_number() == doctest::Approx(4.0));
+    CHECK(val.at("max").as_number() == doctest::Approx(4.2));
+    CHECK(softmax.at("metrics").at("sink_1_peak").at("mean").as_number() == doctest::Approx(15.0));
+    CHECK(sigmoid.at("metrics").at("alpha_1").at("max").as_number() == doctest::Approx(0.06));
+    CHECK(softmax.at("metrics").at("massive_ratio").at("n").as_number() == 1);
+    CHECK(sigmoid.at("metrics").at("massive_ratio").at("mean").is_null());
+
+    const std::string table = format_groups(g);
+    // alpha_1 (0.20..0.30 against 0.05..0.06) and the peak Sink_1 (10..20 against 0..2) separate the
+    // groups; the validation losses (4.0..4.2 against 4.1..4.3) overlap.
+    CHECK(table.find("verdict: softmax and sigmoid differ in every run in 2 measures") != std::string::npos);
+    CHECK(table.find("not in: validation loss") != std::string::npos);
+    CHECK(table.find("+0.195") != std::string::npos);  // alpha_1: 0.25 - 0.055
+
+    CHECK_THROWS_WITH_AS(group_comparison(c, "model.width"), doctest::Contains("model.width"), Error);
+    std::filesystem::remove_all(dir);
+}
 
 TEST_CASE("sink: measure_model_sinks reads the model's own attention maps, independent of the batch size") {
     Model<CpuBackend<float>> model(tiny_model_config("softmax"));

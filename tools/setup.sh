@@ -2,14 +2,19 @@
 # Installs the build dependencies that are missing, from Debian packages. Idempotent: a machine
 # that already has everything is left alone and nothing is downloaded.
 #   tools/setup.sh            build + test dependencies
-#   tools/setup.sh --data     also the default corpus (linux-doc)
+#   tools/setup.sh --data     also the default corpus (linux-doc; CORPUS=python-doc: python3-doc)
 #   tools/setup.sh --bench    also the benchmark yardstick (OpenBLAS)
 set -euo pipefail
 
 want=(cmake g++ make libfmt-dev doctest-dev libomp-dev)
 for arg in "$@"; do
   case "$arg" in
-    --data) want+=(linux-doc) ;;
+    --data)
+      case "${CORPUS:-linux-doc}" in
+        linux-doc) want+=(linux-doc) ;;
+        python-doc) want+=(python3-doc) ;;
+        *) echo "setup.sh: unknown CORPUS '${CORPUS}' (use linux-doc or python-doc)" >&2; exit 2 ;;
+      esac ;;
     --bench) want+=(libopenblas-dev) ;;
     *) echo "setup.sh: unknown option '$arg' (use --data or --bench)" >&2; exit 2 ;;
   esac

@@ -109,6 +109,26 @@ Json summarize(const RunData& run, const std::map<std::string, std::string>& fla
     }
     r["sink_k"] = sinks;
     r["sink_source"] = source;
+    // alpha_1..3 (mean attention on positions 1..3) from the same source as Sink_k.
+    Json alphas;
+    if (run.has_sink_report && run.sink_report.contains("alpha_k") && run.sink_report.at("alpha_k").is_array())
+        alphas = first_three(run.sink_report.at("alpha_k"));
+    else
+        for (const Json& line : run.metrics)
+            if (line.contains("alpha_k") && line.at("alpha_k").is_array()) alphas = first_three(line.at("alpha_k"));
+    r["alpha_k"] = alphas;
+    // The highest Sink_1 of the evaluations during training, and its step.
+    const MetricSeries sink_1 = metric_list_series(run.metrics, "sink_k", 0);
+    double peak = NAN, peak_step = NAN;
+    for (size_t i = 0; i < sink_1.value.size(); i++)
+        if (std::isfinite(sink_1.value[i]) && !(sink_1.value[i] <= peak)) {
+            peak = sink_1.value[i];
+            peak_step = sink_1.step[i];
+        }
+    r["sink_1_peak"] = number_or_null(peak);
+    r["sink_1_peak_step"] = number_or_null(peak_step);
+    const double massive = run.has_sink_report ? largest_massive_ratio(run.sink_report) : NAN;
+    r["massive_ratio_max"] = number_or_null(massive);
     r["sink_step"] = number_or_null(sink_step);
     if (run.has_sink_report && run.sink_report.contains("sink_star")) r["sink_star"] = run.sink_report.at("sink_star");
     r["tokens_per_s_median"] = number_or_null(median(speeds));
@@ -229,14 +249,190 @@ std::string format_comparison(const Json& comparison) {
     return out;
 }
 
+namespace {
+
+struct GroupMetric {
+    const char* name;
+    const char* label;
+    const char* field;  // the run summary's field
+    int index;          // entry of a list-valued field, or -1
+    const char* format;
+};
+
+const GroupMetric kGroupMetrics[] = {
+    {"val_loss", "validation loss", "final_val_loss", -1, "{:.3f}"},
+    {"sink_1", "Sink_1 at the end (%)", "sink_k", 0, "{:.2f}"},
+    {"sink_2", "Sink_2 at the end (%)", "sink_k", 1, "{:.2f}"},
+    {"sink_3", "Sink_3 at the end (%)", "sink_k", 2, "{:.2f}"},
+    {"sink_1_peak", "Sink_1, highest in training (%)", "sink_1_peak", -1, "{:.2f}"},
+    {"alpha_1", "alpha_1 at the end", "alpha_k", 0, "{:.3f}"},
+    {"alpha_2", "alpha_2 at the end", "alpha_k", 1, "{:.3f}"},
+    {"alpha_3", "alpha_3 at the end", "alpha_k", 2, "{:.3f}"},
+    {"massive_ratio", "first-token norm ratio (max over layers)", "massive_ratio_max", -1, "{:.2f}"},
+};
+
+double run_metric(const Json& run, const GroupMetric& m) {
+    if (!run.contains(m.field)) return NAN;
+    const Json& v = run.at(m.field);
+    if (m.index < 0) return v.is_number() ? v.as_number() : NAN;
+    if (!v.is_array() || size_t(m.index) >= v.size()) return NAN;
+    const Json& e = v.as_array()[size_t(m.index)];
+    return e.is_number() ? e.as_number() : NAN;
+}
+
+const GroupMetric& group_metric(const std::string& name) {
+    for (const GroupMetric& m : kGroupMetrics)
+        if (name == m.name) return m;
+    fail("compare: unknown metric {}", name);
+}
+
+}  // namespace
+
+Json group_comparison(const Json& comparison, const std::string& key) {
+    bool found = false;
+    for (const Json& k : comparison.at("differing_keys").as_array()) found = found || k.as_string() == key;
+    if (!found)
+        fail("compare --group-by {}: not a configuration key that differs between the runs (they differ in: {})", key,
+             comparison.at("differing_keys").dump());
+    std::vector<std::string> values;
+    std::map<std::string, std::vector<const Json*>> members;
+    for (const Json& run : comparison.at("runs").as_array()) {
+        const Json& v = run.at("config").at(key);
+        const std::string value = v.is_string() ? v.as_string() : v.dump();
+        if (!members.count(value)) values.push_back(value);
+        members[value].push_back(&run);
+    }
+    Json out = Json::object();
+    out["key"] = key;
+    Json metrics = Json::array();
+    for (const GroupMetric& m : kGroupMetrics) {
+        Json entry = Json::object();
+        entry["name"] = m.name;
+        entry["label"] = m.label;
+        metrics.push_back(entry);
+    }
+    out["metrics"] = metrics;
+    Json groups = Json::array();
+    for (const std::string& value : values) {
+        Json group = Json::object();
+        group["value"] = value;
+        Json names = Json::array();
+        for (const Json* run : members[value]) names.push_back(run->at("name"));
+        group["runs"] = names;
+        Json stats = Json::object();
+        for (const GroupMetric& m : kGroupMetrics) {
+            double sum = 0.0, lo = NAN, hi = NAN;
+            size_t n = 0;
+            for (const Json* run : members[value]) {
+                const double x = run_metric(*run, m);
+                if (!std::isfinite(x)) continue;
+                sum += x;
+                lo = n == 0 ? x : std::min(lo, x);
+                hi = n == 0 ? x : std::max(hi, x);
+                n++;
+            }
+            Json s = Json::object();
+            s["mean"] = number_or_null(n ? sum / double(n) : NAN);
+            s["min"] = number_or_null(lo);
+            s["max"] = number_or_null(hi);
+            s["n"] = double(n);
+            stats[m.name] = s;
+        }
+        group["metrics"] = stats;
+        groups.push_back(group);
+    }
+    out["groups"] = groups;
+    return out;
+}
+
+std::string format_groups(const Json& grouped) {
+    const Json::Array& groups = grouped.at("groups").as_array();
+    const bool pair = groups.size() == 2;
+    std::vector<std::string> header = {"metric"};
+    for (const Json& g : groups) header.push_back(fmt::format("{} (n={})", g.at("value").as_string(), g.at("runs").size()));
+    if (pair) {
+        header.push_back("difference");
+        header.push_back("ranges");
+    }
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> separated, overlapping;
+    for (const Json& entry : grouped.at("metrics").as_array()) {
+        const GroupMetric& m = group_metric(entry.at("name").as_string());
+        std::vector<std::string> row = {m.label};
+        bool any = false;
+        for (const Json& g : groups) {
+            const Json& s = g.at("metrics").at(m.name);
+            if (s.at("mean").is_null()) {
+                row.push_back("-");
+                continue;
+            }
+            any = true;
+            const std::string spec = fmt::format("{} [{}, {}]", m.format, m.format, m.format);
+            row.push_back(s.at("n").as_number() > 1
+                              ? fmt::format(fmt::runtime(spec), s.at("mean").as_number(), s.at("min").as_number(),
+                                            s.at("max").as_number())
+                              : cell(s.at("mean"), m.format));
+        }
+        if (!any) continue;
+        if (pair) {
+            const Json& a = groups[0].at("metrics").at(m.name);
+            const Json& b = groups[1].at("metrics").at(m.name);
+            if (a.at("mean").is_null() || b.at("mean").is_null()) {
+                row.push_back("-");
+                row.push_back("-");
+            } else {
+                const double diff = a.at("mean").as_number() - b.at("mean").as_number();
+                row.push_back(fmt::format(fmt::runtime(std::string("{:+") + (m.format + 2)), diff));
+                const bool apart = a.at("min").as_number() > b.at("max").as_number() ||
+                                   b.at("min").as_number() > a.at("max").as_number();
+                row.push_back(apart ? "separated" : "overlap");
+                const std::string said = fmt::format(fmt::runtime(std::string("{} ") + m.format + " against " + m.format),
+                                                     m.label, a.at("mean").as_number(), b.at("mean").as_number());
+                (apart ? separated : overlapping).push_back(apart ? said : std::string(m.label));
+            }
+        }
+        rows.push_back(row);
+    }
+    std::vector<size_t> width(header.size());
+    for (size_t c = 0; c < header.size(); c++) {
+        width[c] = header[c].size();
+        for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+    }
+    std::string out = fmt::format("grouped by {}: mean [min, max] over each group's runs\n", grouped.at("key").as_string());
+    auto emit = [&](const std::vector<std::string>& row) {
+        std::string line;
+        for (size_t c = 0; c < row.size(); c++) {
+            line += c == 0 ? fmt::format("{:<{}}", row[c], width[c]) : fmt::format("{:>{}}", row[c], width[c]);
+            if (c + 1 < row.size()) line += "  ";
+        }
+        out += line + '\n';
+    };
+    emit(header);
+    for (const auto& row : rows) emit(row);
+    if (pair) {
+        const std::string a = groups[0].at("value").as_string(), b = groups[1].at("value").as_string();
+        out += "separated: every run of one group is above every run of the other; overlap: they are not\n";
+        out += separated.empty()
+                   ? fmt::format("verdict: no measure separates {} from {} over these runs\n", a, b)
+                   : fmt::format("verdict: {} and {} differ in every run in {} measure{} ({}: {}); not in: {}\n", a, b,
+                                 separated.size(), separated.size() == 1 ? "" : "s", fmt::format("{} against {}", a, b),
+                                 fmt::join(separated, "; "), overlapping.empty() ? "-" : fmt::format("{}", fmt::join(overlapping, ", ")));
+    }
+    return out;
+}
+
 int cmd_compare(int argc, char** argv) {
     ArgParser args("compare", "Compare training runs: differing configuration, losses, Sink_1..3 and speed.");
     args.option("json", "", "also write the comparison as JSON to this file", "OUT");
-    args.option("svg", "", "also draw compare_loss.svg and compare_sink.svg (all runs on shared axes) here", "DIR");
+    args.option("svg", "", "also draw compare_loss.svg, compare_sink.svg and compare_norms.svg (all runs on shared axes) here", "DIR");
+    args.option("group-by", "", "also summarise the runs grouped by this configuration key (e.g. model.attention): "
+                "mean, min and max of each measure per group and, for two groups, which measures separate them",
+                "KEY");
     args.epilog(
         "Arguments: run directories written by `sinklab train --out DIR` (config.json, metrics.jsonl,\n"
         "optionally sink.json). Runs still in progress are fine.\n"
-        "example: sinklab compare runs/softmax runs/sigmoid --json compare.json");
+        "example: sinklab compare runs/softmax runs/sigmoid --json compare.json\n"
+        "         sinklab compare runs/seed*/softmax runs/seed*/sigmoid --group-by model.attention");
     // Run directories are the positional arguments, anywhere on the line; the rest goes to the parser.
     std::vector<std::string> dirs;
     std::vector<char*> options = {argv[0]};
@@ -247,18 +443,24 @@ int cmd_compare(int argc, char** argv) {
             continue;
         }
         options.push_back(argv[i]);
-        if ((arg == "--json" || arg == "--svg") && i + 1 < argc) options.push_back(argv[++i]);
+        if ((arg == "--json" || arg == "--svg" || arg == "--group-by") && i + 1 < argc) options.push_back(argv[++i]);
     }
     if (!args.parse(int(options.size()), options.data())) return 0;
     if (dirs.empty()) fail("compare: give one or more run directories (see sinklab compare --help)");
-    const Json comparison = compare_runs(dirs);
+    Json comparison = compare_runs(dirs);
     fmt::print("{}", format_comparison(comparison));
+    std::string group_key;
+    if (args.has("group-by")) {
+        group_key = args.get("group-by");
+        comparison["grouped"] = group_comparison(comparison, group_key);
+        fmt::print("\n{}", format_groups(comparison.at("grouped")));
+    }
     if (args.has("json")) {
         write_file_atomic(args.get("json"), report_json_text(comparison));
         fmt::print("wrote {}\n", args.get("json"));
     }
     if (args.has("svg"))
-        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"))) fmt::print("wrote {}\n", path);
+        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"), group_key)) fmt::print("wrote {}\n", path);
     return 0;
 }
 

@@ -26,4 +26,18 @@ Json summarize_run(const RunData& run);
 // The table printed by the command.
 std::string format_comparison(const Json& comparison);
 
+// The runs of a comparison grouped by the value of one configuration key (e.g. "model.attention"),
+// in order of first appearance; each metric over a group's runs as mean, min and max:
+//   {"key": KEY, "groups": [{"value": "softmax", "runs": [name, ...],
+//                            "metrics": {"val_loss": {"mean", "min", "max", "n"}, ...}}, ...],
+//    "metrics": [{"name": "sink_1", "label": "Sink_1 at the end (%)"}, ...]}
+// Metrics: val_loss, sink_1..3 (at the end), sink_1_peak (highest during training), alpha_1..3,
+// massive_ratio (largest over layers); a run without the value is left out of that metric's n.
+// Throws Error naming the key when no run has it.
+Json group_comparison(const Json& comparison, const std::string& key);
+
+// The grouped table; with exactly two groups also the difference of their means and whether their
+// ranges are separated (every run of one group above every run of the other), and a verdict line.
+std::string format_groups(const Json& grouped);
+
 }  // namespace sinklab

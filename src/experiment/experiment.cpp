@@ -198,13 +198,9 @@ Json measured_value(const std::string& column, const Json& summary, const Json& 
     }
     if (report.is_null()) return Json();
     if (column == "sink_star") return report.contains("sink_star") ? report.at("sink_star") : Json();
-    if (column == "massive_ratio") {  // the largest over layers 1..L (the embedding, layer 0, left out)
-        if (!report.contains("norms")) return Json();
-        const Json::Array& ratios = report.at("norms").at("massive_ratio").as_array();
-        double best = NAN;
-        for (size_t l = 1; l < ratios.size(); l++)
-            if (ratios[l].is_number() && !(ratios[l].as_number() <= best)) best = ratios[l].as_number();
-        return std::isfinite(best) ? Json(best) : Json();
+    if (column == "massive_ratio") {
+        const double ratio = largest_massive_ratio(report);
+        return std::isfinite(ratio) ? Json(ratio) : Json();
     }
     const bool sink = column_position(column, "sink_") != 0;
     const size_t k = sink ? column_position(column, "sink_") : column_position(column, "alpha_");

@@ -418,6 +418,15 @@ std::vector<std::vector<double>> matrix_of(const Json& j) {
 
 }  // namespace
 
+double largest_massive_ratio(const Json& report) {
+    if (!report.is_object() || !report.contains("norms") || !report.at("norms").contains("massive_ratio")) return NAN;
+    const Json::Array& ratios = report.at("norms").at("massive_ratio").as_array();
+    double best = NAN;
+    for (size_t l = 1; l < ratios.size(); l++)
+        if (ratios[l].is_number() && !(ratios[l].as_number() <= best)) best = ratios[l].as_number();
+    return best;
+}
+
 SinkReport sink_report_from_json(const Json& j, const std::string& what) {
     try {
         SinkReport r;

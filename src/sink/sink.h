@@ -165,6 +165,10 @@ void add_sink_metrics(Json& metrics_line, const SinkReport& report);
 // JSON text for files people read: objects indented, arrays of numbers on one line each.
 std::string report_json_text(const Json& json);
 
+// The first token's massive-activation ratio, largest over the blocks' outputs (layers 1..L; layer
+// 0, the embedding, left out), from a sink.json object; NaN when it has no norms.
+double largest_massive_ratio(const Json& report);
+
 // Reads back what sink_report_json wrote (maps included when present); throws Error naming `what`.
 SinkReport sink_report_from_json(const Json& json, const std::string& what);
 

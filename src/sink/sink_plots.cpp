@@ -198,31 +198,100 @@ std::vector<std::string> write_report_plots(const SinkReport& report, const std:
     return written;
 }
 
-std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir) {
+std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir,
+                                                const std::string& color_key) {
     make_dirs(out_dir);
     LineChart loss{"loss per run", "step", "cross entropy (nats/token)", {}};
-    LineChart sink{"Sink_1 per run", "step", "Sink_1 (% of heads)", {}};
+    LineChart sink{"Sink_1 over training", "step", "Sink_1 (% of heads)", {}};
+    LineChart alpha{"mean alpha_1 over training (attention on the first token)", "step", "alpha_1", {}};
+    LineChart val{"validation loss", "step", "cross entropy (nats/token)", {}};
+    LineChart first_norm{"first token's residual norm ||h_1|| per layer", "residual stream l (0 = embedding)", "L2 norm", {}};
+    LineChart ratio{"massive activation ||h_1|| / mean_{t>1} ||h_t||", "residual stream l (0 = embedding)", "ratio", {}};
     sink.y_min = 0.0;
+    alpha.y_min = 0.0;
+    ratio.y_min = 0.0;
+    first_norm.x_integer = ratio.x_integer = true;
+    std::vector<std::string> color_values;  // one colour per value of color_key, else per run
+    std::string probe;
+    size_t probe_length = 0;
+    // Legend names: the run directories without the folder they all share ("runs/h/seed1/softmax",
+    // "runs/h/seed1/sigmoid" -> "seed1/softmax", "seed1/sigmoid").
+    std::vector<std::string> names;
+    for (const std::string& dir : run_dirs) {
+        std::filesystem::path path = std::filesystem::path(dir).lexically_normal();
+        if (path.filename().empty()) path = path.parent_path();
+        names.push_back(path.string());
+    }
+    size_t shared = names.size() > 1 ? names[0].rfind('/') + 1 : 0;  // npos + 1 = 0: no folder
+    for (const std::string& name : names)
+        while (shared > 0 && name.compare(0, shared, names[0], 0, shared) != 0)
+            shared = names[0].rfind('/', shared - 2) + 1;
     for (size_t i = 0; i < run_dirs.size(); i++) {
         const RunData run = read_run(run_dirs[i]);
-        std::filesystem::path name = std::filesystem::path(run_dirs[i]).lexically_normal();
-        if (name.filename().empty()) name = name.parent_path();
-        const MetricSeries val = metric_series(run.metrics, "val_loss");
+        const std::string name = names[i].substr(shared);
+        size_t color = i;
+        if (!color_key.empty()) {
+            const auto flat = flatten_json(run.config);
+            const auto it = flat.find(color_key);
+            const std::string value = it == flat.end() ? "" : it->second;
+            color = size_t(std::find(color_values.begin(), color_values.end(), value) - color_values.begin());
+            if (color == color_values.size()) color_values.push_back(value);
+        }
+        const MetricSeries val_loss = metric_series(run.metrics, "val_loss");
         const MetricSeries train = metric_series(run.metrics, "loss");
-        if (!val.step.empty()) {
-            loss.series.push_back({name.string() + " val", val.step, val.value, palette_color(i), false, true});
-            loss.series.push_back({name.string() + " train", train.step, train.value, palette_color(i), true});
+        if (!val_loss.step.empty()) {
+            loss.series.push_back({name + " val", val_loss.step, val_loss.value, palette_color(color), false, true});
+            loss.series.push_back({name + " train", train.step, train.value, palette_color(color), true});
+            val.series.push_back({name, val_loss.step, val_loss.value, palette_color(color), false, true});
         } else {
-            loss.series.push_back({name.string() + " train", train.step, train.value, palette_color(i)});
+            loss.series.push_back({name + " train", train.step, train.value, palette_color(color)});
         }
         const MetricSeries s1 = metric_list_series(run.metrics, "sink_k", 0);
-        if (!s1.step.empty()) sink.series.push_back({name.string(), s1.step, s1.value, palette_color(i), false, true});
+        if (!s1.step.empty()) sink.series.push_back({name, s1.step, s1.value, palette_color(color), false, true});
+        const MetricSeries a1 = metric_list_series(run.metrics, "alpha_k", 0);
+        if (!a1.step.empty()) alpha.series.push_back({name, a1.step, a1.value, palette_color(color), false, true});
+        if (run.has_sink_report && run.sink_report.contains("norms")) {
+            const SinkReport report =
+                sink_report_from_json(run.sink_report, (std::filesystem::path(run_dirs[i]) / "sink.json").string());
+            if (!report.has_norms) continue;
+            Series h1{name, {}, {}, palette_color(color), false, true};
+            Series rs{name, {}, report.norms.massive_ratio, palette_color(color), false, true};
+            for (size_t l = 0; l < report.norms.resid.size(); l++) {
+                h1.x.push_back(double(l));
+                h1.y.push_back(report.norms.resid[l].empty() ? NAN : report.norms.resid[l][0]);
+            }
+            for (size_t l = 0; l < rs.y.size(); l++) rs.x.push_back(double(l));
+            first_norm.series.push_back(h1);
+            ratio.series.push_back(rs);
+            probe = fmt::format("{} {} probes x {} tokens", report.probe.count, report.probe.kind, report.probe.length);
+            probe_length = report.probe.length;
+        }
+    }
+    if (probe_length > 0 && !alpha.series.empty()) {  // uniform causal attention: mean over i of 1/i
+        double uniform = 0.0;
+        for (size_t i = 1; i <= probe_length; i++) uniform += 1.0 / double(i);
+        uniform /= double(probe_length);
+        Series flat{fmt::format("uniform over {} tokens", probe_length), {}, {}, "#888888", true};
+        for (double step : {alpha.series[0].x.front(), alpha.series[0].x.back()}) {
+            flat.x.push_back(step);
+            flat.y.push_back(uniform);
+        }
+        alpha.series.push_back(flat);
     }
     std::vector<std::string> written = {join_path(out_dir, "compare_loss.svg")};
     write_file_atomic(written.back(), line_chart_svg(loss, 900, 460));
     if (!sink.series.empty()) {
+        std::vector<LineChart> panels = {sink};
+        if (!alpha.series.empty()) panels.push_back(alpha);
+        if (!val.series.empty()) panels.push_back(val);
         written.push_back(join_path(out_dir, "compare_sink.svg"));
-        write_file_atomic(written.back(), line_chart_svg(sink, 900, 460));
+        write_file_atomic(written.back(),
+                          line_charts_svg(panels, panels.size(), "the first-token sink over training, beside the validation loss"));
+    }
+    if (!ratio.series.empty()) {
+        written.push_back(join_path(out_dir, "compare_norms.svg"));
+        write_file_atomic(written.back(), line_charts_svg({first_norm, ratio}, 2,
+                                                          fmt::format("the first token's residual stream at the end ({})", probe)));
     }
     return written;
 }
