@@ -10,7 +10,9 @@ docs/results.md holds hand-written readings around blocks of the form
 This script replaces each block's inside with the table that `sinklab experiment NAME --scale SCALE`
 wrote to results/NAME/SCALE/table.md (its table and footnotes; the title, the description and the
 scale paragraph are left out, docs/results.md says them once). A block whose results are missing
-says so and names the command that makes them. Usage, from the repository root:
+here keeps the table it has (measured in another checkout or on another machine: results/ is not
+committed); one without a table says that it is not measured and names the command that makes it.
+Usage, from the repository root:
 
     python3 tools/results_doc.py [--check]
 
@@ -24,9 +26,11 @@ DOC = pathlib.Path("docs/results.md")
 BLOCK = re.compile(r"(<!-- results (\S+) (\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
 
 
-def table_body(name: str, scale: str) -> str:
+def table_body(name: str, scale: str, current: str) -> str:
     path = pathlib.Path("results") / name / scale / "table.md"
     if not path.exists():
+        if "\n|" in "\n" + current:  # a table measured elsewhere: kept
+            return current.strip("\n") + "\n"
         return (f"*Not measured yet on this machine: `make experiment NAME={name} SCALE={scale}` "
                 f"writes {path}, then `python3 tools/results_doc.py`.*\n")
     lines = path.read_text().splitlines()
@@ -37,7 +41,7 @@ def table_body(name: str, scale: str) -> str:
 def main() -> int:
     check = "--check" in sys.argv[1:]
     text = DOC.read_text()
-    updated = BLOCK.sub(lambda m: m.group(1) + "\n" + table_body(m.group(2), m.group(3)) + "\n" + m.group(5), text)
+    updated = BLOCK.sub(lambda m: m.group(1) + "\n" + table_body(m.group(2), m.group(3), m.group(4)) + "\n" + m.group(5), text)
     if updated == text:
         print(f"{DOC}: up to date")
         return 0

@@ -325,16 +325,18 @@ int cmd_experiment(int argc, char** argv) {
         double planned = 0;
         for (size_t r : runs) planned += e.runs[r].planned_tokens;
         Progress progress(planned, runs.size());
+        // The runs already done count as done from the start, wherever they are in the order, so
+        // that the ETA of a resumed sweep is over the runs left to train.
+        std::vector<size_t> to_train;
         for (size_t i = 0; i < runs.size(); i++) {
             const ExperimentRun& run = e.runs[runs[i]];
-            const std::string dir = runs_dir + "/" + run.slug;
-            const RunState state = run_state(run, dir, true);
-            if (state == RunState::finished || state == RunState::diverged) {
-                progress.skip(run.planned_tokens);
-                continue;
-            }
-            train_run(e, runs[i], i, dir, bin, args.has("threads") ? args.get("threads") : "", progress);
+            const RunState state = run_state(run, runs_dir + "/" + run.slug, true);
+            if (state == RunState::finished || state == RunState::diverged) progress.skip(run.planned_tokens);
+            else to_train.push_back(i);
         }
+        for (size_t i : to_train)
+            train_run(e, runs[i], i, runs_dir + "/" + e.runs[runs[i]].slug, bin,
+                      args.has("threads") ? args.get("threads") : "", progress);
     }
     for (size_t r : rows) {
         const ExperimentRow& row = e.rows[r];
