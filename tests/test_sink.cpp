@@ -581,7 +581,8 @@ TEST_CASE("compare: runs grouped by a configuration key, with each measure's mea
     // alpha_1 (0.20..0.30 against 0.05..0.06) and the peak Sink_1 (10..20 against 0..2) separate the
     // groups; the validation losses (4.0..4.2 against 4.1..4.3) overlap.
     CHECK(table.find("verdict: softmax and sigmoid differ in every run in 2 measures") != std::string::npos);
-    CHECK(table.find("not in: validation loss") != std::string::npos);
+    CHECK(table.find("  alpha_1 at the end 0.250 against 0.055\n") != std::string::npos);
+    CHECK(table.find("not separated: validation loss") != std::string::npos);
     CHECK(table.find("+0.195") != std::string::npos);  // alpha_1: 0.25 - 0.055
 
     CHECK_THROWS_WITH_AS(group_comparison(c, "model.width"), doctest::Contains("model.width"), Error);

@@ -55,8 +55,10 @@ eot=$(( VOCAB_SIZE - 1 ))  # <|endoftext|> is the tokenizer's last id
 if [ "$FLIP" = 1 ]; then
   # position 2 in the README's 1-based counting: index 1 of every sequence, probes included
   first=(--fixed-token "$eot" --fixed-position 1)
+  sink_position=2  # the position compare_sink.svg draws
 else
   first=(--first-token "$eot")  # every sequence starts with <|endoftext|>, as with a BOS
+  sink_position=1
 fi
 
 # shellcheck disable=SC2206  # SETTING and MODEL_ARGS are lists of flags
@@ -95,13 +97,14 @@ for seed in $SEEDS; do
 done
 
 echo "== comparison over seeds ($SEEDS) of $OUT"
-"$BIN" compare "${runs[@]}" --group-by model.attention --json "$OUT/compare.json" --svg "$OUT" | tee "$OUT/compare.txt"
+"$BIN" compare "${runs[@]}" --group-by model.attention --sink-position "$sink_position" --json "$OUT/compare.json" \
+  --svg "$OUT" | tee "$OUT/compare.txt"
 
 if [ -n "${PUBLISH:-}" ]; then
   mkdir -p "$PUBLISH"
   first_seed=${SEEDS%% *}
   cp "$OUT/compare_sink.svg" "$OUT/compare_norms.svg" "$OUT/compare.txt" "$PUBLISH/"
-  for attention in softmax sigmoid; do
+  for attention in ${PUBLISH_MAPS-softmax sigmoid}; do  # PUBLISH_MAPS=softmax: only softmax's maps (1.2 MB each)
     cp "$OUT/seed$first_seed/$attention/attention_maps.svg" "$PUBLISH/attention_maps_$attention.svg"
   done
   echo "copied the pictures into $PUBLISH"

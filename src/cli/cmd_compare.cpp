@@ -412,11 +412,14 @@ std::string format_groups(const Json& grouped) {
     if (pair) {
         const std::string a = groups[0].at("value").as_string(), b = groups[1].at("value").as_string();
         out += "separated: every run of one group is above every run of the other; overlap: they are not\n";
-        out += separated.empty()
-                   ? fmt::format("verdict: no measure separates {} from {} over these runs\n", a, b)
-                   : fmt::format("verdict: {} and {} differ in every run in {} measure{} ({}: {}); not in: {}\n", a, b,
-                                 separated.size(), separated.size() == 1 ? "" : "s", fmt::format("{} against {}", a, b),
-                                 fmt::join(separated, "; "), overlapping.empty() ? "-" : fmt::format("{}", fmt::join(overlapping, ", ")));
+        if (separated.empty()) {
+            out += fmt::format("verdict: no measure separates {} from {} over these runs\n", a, b);
+        } else {
+            out += fmt::format("verdict: {} and {} differ in every run in {} measure{} ({} against {}):\n", a, b,
+                               separated.size(), separated.size() == 1 ? "" : "s", a, b);
+            for (const std::string& said : separated) out += "  " + said + "\n";
+            if (!overlapping.empty()) out += fmt::format("not separated: {}\n", fmt::join(overlapping, ", "));
+        }
     }
     return out;
 }
@@ -428,6 +431,7 @@ int cmd_compare(int argc, char** argv) {
     args.option("group-by", "", "also summarise the runs grouped by this configuration key (e.g. model.attention): "
                 "mean, min and max of each measure per group and, for two groups, which measures separate them",
                 "KEY");
+    args.option("sink-position", "1", "the position k whose Sink_k and alpha_k compare_sink.svg draws (1..10)", "K");
     args.epilog(
         "Arguments: run directories written by `sinklab train --out DIR` (config.json, metrics.jsonl,\n"
         "optionally sink.json). Runs still in progress are fine.\n"
@@ -443,7 +447,7 @@ int cmd_compare(int argc, char** argv) {
             continue;
         }
         options.push_back(argv[i]);
-        if ((arg == "--json" || arg == "--svg" || arg == "--group-by") && i + 1 < argc) options.push_back(argv[++i]);
+        if ((arg == "--json" || arg == "--svg" || arg == "--group-by" || arg == "--sink-position") && i + 1 < argc) options.push_back(argv[++i]);
     }
     if (!args.parse(int(options.size()), options.data())) return 0;
     if (dirs.empty()) fail("compare: give one or more run directories (see sinklab compare --help)");
@@ -460,7 +464,7 @@ int cmd_compare(int argc, char** argv) {
         fmt::print("wrote {}\n", args.get("json"));
     }
     if (args.has("svg"))
-        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"), group_key)) fmt::print("wrote {}\n", path);
+        for (const std::string& path : write_comparison_plots(dirs, args.get("svg"), group_key, args.get_size("sink-position"))) fmt::print("wrote {}\n", path);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "train/run_reader.h"
+#include "util/error.h"
 #include "util/fileio.h"
 #include "util/svg.h"
 
@@ -199,11 +200,14 @@ std::vector<std::string> write_report_plots(const SinkReport& report, const std:
 }
 
 std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir,
-                                                const std::string& color_key) {
+                                                const std::string& color_key, size_t position) {
     make_dirs(out_dir);
+    if (position < 1 || position > 10) fail("compare: the sink position {} is not in 1..10", position);
+    const size_t k = position - 1;  // index into sink_k / alpha_k
     LineChart loss{"loss per run", "step", "cross entropy (nats/token)", {}};
-    LineChart sink{"Sink_1 over training", "step", "Sink_1 (% of heads)", {}};
-    LineChart alpha{"mean alpha_1 over training (attention on the first token)", "step", "alpha_1", {}};
+    LineChart sink{fmt::format("Sink_{} over training", position), "step", fmt::format("Sink_{} (% of heads)", position), {}};
+    LineChart alpha{fmt::format("mean alpha_{} over training (attention on position {})", position, position), "step",
+                    fmt::format("alpha_{}", position), {}};
     LineChart val{"validation loss", "step", "cross entropy (nats/token)", {}};
     LineChart first_norm{"first token's residual norm ||h_1|| per layer", "residual stream l (0 = embedding)", "L2 norm", {}};
     LineChart ratio{"massive activation ||h_1|| / mean_{t>1} ||h_t||", "residual stream l (0 = embedding)", "ratio", {}};
@@ -246,10 +250,10 @@ std::vector<std::string> write_comparison_plots(const std::vector<std::string>& 
         } else {
             loss.series.push_back({name + " train", train.step, train.value, palette_color(color)});
         }
-        const MetricSeries s1 = metric_list_series(run.metrics, "sink_k", 0);
-        if (!s1.step.empty()) sink.series.push_back({name, s1.step, s1.value, palette_color(color), false, true});
-        const MetricSeries a1 = metric_list_series(run.metrics, "alpha_k", 0);
-        if (!a1.step.empty()) alpha.series.push_back({name, a1.step, a1.value, palette_color(color), false, true});
+        const MetricSeries sink_k = metric_list_series(run.metrics, "sink_k", k);
+        if (!sink_k.step.empty()) sink.series.push_back({name, sink_k.step, sink_k.value, palette_color(color), false, true});
+        const MetricSeries alpha_k = metric_list_series(run.metrics, "alpha_k", k);
+        if (!alpha_k.step.empty()) alpha.series.push_back({name, alpha_k.step, alpha_k.value, palette_color(color), false, true});
         if (run.has_sink_report && run.sink_report.contains("norms")) {
             const SinkReport report =
                 sink_report_from_json(run.sink_report, (std::filesystem::path(run_dirs[i]) / "sink.json").string());
@@ -267,10 +271,12 @@ std::vector<std::string> write_comparison_plots(const std::vector<std::string>& 
             probe_length = report.probe.length;
         }
     }
-    if (probe_length > 0 && !alpha.series.empty()) {  // uniform causal attention: mean over i of 1/i
+    if (probe_length >= position && !alpha.series.empty()) {
+        // uniform causal attention: query i (1-based) gives key `position` 1/i when i >= position;
+        // alpha_k averages over the queries that see position k
         double uniform = 0.0;
-        for (size_t i = 1; i <= probe_length; i++) uniform += 1.0 / double(i);
-        uniform /= double(probe_length);
+        for (size_t i = position; i <= probe_length; i++) uniform += 1.0 / double(i);
+        uniform /= double(probe_length - position + 1);
         Series flat{fmt::format("uniform over {} tokens", probe_length), {}, {}, "#888888", true};
         for (double step : {alpha.series[0].x.front(), alpha.series[0].x.back()}) {
             flat.x.push_back(step);
@@ -286,7 +292,8 @@ std::vector<std::string> write_comparison_plots(const std::vector<std::string>& 
         if (!val.series.empty()) panels.push_back(val);
         written.push_back(join_path(out_dir, "compare_sink.svg"));
         write_file_atomic(written.back(),
-                          line_charts_svg(panels, panels.size(), "the first-token sink over training, beside the validation loss"));
+                          line_charts_svg(panels, panels.size(),
+                                          fmt::format("the sink at position {} over training, beside the validation loss", position)));
     }
     if (!ratio.series.empty()) {
         written.push_back(join_path(out_dir, "compare_norms.svg"));

@@ -32,12 +32,13 @@ std::string sink_per_layer_svg(const SinkReport& report, const std::string& titl
 std::string norms_svg(const SinkReport& report, const std::string& title);
 
 // Several runs on shared axes: compare_loss.svg (train and val loss per run); compare_sink.svg
-// (three panels: Sink_1, mean alpha_1 and the validation loss over steps, when sinks were logged);
+// (three panels: Sink_k, mean alpha_k at k = position (1-based) and the validation loss over steps,
+// when sinks were logged);
 // compare_norms.svg (the first token's residual norm and its massive-activation ratio per layer,
 // from the runs' sink.json). With color_key (a flattened config key such as "model.attention")
 // runs with the same value share a colour, else each run has its own. Returns the paths written.
 std::vector<std::string> write_comparison_plots(const std::vector<std::string>& run_dirs, const std::string& out_dir,
-                                                const std::string& color_key = "");
+                                                const std::string& color_key = "", size_t position = 1);
 
 // Everything a run directory allows: the training plots from metrics.jsonl, and the report plots
 // from sink.json when present. Returns the paths written.
