@@ -34,8 +34,10 @@
 namespace sinklab {
 
 // Activations of one forward pass over B sequences of T tokens (N = B T), kept for backward,
-// stacked per layer. `att` holds what the backend's attention keeps for its backward: on the CPU
-// the full weights (L, B, H, T, T), which the sink analysis reads.
+// stacked per layer. `att_saved` holds what the backend's attention keeps for its backward: one
+// value per row on both backends (the weights are recomputed). The full weights (L, B, H, T, T),
+// which the sink analysis reads, are in `att_maps` only in the keep-maps mode
+// (Model::keep_attention_maps), never in training.
 template <typename T>
 struct Activations {
     T* resid;       // (L+1, B, T, C)  residual stream entering each block; resid[L] = last block's output
@@ -51,7 +53,8 @@ struct Activations {
     T* phi_act;     // (L, B, T, 3C)   elu: elu(qkv_rope) + 1;  mlp: relu(phi_pre)
     T* phi_out;     // (L, B, T, 3C)   mlp: W2 . phi_act
     T* qkv_feat;    // (L, B, T, 3C)   [phi(q) | phi(k) | v]: what the attention reads
-    T* att;         // (L, attention_saved_size)
+    T* att_saved;   // (L, attention_saved_size) = (L, B, H, T): the row's log-normaliser (src/ops/attention.h)
+    T* att_maps;    // (L, B, H, T, T) the weights w[l, b, h, i, j]: keep-maps mode only, else null
     T* att_z;       // (L, B, H, T)    normaliser Z_i
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
@@ -146,6 +149,19 @@ public:
     T* adam_v() { return adam_v_; }
     const Activations<T>& acts() const { return acts_; }
     size_t activation_bytes() const { return act_total_ * sizeof(T); }
+
+    // The keep-maps mode, for the sink analysis at small T: while on, every forward also writes
+    // each layer's full attention weights into acts().att_maps (L, B, H, T, T). Off by default
+    // (training never holds a T x T matrix per (b, h)). Only a backend with
+    // attention_forward_keeping_maps (the CPU) has it. The activations are reallocated (with or
+    // without att_maps) by the next forward.
+    void keep_attention_maps(bool keep) {
+        if constexpr (!BackendKeepsAttentionMaps<Backend>) {
+            if (keep) fail("this backend does not write attention maps (the sink analysis runs on the CPU)");
+        }
+        keep_maps_ = keep;
+    }
+    bool keeps_attention_maps() const { return keep_maps_; }
 
     // Initialisation, on the host with the project's own RNG, then uploaded: each tensor by the
     // InitKind its declaration gives (params.h; the formulas are in docs/model.md). Each tensor
@@ -299,8 +315,19 @@ private:
         if (config_.has_rope()) Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
         const T* attn_in = feature_map_forward(pl, al, positioned_qkv(al), N);
         const AttentionSpec& spec = attention_spec_;
-        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
-                                   spec.has_key_slot() ? pl.attn_slot_v : nullptr, B, Tn, C, H, spec);
+        const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
+        if constexpr (BackendKeepsAttentionMaps<Backend>) {
+            if (keep_maps_) {
+                Backend::attention_forward_keeping_maps(al.att_maps, al.attn_y, al.att_saved, al.att_z, al.att_slot,
+                                                        attn_in, pl.attn_slot_k, slot_v, B, Tn, C, H, spec);
+            } else {
+                Backend::attention_forward(al.attn_y, al.att_saved, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
+                                           slot_v, B, Tn, C, H, spec);
+            }
+        } else {
+            Backend::attention_forward(al.attn_y, al.att_saved, al.att_z, al.att_slot, attn_in, pl.attn_slot_k, slot_v,
+                                       B, Tn, C, H, spec);
+        }
         if (spec.slot == SlotKind::value) {  // the V bias: attn_y (N, H, D) += v* on every row
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
@@ -429,7 +456,7 @@ private:
         Backend::zero(d_attn_in, N * 3 * C);
         const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
         Backend::attention_backward(d_attn_in, al.d_slot_k, al.d_slot_v, al.d_attn_y, al.attn_y,
-                                    has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att, al.att_z,
+                                    has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att_saved, al.att_z,
                                     al.att_slot, B, Tn, C, H, spec);
         if (spec.has_key_slot()) {  // k* or s_h (and v*): the per-(b, h) gradients summed over b (and h when shared)
             const size_t W = size_t(spec.slot_score_width(int(D)));
@@ -534,9 +561,10 @@ private:
         }
     }
 
-    // (Re)allocates the activations for B sequences of T tokens, all in one allocation.
+    // (Re)allocates the activations for B sequences of T tokens (and the keep-maps mode), all in one
+    // allocation.
     void ensure_activations(size_t B, size_t Tn) {
-        if (B == act_B_ && Tn == act_T_) return;
+        if (B == act_B_ && Tn == act_T_ && keep_maps_ == act_keep_maps_) return;
         Backend::release(act_memory_);
         Backend::release(tokens_);
         const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
@@ -574,7 +602,8 @@ private:
         if (phi != FeatureMap::none) per_layer(&A::phi_act, "phi_act", L, {N, 3 * C});
         if (phi == FeatureMap::mlp) per_layer(&A::phi_out, "phi_out", L, {N, 3 * C});
         if (phi != FeatureMap::none) per_layer(&A::qkv_feat, "qkv_feat", L, {N, 3 * C});
-        per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
+        per_layer(&A::att_saved, "att_saved", L, {Backend::attention_saved_size(B, H, Tn)});
+        if (keep_maps_) per_layer(&A::att_maps, "att_maps", L, {B, H, Tn, Tn});
         per_layer(&A::att_z, "att_z", L, {B, H, Tn});
         const AttentionSpec& spec = config_.attention;
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
@@ -623,9 +652,11 @@ private:
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();
         tokens_ = Backend::template alloc<int32_t>(2 * N);
+        acts_ = Activations<T>{};  // the buffers of this shape and mode only; the others null
         for (const auto& [field, offset] : bindings) acts_.*field = act_memory_ + offset;
         act_B_ = B;
         act_T_ = Tn;
+        act_keep_maps_ = keep_maps_;
         has_targets_ = false;
     }
 
@@ -647,6 +678,8 @@ private:
     Activations<T> acts_{};
     std::vector<std::pair<T* Activations<T>::*, size_t>> act_layer_numel_;  // per-layer buffers, one layer's size
     size_t act_B_ = 0, act_T_ = 0;
+    bool keep_maps_ = false;      // keep_attention_maps
+    bool act_keep_maps_ = false;  // the mode the activations were allocated in
     size_t counted_ = 0;  // positions with a target in the last forward
     bool has_targets_ = false;
 };
