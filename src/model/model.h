@@ -92,29 +92,39 @@ struct Activations {
     T* d_ffn_act;   // (B, T, F)
 };
 
+// What a Model is built for: training keeps gradients and AdamW moments beside the parameters
+// (four parameter-sized allocations); inference keeps the parameters only.
+enum class ModelUse { training, inference };
+
 template <ModelBackend Backend>
 class Model {
 public:
     using T = typename Backend::Scalar;
 
-    explicit Model(const ModelConfig& config) : config_(config) {
+    // use: training (parameters, gradients and both AdamW moments) or inference (the parameters
+    // only: forward passes, e.g. measuring the sinks of a 1B-parameter imported model on the CPU).
+    explicit Model(const ModelConfig& config, ModelUse use = ModelUse::training) : config_(config), use_(use) {
         config_.validate();
         table_ = make_param_table(config_);
         const size_t n = table_.total();
-        require_memory(4.0 * double(n) * sizeof(T) + double(config_.context) * double(config_.d_model) * 2 * sizeof(T),
-                       fmt::format("the model ({} parameters, with gradients and AdamW moments, and its position "
-                                   "tables for context {})", n, config_.context),
+        const bool training = use_ == ModelUse::training;
+        require_memory((training ? 4.0 : 1.0) * double(n) * sizeof(T) +
+                           double(config_.context) * double(config_.d_model) * 2 * sizeof(T),
+                       fmt::format("the model ({} parameters{}, and its position tables for context {})", n,
+                                   training ? ", with gradients and AdamW moments" : "", config_.context),
                        "reduce --width, --layers, --ffn, --vocab or --context");
         params_ = Backend::template alloc<T>(n);
-        grads_ = Backend::template alloc<T>(n);
-        adam_m_ = Backend::template alloc<T>(n);
-        adam_v_ = Backend::template alloc<T>(n);
+        if (training) {
+            grads_ = Backend::template alloc<T>(n);
+            adam_m_ = Backend::template alloc<T>(n);
+            adam_v_ = Backend::template alloc<T>(n);
+        }
         // The pointers never move: carved once, for the whole model and for each block.
         p_ = carve_params(params_, config_);
-        g_ = carve_params(grads_, config_);
+        if (training) g_ = carve_params(grads_, config_);
         for (size_t l = 0; l < config_.n_layers; l++) {
             p_layers_.push_back(layer_view(p_, config_, l));
-            g_layers_.push_back(layer_view(g_, config_, l));
+            if (training) g_layers_.push_back(layer_view(g_, config_, l));
         }
         // RoPE tables (context, D/2), computed once on the host.
         const size_t half = config_.head_dim() / 2;
@@ -195,6 +205,7 @@ public:
             }
         });
         Backend::upload(params_, host.data(), host.size());
+        if (use_ == ModelUse::inference) return;
         Backend::zero(grads_, table_.total());
         Backend::zero(adam_m_, table_.total());
         Backend::zero(adam_v_, table_.total());
@@ -247,11 +258,15 @@ public:
         return counted_ ? sum / double(counted_) : 0.0;
     }
 
-    void zero_grad() { Backend::zero(grads_, table_.total()); }
+    void zero_grad() {
+        require_training("zero_grad");
+        Backend::zero(grads_, table_.total());
+    }
 
     // Backward of (scale x the mean loss) of the last forward; accumulates into the gradients.
     // (scale = 1 / micro-batches for gradient accumulation.)
     void backward(double scale = 1.0) {
+        require_training("backward");
         if (!has_targets_) fail("backward() needs a forward() with targets first");
         has_targets_ = false;  // the logits are about to be overwritten by their gradient
         const ModelConfig& c = config_;
@@ -284,11 +299,15 @@ public:
     }
 
     // L2 norm of all gradients (in double, deterministic).
-    double grad_norm() const { return std::sqrt(Backend::sum_squares(grads_, table_.total())); }
+    double grad_norm() const {
+        require_training("grad_norm");
+        return std::sqrt(Backend::sum_squares(grads_, table_.total()));
+    }
 
     // One AdamW update of every parameter (weight decay on all, docs/model.md) with the
     // gradients multiplied by grad_scale (the clipping factor). step is 1-based.
     void adamw_step(const AdamWHyper& hp, size_t step, double grad_scale) {
+        require_training("adamw_step");
         Backend::adamw_update(params_, grads_, adam_m_, adam_v_, table_.total(), hp, step, T(grad_scale));
     }
 
@@ -660,7 +679,12 @@ private:
         has_targets_ = false;
     }
 
+    void require_training(const char* what) const {
+        if (use_ != ModelUse::training) fail("Model::{}: this model was built for inference (no gradients)", what);
+    }
+
     ModelConfig config_;
+    ModelUse use_ = ModelUse::training;
     TensorTable table_;
     T* params_ = nullptr;
     T* grads_ = nullptr;
