@@ -82,11 +82,13 @@ void run_case(const AttentionSpec& spec, size_t D, size_t T, size_t B, size_t H,
     const float* slot_k = slot_param ? slot_k_values.data() : nullptr;
     const float* slot_v = slot && spec.has_slot_value() ? slot_v_values.data() : nullptr;
 
-    std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), att_slot(B * H * T), dqkv(B * T * 3 * C, 0.0f);
+    std::vector<float> out(B * T * C), att(B * H * T * T), saved(B * H * T), z(B * H * T), att_slot(B * H * T),
+        dqkv(B * T * 3 * C, 0.0f);
     std::vector<float> d_slot_k(B * H * W), d_slot_v(B * H * D);
-    attention_forward(out.data(), att.data(), z.data(), att_slot.data(), qkv.data(), slot_k, slot_v, B, T, C, H, spec);
+    attention_forward(out.data(), saved.data(), z.data(), att_slot.data(), qkv.data(), slot_k, slot_v, B, T, C, H, spec,
+                      att.data());  // the CPU's maps too, for the materialising path below
     attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), slot_k, slot_v,
-                       att.data(), z.data(), att_slot.data(), B, T, C, H, spec);
+                       saved.data(), z.data(), att_slot.data(), B, T, C, H, spec);
 
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> e_out(out.size(), nan), e_lse(B * H * T, nan), e_z(B * H * T, nan), e_delta(B * H * T, nan);

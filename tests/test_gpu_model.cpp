@@ -143,6 +143,7 @@ TEST_CASE("whole model: the materialising attention path matches the CPU weights
     gpu.init_weights(3);
     const size_t B = 1, T = 64, H = config.n_heads, C = config.d_model;
     const auto inputs = random_ids(B * T, config.vocab_size, 9);
+    cpu.keep_attention_maps(true);
     cpu.forward(inputs.data(), nullptr, B, T);
     gpu.forward(inputs.data(), nullptr, B, T);
     // Layer 1's weights from its post-RoPE qkv.
@@ -150,7 +151,7 @@ TEST_CASE("whole model: the materialising attention path matches the CPU weights
     DeviceBuffer<float> att(B * H * T * T), z(B * H * T);
     cuda::attention_weights(att.ptr, z.ptr, nullptr, gpu.acts().qkv_rope + 1 * N * 3 * C, nullptr, B, T, C, H,
                             config.attention);
-    const std::vector<float> want(cpu.acts().att + 1 * B * H * T * T, cpu.acts().att + 2 * B * H * T * T);
+    const std::vector<float> want(cpu.acts().att_maps + 1 * B * H * T * T, cpu.acts().att_maps + 2 * B * H * T * T);
     CHECK(rel_err(att.host(), want) <= 1e-4);
 }
 

@@ -283,12 +283,12 @@ void check_attention(const AttentionCase& c, Precision p) {
     const float* h_slot_k = slot ? slot_k.data() : nullptr;
     const float* h_slot_v = slot_value ? slot_v.data() : nullptr;
 
-    std::vector<float> out(B * T * C), att(B * H * T * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
+    std::vector<float> out(B * T * C), att(B * H * T * T), saved(B * H * T), z(B * H * T), dqkv(B * T * 3 * C, 0.0f);
     std::vector<float> att_slot(B * H * T), d_slot_k(B * H * D), d_slot_v(B * H * D);
-    attention_forward(out.data(), att.data(), z.data(), att_slot.data(), qkv.data(), h_slot_k, h_slot_v, B, T, C, H,
-                      spec);
+    attention_forward(out.data(), saved.data(), z.data(), att_slot.data(), qkv.data(), h_slot_k, h_slot_v, B, T, C, H,
+                      spec, att.data());  // the CPU's maps too, for the materialising path below
     attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), h_slot_k, h_slot_v,
-                       att.data(), z.data(), att_slot.data(), B, T, C, H, spec);
+                       saved.data(), z.data(), att_slot.data(), B, T, C, H, spec);
 
     DeviceBuffer<float> d_qkv(qkv), d_dout(dout), d_out(filled(out.size(), kNaN));
     DeviceBuffer<float> d_saved(filled(CudaBackend::attention_saved_size(B, H, T), kNaN)), d_z(filled(z.size(), kNaN));

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "model/backend_cpu.h"
@@ -183,9 +184,10 @@ TEST_CASE("whole model: the slot's parameters, and the (T+1)-key maps the sink m
     CHECK(shared.n_params() == c.n_params() - 2 * L * (H - 1) * D);
 
     const auto inputs = random_tokens(B * T, c.vocab_size, 5);
+    model.keep_attention_maps(true);
     model.forward(inputs.data(), nullptr, B, T);
     const Activations<double>& a = model.acts();
-    std::vector<float> att(a.att, a.att + L * B * H * T * T), att_slot(a.att_slot, a.att_slot + L * B * H * T), maps;
+    std::vector<float> att(a.att_maps, a.att_maps + L * B * H * T * T), att_slot(a.att_slot, a.att_slot + L * B * H * T), maps;
     maps_with_slot(maps, att, att_slot, L * B * H, T, float(slot_own_weight<HostMath, double>(c.attention)));
     REQUIRE(maps.size() == L * B * H * Tm * Tm);
     for (size_t m = 0; m < L * B * H; m++) {
@@ -254,4 +256,45 @@ TEST_CASE("whole model: post-norm equals its formula on a hand-made model; pre-n
         CHECK(err < 1e-12);
         CHECK(model.param_table().contains("final_norm.weight") == !post);
     }
+}
+
+TEST_CASE("whole model: training keeps no attention maps; the keep-maps mode adds them and changes no bits") {
+    // The training path keeps one value per row (att_saved, att_z: (L, B, H, T)) and no (T, T) matrix;
+    // the keep-maps mode of the sink analysis adds att_maps (L, B, H, T, T) and leaves the loss and
+    // every gradient bitwise as they were. T = 70 spans two query blocks of the CPU attention.
+    ModelConfig c = tiny_config("softmax");
+    c.attention.slot = SlotKind::key_value;
+    c.attention.mask = MaskKind::window;
+    c.attention.window = 40;
+    c.context = 70;
+    const size_t L = c.n_layers, H = c.n_heads, B = 2, T = 70;
+    Model<CpuBackend<float>> model(c);
+    model.init_weights(4);
+    const auto inputs = random_tokens(B * T, c.vocab_size, 6), targets = random_tokens(B * T, c.vocab_size, 7);
+    auto step = [&] {
+        model.zero_grad();
+        const double loss = model.forward(inputs.data(), targets.data(), B, T);
+        model.backward(1.0);
+        return std::make_pair(loss, std::vector<float>(model.grads(), model.grads() + model.n_params()));
+    };
+    CHECK(!model.keeps_attention_maps());
+    const auto plain = step();
+    CHECK(model.acts().att_maps == nullptr);
+    const size_t plain_bytes = model.activation_bytes();
+    model.keep_attention_maps(true);
+    const auto with_maps = step();
+    REQUIRE(model.acts().att_maps != nullptr);
+    CHECK(model.activation_bytes() - plain_bytes == L * B * H * T * T * sizeof(float));
+    CHECK(plain.first == with_maps.first);
+    CHECK(plain.second == with_maps.second);
+    // the maps: each row (keys and slot) sums to one
+    for (size_t r = 0; r < L * B * H * T; r++) {
+        double row = model.acts().att_slot[r];
+        for (size_t j = 0; j < T; j++) row += model.acts().att_maps[r * T + j];
+        CHECK(row == doctest::Approx(1.0).epsilon(1e-5));
+    }
+    model.keep_attention_maps(false);
+    step();
+    CHECK(model.acts().att_maps == nullptr);
+    CHECK(model.activation_bytes() == plain_bytes);
 }

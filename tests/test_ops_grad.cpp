@@ -64,15 +64,17 @@ void report_accumulation(const std::string& what, double err) {
 }
 
 // The attention without a key slot (its pointers null), as most tests here run it.
+//   saved, att_z: (B, H, T) what the forward keeps for the backward;
+//   att: (B, H, T, T) the weights, written in the keep-maps mode (att not null); training passes null.
 template <typename T>
-void attention_forward_no_slot(T* out, T* att, T* att_z, const T* qkv, size_t Bn, size_t Tq, size_t Cn, size_t Hn,
-                               const AttentionSpec& spec) {
-    attention_forward(out, att, att_z, nullptr, qkv, nullptr, nullptr, Bn, Tq, Cn, Hn, spec);
+void attention_forward_no_slot(T* out, T* saved, T* att_z, const T* qkv, size_t Bn, size_t Tq, size_t Cn, size_t Hn,
+                               const AttentionSpec& spec, T* att = nullptr) {
+    attention_forward(out, saved, att_z, nullptr, qkv, nullptr, nullptr, Bn, Tq, Cn, Hn, spec, att);
 }
 template <typename T>
-void attention_backward_no_slot(T* dqkv, const T* dout, const T* qkv, const T* att, const T* att_z, size_t Bn,
+void attention_backward_no_slot(T* dqkv, const T* dout, const T* qkv, const T* saved, const T* att_z, size_t Bn,
                                 size_t Tq, size_t Cn, size_t Hn, const AttentionSpec& spec) {
-    attention_backward(dqkv, nullptr, nullptr, dout, qkv, nullptr, nullptr, att, att_z, nullptr, Bn, Tq, Cn, Hn, spec);
+    attention_backward(dqkv, nullptr, nullptr, dout, qkv, nullptr, nullptr, saved, att_z, nullptr, Bn, Tq, Cn, Hn, spec);
 }
 
 struct Variant {
@@ -388,21 +390,21 @@ TEST_CASE("gradcheck: attention, every variant (dqkv)") {
         std::mt19937_64 rng(105);
         // q, k in [-1.5, 1.5): scores s = q.k / 2 spread over roughly [-2, 2], both signs (elu's two branches).
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        Vec out(N * C), saved(B * H * Tn), att_z(B * H * Tn);
         auto loss = [&] {
-            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+            attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
             return dot(out, R);
         };
         loss();
         Vec dqkv(N * 3 * C, 0.0);
-        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), B, Tn, C, H, spec);
         report("attention " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
         report_accumulation("attention " + var.label() + " dqkv", accumulation_error(
                                                                       N * 3 * C,
                                                                       [&](double* g) {
                                                                           attention_backward_no_slot(g, R.data(),
                                                                                                      qkv.data(),
-                                                                                                     att.data(),
+                                                                                                     saved.data(),
                                                                                                      att_z.data(), B,
                                                                                                      Tn, C, H, spec);
                                                                       },
@@ -415,9 +417,9 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     std::mt19937_64 rng(109);
     // Wider inputs than above so that row sums cross 1 and -1 at T = 5.
     Vec qkv = random_vector(rng, N * 3 * C, -2.5, 2.5), R = random_vector(rng, N * C);
-    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+    Vec out(N * C), saved(B * H * Tn), att_z(B * H * Tn);
     auto loss = [&] {
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         return dot(out, R);
     };
     loss();
@@ -428,7 +430,7 @@ TEST_CASE("gradcheck: the max(|sum|, 1) normaliser through its three branches (s
     CHECK(clamped > 0);
     CHECK(below > 0);
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), B, Tn, C, H, spec);
     report("attention linear-kernel-norm (three branches) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -438,12 +440,12 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
     const AttentionSpec spec = parse_attention("elu-kernel-norm");
     std::mt19937_64 rng(111);
     Vec qkv = random_vector(rng, N * 3 * C, 0.05, 2.0), R = random_vector(rng, N * C);
-    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+    Vec out(N * C), saved(B * H * Tn), att_z(B * H * Tn), att(B * H * Tn * Tn);
     auto loss = [&] {
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
         return dot(out, R);
     };
-    loss();
+    attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
     for (size_t bh = 0; bh < B * H; bh++)
         for (size_t i = 0; i < Tn; i++) {
             double row = 0;
@@ -451,7 +453,7 @@ TEST_CASE("gradcheck: the identity score with the sum normaliser (elu-kernel-nor
             CHECK(row == doctest::Approx(1.0 - 1e-8 / att_z[bh * Tn + i]).epsilon(1e-14));  // rows sum to 1 - eps / Z
         }
     Vec dqkv(N * 3 * C, 0.0);
-    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+    attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), B, Tn, C, H, spec);
     report("attention elu-kernel-norm (positive features) dqkv", gradcheck::check(qkv, dqkv, loss));
 }
 
@@ -500,12 +502,12 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
         const AttentionSpec spec = var.spec();
         std::mt19937_64 rng(107);
         Vec qkv = random_vector(rng, Nl * 3 * Cl, -1.5, 1.5), R = random_vector(rng, Nl * Cl);
-        Vec out(Nl * Cl), att(Bl * Hl * Tl * Tl, 7.0), att_z(Bl * Hl * Tl);
+        Vec out(Nl * Cl), att(Bl * Hl * Tl * Tl, 7.0), saved(Bl * Hl * Tl), att_z(Bl * Hl * Tl);
         auto loss = [&] {
-            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec);
+            attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec);
             return dot(out, R);
         };
-        loss();
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), Bl, Tl, Cl, Hl, spec, att.data());
         size_t mask_errors = 0;  // softpick: a key it may see can still get 0 (a score <= 0)
         for (size_t i = 0; i < Tl; i++)
             for (size_t j = 0; j < Tl; j++)
@@ -513,8 +515,148 @@ TEST_CASE("gradcheck: attention with window and prefix masks over several query 
                                                   : (att[i * Tl + j] != 0.0) != reference_allowed(spec, i, j);
         CHECK(mask_errors == 0);
         Vec dqkv(Nl * 3 * Cl, 0.0);
-        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), Bl, Tl, Cl, Hl, spec);
         report("attention T=150 " + var.label() + " dqkv", gradcheck::check(qkv, dqkv, loss));
+    }
+}
+
+TEST_CASE("gradcheck: the recomputing backward over several query blocks: key slots, biases, every normaliser") {
+    // T = 150 spans three query blocks of the CPU (kAttentionQueryBlock = 64), each with its own key
+    // range [kb, ke); the backward recomputes every block's weights from the forward's per-row
+    // statistics (saved, att_z), so each kind of statistic is checked here at that length: softmax's
+    // LSE with a key slot and with the sink logit, a position bias with a window, softpick's log Z,
+    // the sum normaliser's Z, and no normaliser. One head of width 4 keeps the differences cheap.
+    const size_t Bl = 1, Tl = 150, Cl = 4, Hl = 1, Dl = 4, Nl = Bl * Tl;
+    struct Case {
+        Variant var;
+        SlotKind slot;
+    };
+    const std::vector<Case> cases = {
+        {variant("softmax", 0.0, 1.0, MaskKind::window, 70), SlotKind::key_value},
+        {variant("softmax", 0.0, 0.5), SlotKind::logit},
+        {variant("softmax", 0.0, 1.0, MaskKind::prefix, 70), SlotKind::zero_logit},
+        {with_position(variant("softmax", 0.0, 1.0, MaskKind::window, 20), PositionBias::alibi), SlotKind::none},
+        {with_position(variant("softpick"), PositionBias::t5), SlotKind::none},
+        {variant("sigmoid-norm", 0.0, 1.0, MaskKind::prefix, 70), SlotKind::key},
+        {variant("sigmoid", -1.5, 1.0, MaskKind::window, 70), SlotKind::key_value},
+        {variant("elu"), SlotKind::none},
+        {variant("linear-kernel-norm"), SlotKind::none},
+    };
+    for (const Case& c : cases) {
+        AttentionSpec spec = c.var.spec();
+        spec.slot = c.slot;
+        CAPTURE(spec.describe());
+        const size_t W = size_t(spec.slot_score_width(int(Dl)));
+        const bool has_k = spec.has_slot_score_param(), has_v = spec.has_key_slot() && spec.has_slot_value();
+        std::mt19937_64 rng(117);
+        Vec qkv = random_vector(rng, Nl * 3 * Cl, -1.5, 1.5), R = random_vector(rng, Nl * Cl);
+        Vec slot_k = random_vector(rng, W, -1.5, 1.5), slot_v = random_vector(rng, Dl, -1.5, 1.5);
+        Vec out(Nl * Cl), saved(Bl * Hl * Tl), att_z(Bl * Hl * Tl), att_slot(Bl * Hl * Tl);
+        auto loss = [&] {
+            attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(),
+                              has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr, Bl, Tl, Cl, Hl, spec);
+            return dot(out, R);
+        };
+        loss();
+        Vec dqkv(Nl * 3 * Cl, 0.0), dk(W, 7.0), dv(Dl, 7.0);  // (B H = 1: the per-(b, h) gradients are the sums)
+        attention_backward(dqkv.data(), has_k ? dk.data() : nullptr, has_v ? dv.data() : nullptr, R.data(), qkv.data(),
+                           has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr, saved.data(), att_z.data(),
+                           att_slot.data(), Bl, Tl, Cl, Hl, spec);
+        report("attention T=150 " + spec.describe() + " dqkv", gradcheck::check(qkv, dqkv, loss));
+        if (has_k) report("attention T=150 " + spec.describe() + " dk* / ds_h", gradcheck::check(slot_k, dk, loss));
+        if (has_v) report("attention T=150 " + spec.describe() + " dv*", gradcheck::check(slot_v, dv, loss));
+    }
+}
+
+TEST_CASE("attention forward: the keep-maps mode writes the maps and changes nothing else, bitwise") {
+    // The maps (B, H, T, T) are written only when asked for (the sink analysis); out and what the
+    // backward reads (saved, att_z, att_slot) must be the same bits either way. T = 150: three blocks.
+    const size_t Bm = 2, Tm = 150, Cm = 16, Hm = 2, Dm = Cm / Hm, Nm = Bm * Tm;
+    std::mt19937_64 rng(119);
+    const auto qkv = random_vector<float>(rng, Nm * 3 * Cm, -1.5, 1.5);
+    const auto slot_k = random_vector<float>(rng, Hm * Dm, -1.5, 1.5), slot_v = random_vector<float>(rng, Hm * Dm);
+    std::vector<AttentionSpec> specs;
+    for (const Variant& v : all_variants()) specs.push_back(v.spec());
+    AttentionSpec slotted = variant("softmax", 0.0, 1.0, MaskKind::window, 70).spec();
+    slotted.slot = SlotKind::key_value;
+    specs.push_back(slotted);
+    slotted = variant("sigmoid-norm").spec();
+    slotted.slot = SlotKind::key;
+    specs.push_back(slotted);
+    for (const AttentionSpec& spec : specs) {
+        CAPTURE(spec.describe());
+        const float* k_star = spec.has_slot_score_param() ? slot_k.data() : nullptr;
+        const float* v_star = spec.has_key_slot() && spec.has_slot_value() ? slot_v.data() : nullptr;
+        auto run = [&](std::vector<float>* maps) {
+            std::vector<std::vector<float>> r = {std::vector<float>(Nm * Cm), std::vector<float>(Bm * Hm * Tm),
+                                                 std::vector<float>(Bm * Hm * Tm), std::vector<float>(Bm * Hm * Tm)};
+            attention_forward(r[0].data(), r[1].data(), r[2].data(), r[3].data(), qkv.data(), k_star, v_star, Bm, Tm,
+                              Cm, Hm, spec, maps ? maps->data() : nullptr);
+            return r;
+        };
+        std::vector<float> maps(Bm * Hm * Tm * Tm, 123.0f);
+        const auto plain = run(nullptr), with_maps = run(&maps);
+        for (size_t k = 0; k < plain.size(); k++) CHECK(plain[k] == with_maps[k]);
+        // the maps: exactly 0 outside the mask, and out_i = sum_j w_ij v_j (+ w_i* v*) from them
+        const AttentionSpec shaped = for_shape(spec, int(Tm), int(Hm));
+        size_t mask_errors = 0;
+        double max_err = 0;
+        for (size_t b = 0; b < Bm; b++)
+            for (size_t h = 0; h < Hm; h++)
+                for (size_t i = 0; i < Tm; i++) {
+                    const float* w = maps.data() + ((b * Hm + h) * Tm + i) * Tm;
+                    for (size_t j = 0; j < Tm; j++) mask_errors += w[j] != 0.0f && !key_visible(shaped, int(i), int(j));
+                    for (size_t d = 0; d < Dm; d++) {  // relative to sum_j |w_ij v_j| (float rounding of the sum)
+                        double o = v_star ? double(plain[3][(b * Hm + h) * Tm + i]) * v_star[h * Dm + d] : 0.0;
+                        double scale = std::fabs(o);
+                        for (size_t j = 0; j < Tm; j++) {
+                            const double term = double(w[j]) * qkv[(b * Tm + j) * 3 * Cm + 2 * Cm + h * Dm + d];
+                            o += term;
+                            scale += std::fabs(term);
+                        }
+                        const double got = plain[0][(b * Tm + i) * Cm + h * Dm + d];
+                        max_err = std::max(max_err, std::fabs(o - got) / std::max(scale, 1e-30));
+                    }
+                }
+        CHECK(mask_errors == 0);
+        CHECK(max_err < 2e-5);
+    }
+}
+
+TEST_CASE("attention over several query blocks is bitwise independent of the thread count") {
+    // The recomputing backward at T = 150 (three query blocks), with a window, a key slot and softpick.
+    const int saved_threads = omp_get_max_threads();
+    const size_t Bd = 2, Td = 150, Cd = 32, Hd = 4, Dd = Cd / Hd, Nd = Bd * Td;
+    std::mt19937_64 rng(503);
+    const auto qkv = random_vector<float>(rng, Nd * 3 * Cd, -1.5, 1.5), dout = random_vector<float>(rng, Nd * Cd);
+    const auto slot_k = random_vector<float>(rng, Hd * Dd, -1.5, 1.5), slot_v = random_vector<float>(rng, Hd * Dd);
+    std::vector<AttentionSpec> specs = {variant("softpick", 0.0, 1.0, MaskKind::window, 70).spec(),
+                                        variant("sigmoid", -1.5, 1.0, MaskKind::prefix, 70).spec()};
+    AttentionSpec slotted = variant("softmax", 0.0, 1.0, MaskKind::window, 70).spec();
+    slotted.slot = SlotKind::key_value;
+    specs.push_back(slotted);
+    auto run = [&](int threads) {
+        omp_set_num_threads(threads);
+        std::vector<std::vector<float>> r;
+        for (const AttentionSpec& spec : specs) {
+            const bool slot = spec.has_key_slot();
+            std::vector<float> out(Nd * Cd), saved(Bd * Hd * Td), z(Bd * Hd * Td), w_slot(Bd * Hd * Td),
+                dqkv(Nd * 3 * Cd, 0.f), dk(Bd * Hd * Dd), dv(Bd * Hd * Dd);
+            attention_forward(out.data(), saved.data(), z.data(), w_slot.data(), qkv.data(),
+                              slot ? slot_k.data() : nullptr, slot ? slot_v.data() : nullptr, Bd, Td, Cd, Hd, spec);
+            attention_backward(dqkv.data(), dk.data(), dv.data(), dout.data(), qkv.data(),
+                               slot ? slot_k.data() : nullptr, slot ? slot_v.data() : nullptr, saved.data(), z.data(),
+                               w_slot.data(), Bd, Td, Cd, Hd, spec);
+            for (auto* v : {&out, &saved, &z, &dqkv, &dk, &dv}) r.push_back(*v);
+        }
+        return r;
+    };
+    const auto r1 = run(1), r2 = run(2), r3 = run(3);
+    omp_set_num_threads(saved_threads);
+    for (size_t k = 0; k < r1.size(); k++) {
+        CAPTURE(k);
+        CHECK(r1[k] == r2[k]);
+        CHECK(r1[k] == r3[k]);
     }
 }
 
@@ -609,8 +751,8 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
         const AttentionSpec spec = var.spec();
         std::mt19937_64 rng(201);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
         double max_err = 0;
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < H; h++)
@@ -631,9 +773,9 @@ TEST_CASE("attention forward: matches an independent evaluation of docs/attentio
                         z = sum + 1e-8L;
                         max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - z) / z));
                     } else if (spec.normalizer == Normalizer::abs_sum) {  // saved with the sign of the sum
-                        const long double saved = std::fabs(sum) > 1 ? sum : 1.0L;
-                        max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - saved)));
-                        z = std::fabs(saved);
+                        const long double saved_z = std::fabs(sum) > 1 ? sum : 1.0L;
+                        max_err = std::max(max_err, double(std::fabs(att_z[(b * H + h) * Tn + i] - saved_z)));
+                        z = std::fabs(saved_z);
                     } else {
                         CHECK(att_z[(b * H + h) * Tn + i] == 1.0);
                     }
@@ -668,8 +810,8 @@ TEST_CASE("attention forward: masked entries are exactly 0, the others not, ever
         std::mt19937_64 rng(202);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
         // Fill att with garbage first: the mask must be written, not assumed.
-        Vec out(N * C), att(B * H * Tn * Tn, 123.0), att_z(B * H * Tn);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        Vec out(N * C), att(B * H * Tn * Tn, 123.0), saved(B * H * Tn), att_z(B * H * Tn);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
         size_t bad = 0;
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < H; h++)
@@ -691,9 +833,9 @@ TEST_CASE("attention forward: all-equal keys give uniform softmax weights 1/(i+1
     for (size_t b = 0; b < B; b++)
         for (size_t t = 1; t < Tn; t++)
             for (size_t c = 0; c < C; c++) qkv[(b * Tn + t) * 3 * C + C + c] = qkv[(b * Tn) * 3 * C + C + c];
-    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-    attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H,
-                              parse_attention("softmax"));
+    Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn);
+    attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H,
+                              parse_attention("softmax"), att.data());
     double max_out_err = 0;
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
@@ -719,8 +861,8 @@ TEST_CASE("attention forward: sigmoid without normalisation and q = 0 gives sigm
             for (size_t c = 0; c < C; c++) qkv[n * 3 * C + c] = 0.0;  // q = 0
         AttentionSpec spec = parse_attention("sigmoid");
         spec.score_bias = bias;
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
         const double want = 1.0 / (1.0 + std::exp(-bias));
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
@@ -753,13 +895,28 @@ TEST_CASE("attention forward: att_z semantics") {
         const AttentionSpec spec = var.spec();
         std::mt19937_64 rng(205);
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+        Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
         for (size_t bh = 0; bh < B * H; bh++)
             for (size_t i = 0; i < Tn; i++) {
                 const double z = att_z[bh * Tn + i];
                 double row = 0;
                 for (size_t j = 0; j < Tn; j++) row += att[(bh * Tn + i) * Tn + j];
+                // saved: the row statistic the backward recomputes the weights from
+                const double row_stat = saved[bh * Tn + i];
+                const auto g = reference_sims(qkv, bh / H, bh % H, i, Tn, C, H, spec);  // exp(s_ij) for exp, 0 if masked
+                if (spec.is_softmax()) {  // LSE_i: the weights are exp(s_ij - LSE_i) = exp(s_ij) exp(-LSE_i)
+                    for (size_t j = 0; j < Tn; j++)
+                        CHECK(att[(bh * Tn + i) * Tn + j] ==
+                              doctest::Approx(double(g[j] * std::exp((long double)-row_stat))).epsilon(1e-13));
+                } else if (spec.is_softpick()) {  // m_i = max(max_j s_ij, 0)
+                    long double m = 0;
+                    for (size_t j = 0; j < Tn; j++)
+                        if (reference_allowed(spec, i, j)) m = std::max(m, std::log(g[j]));
+                    CHECK(row_stat == doctest::Approx(double(m)).epsilon(1e-13));
+                } else {
+                    CHECK(row_stat == 0.0);
+                }
                 if (spec.is_softpick()) {  // z = log Z >= log 1e-6; rows sum to at most one
                     CHECK(z >= std::log(kSoftpickEps));
                     CHECK(row >= 0.0);
@@ -910,14 +1067,15 @@ TEST_CASE("attention float vs double: forward and backward agree to ~1e-4, every
         const Vec qkv = random_vector(rng, Nf * 3 * Cf, -1.5, 1.5), R = random_vector(rng, Nf * Cf);
         const std::vector<float> qkv_f(qkv.begin(), qkv.end()), R_f(R.begin(), R.end());
 
-        Vec out(Nf * Cf), att(Bf * Hf * Tf * Tf), att_z(Bf * Hf * Tf), dqkv(Nf * 3 * Cf, 0.0);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), Bf, Tf, Cf, Hf, spec);
-        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), Bf, Tf, Cf, Hf, spec);
+        Vec out(Nf * Cf), att(Bf * Hf * Tf * Tf), saved(Bf * Hf * Tf), att_z(Bf * Hf * Tf), dqkv(Nf * 3 * Cf, 0.0);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), Bf, Tf, Cf, Hf, spec, att.data());
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), Bf, Tf, Cf, Hf, spec);
 
-        std::vector<float> out_f(Nf * Cf), att_f(Bf * Hf * Tf * Tf), att_z_f(Bf * Hf * Tf),
+        std::vector<float> out_f(Nf * Cf), att_f(Bf * Hf * Tf * Tf), saved_f(Bf * Hf * Tf), att_z_f(Bf * Hf * Tf),
             dqkv_f(Nf * 3 * Cf, 0.f);
-        attention_forward_no_slot(out_f.data(), att_f.data(), att_z_f.data(), qkv_f.data(), Bf, Tf, Cf, Hf, spec);
-        attention_backward_no_slot(dqkv_f.data(), R_f.data(), qkv_f.data(), att_f.data(), att_z_f.data(), Bf, Tf, Cf,
+        attention_forward_no_slot(out_f.data(), saved_f.data(), att_z_f.data(), qkv_f.data(), Bf, Tf, Cf, Hf, spec,
+                                  att_f.data());
+        attention_backward_no_slot(dqkv_f.data(), R_f.data(), qkv_f.data(), saved_f.data(), att_z_f.data(), Bf, Tf, Cf,
                                    Hf, spec);
 
         const double e_out = gradcheck::normwise_rel_diff(out_f, out);
@@ -1047,9 +1205,9 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
         std::vector<std::vector<float>> r;
         for (const char* name : {"softmax", "sigmoid-norm"}) {
             const AttentionSpec spec = parse_attention(name);
-            std::vector<float> out(Nd * Cd), att(Bd * Hd * Td * Td), z(Bd * Hd * Td), dqkv(Nd * 3 * Cd, 0.f);
-            attention_forward_no_slot(out.data(), att.data(), z.data(), qkv.data(), Bd, Td, Cd, Hd, spec);
-            attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), att.data(), z.data(), Bd, Td, Cd, Hd,
+            std::vector<float> out(Nd * Cd), saved(Bd * Hd * Td), z(Bd * Hd * Td), dqkv(Nd * 3 * Cd, 0.f);
+            attention_forward_no_slot(out.data(), saved.data(), z.data(), qkv.data(), Bd, Td, Cd, Hd, spec);
+            attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), saved.data(), z.data(), Bd, Td, Cd, Hd,
                                        spec);
             r.push_back(out);
             r.push_back(dqkv);
@@ -1116,13 +1274,15 @@ TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and s
         Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5), R = random_vector(rng, N * C);
         Vec slot_k = random_vector(rng, S * W, -1.5, 1.5), slot_v = random_vector(rng, S * D, -1.5, 1.5);
         const bool has_v = spec.has_slot_value(), has_k = spec.has_slot_score_param();
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
+        Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
         auto loss = [&] {
-            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(),
+            attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(),
                               has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr, B, Tn, C, H, spec);
             return dot(out, R);
         };
-        loss();
+        attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(),
+                          has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr, B, Tn, C, H, spec,
+                          att.data());
         // The slot's weight is part of each row: softmax rows (slot included) sum to alpha.
         if (spec.is_softmax())
             for (size_t bh = 0; bh < B * H; bh++)
@@ -1135,7 +1295,7 @@ TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and s
         Vec dqkv(N * 3 * C, 0.0), partial_k(B * H * W, 7.0), partial_v(B * H * D, 7.0);
         attention_backward(dqkv.data(), has_k ? partial_k.data() : nullptr, has_v ? partial_v.data() : nullptr,
                            R.data(), qkv.data(), has_k ? slot_k.data() : nullptr, has_v ? slot_v.data() : nullptr,
-                           att.data(), att_z.data(), att_slot.data(), B, Tn, C, H, spec);
+                           saved.data(), att_z.data(), att_slot.data(), B, Tn, C, H, spec);
         Vec dk(S * W, 0.0), dv(S * D, 0.0);
         bias_add_backward(dk.data(), partial_k.data(), B * H / S, S * W);
         bias_add_backward(dv.data(), partial_v.data(), B * H / S, S * D);
@@ -1160,12 +1320,13 @@ TEST_CASE("softpick, known answers: a row by hand, a row of negative scores, sco
         att.assign(Tk * Tk, 7.0);
         att_z.assign(Tk, 7.0);
         out.assign(Tk * Ck, 7.0);
-        attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), 1, Tk, Ck, 1, spec);
+        Vec saved(Tk, 7.0);
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), 1, Tk, Ck, 1, spec, att.data());
         for (size_t i = 0; i < Tk; i++)
             for (size_t d = 0; d < Ck; d++) CHECK(out[i * Ck + d] == doctest::Approx(d < Tk ? att[i * Tk + d] : 0.0));
         // and a backward that stays finite
         Vec dqkv(Tk * 3 * Ck, 0.0), dout(Tk * Ck, 1.0);
-        attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), att.data(), att_z.data(), 1, Tk, Ck, 1, spec);
+        attention_backward_no_slot(dqkv.data(), dout.data(), qkv.data(), saved.data(), att_z.data(), 1, Tk, Ck, 1, spec);
         for (double g : dqkv) CHECK(std::isfinite(g));
     };
     const double eps = 1e-6;
@@ -1199,16 +1360,16 @@ TEST_CASE("softpick, known answers: a row by hand, a row of negative scores, sco
         CHECK(att_z[2] == doctest::Approx(1000.0 + std::log(1.0 + e1)).epsilon(1e-14));
     }
     {  // the same in float: no overflow either
-        std::vector<float> qkv(Tk * 3 * Ck, 0.0f), attf(Tk * Tk), zf(Tk), outf(Tk * Ck), dq(Tk * 3 * Ck, 0.0f),
-            dout(Tk * Ck, 1.0f);
+        std::vector<float> qkv(Tk * 3 * Ck, 0.0f), attf(Tk * Tk), savedf(Tk), zf(Tk), outf(Tk * Ck),
+            dq(Tk * 3 * Ck, 0.0f), dout(Tk * Ck, 1.0f);
         const float x[3] = {200.0f, 199.0f, -5.0f};
         for (size_t t = 0; t < Tk; t++) {
             qkv[t * 3 * Ck] = 2.0f;
             qkv[t * 3 * Ck + Ck] = x[t];
             qkv[t * 3 * Ck + 2 * Ck + t] = 1.0f;
         }
-        attention_forward_no_slot(outf.data(), attf.data(), zf.data(), qkv.data(), 1, Tk, Ck, 1, spec);
-        attention_backward_no_slot(dq.data(), dout.data(), qkv.data(), attf.data(), zf.data(), 1, Tk, Ck, 1, spec);
+        attention_forward_no_slot(outf.data(), savedf.data(), zf.data(), qkv.data(), 1, Tk, Ck, 1, spec, attf.data());
+        attention_backward_no_slot(dq.data(), dout.data(), qkv.data(), savedf.data(), zf.data(), 1, Tk, Ck, 1, spec);
         CHECK(attf[2 * Tk + 0] == doctest::Approx(1.0 / (1.0 + std::exp(-1.0))).epsilon(1e-6));
         for (float g : dq) CHECK(std::isfinite(g));
     }
@@ -1227,16 +1388,16 @@ TEST_CASE("gradcheck: softpick on large scores and on a row of negative scores (
         if (kind == 1)
             for (size_t n = 0; n < N; n++)
                 for (size_t c = 0; c < C; c++) qkv[n * 3 * C + c] = -qkv[n * 3 * C + c];
-        Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn);
+        Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn);
         auto loss = [&] {
-            attention_forward_no_slot(out.data(), att.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
+            attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec);
             return dot(out, R);
         };
-        loss();
+        attention_forward_no_slot(out.data(), saved.data(), att_z.data(), qkv.data(), B, Tn, C, H, spec, att.data());
         if (kind == 1)
             for (double w : att) CHECK(w == 0.0);
         Vec dqkv(N * 3 * C, 0.0);
-        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), att.data(), att_z.data(), B, Tn, C, H, spec);
+        attention_backward_no_slot(dqkv.data(), R.data(), qkv.data(), saved.data(), att_z.data(), B, Tn, C, H, spec);
         report(std::string("attention softpick ") + (kind == 0 ? "large scores" : "negative rows") + " dqkv",
                gradcheck::check(qkv, dqkv, loss));
     }
@@ -1249,11 +1410,11 @@ TEST_CASE("sink logits, known answers: off-by-one softmax and a learned logit on
     Vec qkv = random_vector(rng, N * 3 * C, -1.5, 1.5);
     for (size_t t = 0; t < N; t++)
         for (size_t c = 0; c < C; c++) qkv[t * 3 * C + c] = 0.0;  // q = 0
-    Vec out(N * C), att(B * H * Tn * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
+    Vec out(N * C), att(B * H * Tn * Tn), saved(B * H * Tn), att_z(B * H * Tn), att_slot(B * H * Tn);
     AttentionSpec spec = parse_attention("softmax");
     spec.slot = SlotKind::zero_logit;
-    attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), nullptr, nullptr, B, Tn, C, H,
-                      spec);
+    attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(), nullptr, nullptr, B, Tn, C, H,
+                      spec, att.data());
     for (size_t bh = 0; bh < B * H; bh++)
         for (size_t i = 0; i < Tn; i++) {
             CHECK(att_slot[bh * Tn + i] == doctest::Approx(1.0 / double(i + 2)).epsilon(1e-15));
@@ -1261,8 +1422,8 @@ TEST_CASE("sink logits, known answers: off-by-one softmax and a learned logit on
         }
     spec.slot = SlotKind::logit;
     const Vec logits = {0.7, -1.2};  // one per head
-    attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), logits.data(), nullptr, B, Tn, C,
-                      H, spec);
+    attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(), logits.data(), nullptr, B, Tn,
+                      C, H, spec, att.data());
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
             for (size_t i = 0; i < Tn; i++) {

@@ -609,8 +609,10 @@ TEST_CASE("sink: measure_model_sinks reads the model's own attention maps, indep
     one.info.count = 1;
     one.tokens.resize(6);
     const SinkReport single = measure_model_sinks(model, one, options, 1);
+    CHECK(!model.keeps_attention_maps());  // the measurement switches the keep-maps mode back off
+    model.keep_attention_maps(true);
     model.forward(one.tokens.data(), nullptr, 1, 6);
-    const float* map = model.acts().att + 1 * (2 * 6 * 6) + 0 * 36;  // layer 1, head 0
+    const float* map = model.acts().att_maps + 1 * (2 * 6 * 6) + 0 * 36;  // layer 1, head 0
     CHECK(single.alpha_per_head[1][0][0] == doctest::Approx(key_alpha(map, 6, 0, false)));
     // softmax rows sum to 1, so the per-key alphas of one head over all keys are all within [0, 1]
     for (size_t k = 0; k < 6; k++) CHECK((single.alpha_per_head[1][0][k] >= 0.0 && single.alpha_per_head[1][0][k] <= 1.0));

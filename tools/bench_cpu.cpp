@@ -4,7 +4,8 @@
 //      "small" and "tinyllama-60m" presets, plus 1024^3, against OpenBLAS as a yardstick,
 //   3. attention forward/backward per score function at the small preset's shape,
 //   4. the whole training step of the small preset at context 256: tokens/s, model FLOP utilisation,
-//      peak memory against the bytes counted.
+//      peak memory against the bytes counted,
+//   5. the peak memory (RSS) of one training step of "tinyllama-60m" at B = 1, T = 2048 and 4096.
 // Prints a table and writes JSON (--json PATH). Every number is the median of >= 5 timed samples
 // after a warm-up; the GEMM and attention rows also give the best sample ("best", *_best in the
 // JSON), which on a shared machine shows what the code does when it is not disturbed.
@@ -12,8 +13,10 @@
 // OpenBLAS is only a yardstick: it is loaded at run time with dlopen("libopenblas.so.0"); the
 // trainer is never linked against it. Without it the openblas columns are null.
 //
-//   bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] [--samples N]
+//   bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory] [--filter SUBSTRING] [--samples N]
+//             [--memory-seq T1,T2,...]   (section 5's sequence lengths; default 2048,4096)
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <omp.h>
 
@@ -25,6 +28,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -294,11 +298,13 @@ struct AttentionResult {
 };
 
 // FLOPs counted as causal: forward q.k scores and w.v sums, 2 * 2 * B H T(T+1)/2 D; backward has
-// four such products (dw = dout.v, dv += w dout, dq += ds k, dk += ds q), twice the forward.
+// four such products (dw = dout.v, dv += w dout, dq += ds k, dk += ds q), twice the forward. (The
+// backward also recomputes the scores q.k, a fifth product, which is not counted: the FLOPs are the
+// model's, as for FlashAttention.)
 std::vector<AttentionResult> run_attention(size_t batch) {
     const ModelConfig cfg = preset("small");
     const size_t B = batch, T = cfg.context, C = cfg.d_model, H = cfg.n_heads, D = C / H;
-    std::vector<float> qkv(B * T * 3 * C), out(B * T * C), att(B * H * T * T), att_z(B * H * T);
+    std::vector<float> qkv(B * T * 3 * C), out(B * T * C), saved(B * H * T), att_z(B * H * T);
     std::vector<float> dout(B * T * C), dqkv(B * T * 3 * C);
     fill_random(qkv, 4);
     fill_random(dout, 5);
@@ -366,14 +372,14 @@ std::vector<AttentionResult> run_attention(size_t batch) {
         const float* k_star = spec.has_slot_score_param() ? slot_k.data() : nullptr;
         const float* v_star = spec.has_key_slot() && spec.has_slot_value() ? slot_v.data() : nullptr;
         const Timing tf = time_median([&] {
-            attention_forward(out.data(), att.data(), att_z.data(), att_slot.data(), qkv.data(), k_star, v_star, B, T, C,
-                              H, spec);
+            attention_forward(out.data(), saved.data(), att_z.data(), att_slot.data(), qkv.data(), k_star, v_star, B, T,
+                              C, H, spec);
             extra_forward();
         });
         const Timing tb = time_median([&] {
             extra_backward();
             attention_backward(dqkv.data(), d_slot_k.data(), d_slot_v.data(), dout.data(), qkv.data(), k_star, v_star,
-                               att.data(), att_z.data(), att_slot.data(), B, T, C, H, spec);
+                               saved.data(), att_z.data(), att_slot.data(), B, T, C, H, spec);
         });
         results.push_back({name, fwd_flops / tf.median * 1e-9, 2 * fwd_flops / tb.median * 1e-9,
                            fwd_flops / tf.best * 1e-9, 2 * fwd_flops / tb.best * 1e-9});
@@ -436,24 +442,30 @@ Json train_step_child(size_t batch, size_t seq) {
     return j;
 }
 
-Json run_train_step(double peak_all) {
-    const size_t batch = 16, seq = 256;
+// Runs this program with `arguments` in a child process and returns the JSON object it prints last.
+Json run_child(const std::string& arguments, const std::string& what) {
     char self[4096] = {};
     const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);  // this program's own path
     if (len <= 0) {
-        std::printf("\ntrain_step: cannot find this program's path\n");
+        std::printf("\n%s: cannot find this program's path\n", what.c_str());
         return Json();
     }
-    const std::string command = "'" + std::string(self, size_t(len)) + "' --train-step-child 2>&1";
+    const std::string command = "'" + std::string(self, size_t(len)) + "' " + arguments + " 2>&1";
     FILE* pipe = popen(command.c_str(), "r");
     std::string output;
     char buffer[4096];
     while (pipe && std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-    if (!pipe || pclose(pipe) != 0) {
-        std::printf("\ntrain_step: the child process failed:\n%s\n", output.c_str());
+    if (!pipe || pclose(pipe) != 0 || output.rfind('{') == std::string::npos) {
+        std::printf("\n%s: the child process failed:\n%s\n", what.c_str(), output.c_str());
         return Json();
     }
-    Json j = Json::parse(output.substr(output.rfind('{')), "train-step child");
+    return Json::parse(output.substr(output.rfind('{')), what + " child");
+}
+
+Json run_train_step(double peak_all) {
+    const size_t batch = 16, seq = 256;
+    Json j = run_child("--train-step-child", "train_step");
+    if (j.is_null()) return j;
     const double tps = j.at("tokens_per_s").as_number(), fpt = j.at("flops_per_token").as_number();
     j["mfu"] = peak_all > 0 ? Json(tps * fpt / (peak_all * 1e9)) : Json();
     j["mfu_best"] = peak_all > 0 ? Json(j.at("tokens_per_s_best").as_number() * fpt / (peak_all * 1e9)) : Json();
@@ -470,6 +482,68 @@ Json run_train_step(double peak_all) {
     return j;
 }
 
+// ---- 5. peak memory of a long-context training step ---------------------------------------------
+// One training step (forward, backward, gradient norm, AdamW) of the paper's 60M model
+// ("tinyllama-60m", context raised to T where needed) at B = 1 and T = 2048, 4096 on random tokens,
+// each in a child process of its own (this program with --memory-step-child T), so that each peak
+// is that configuration's alone: getrusage(RUSAGE_SELF).ru_maxrss of the child. Beside it, the
+// bytes counted (parameters, gradients, two AdamW moments, activations and token ids) and the bytes
+// that the attention weights (L, B, H, T, T) would add if they were kept for the backward, as the
+// CPU attention did before it recomputed them (src/ops/attention.h).
+const std::vector<size_t> kMemorySeqDefault = {2048, 4096};
+
+Json memory_step_child(size_t seq) {
+    const size_t batch = 1;
+    ModelConfig config = preset("tinyllama-60m");
+    config.context = std::max(config.context, seq);
+    Model<CpuBackend<float>> model(config);
+    model.init_weights(1);
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int32_t> token(0, int32_t(config.vocab_size) - 1);
+    std::vector<int32_t> inputs(batch * seq), targets(batch * seq);
+    for (auto& t : inputs) t = token(rng);
+    for (auto& t : targets) t = token(rng);
+    const double t0 = now_seconds();
+    model.zero_grad();
+    model.forward(inputs.data(), targets.data(), batch, seq);
+    model.backward(1.0);
+    const double norm = model.grad_norm();
+    model.adamw_step(AdamWHyper{}, 1, norm > 1.0 ? 1.0 / norm : 1.0);
+    const double seconds = now_seconds() - t0;
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    const size_t L = config.n_layers, H = config.n_heads;
+    Json j = Json::object();
+    j["preset"] = "tinyllama-60m";
+    j["batch"] = batch;
+    j["seq"] = seq;
+    j["params"] = model.n_params();
+    j["step_seconds"] = seconds;  // wall clock of the one step: informative only
+    j["rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // Linux: ru_maxrss in KiB
+    j["activation_bytes"] = model.activation_bytes();
+    j["counted_bytes"] = 4 * model.n_params() * sizeof(float) + model.activation_bytes() + 2 * batch * seq * sizeof(int32_t);
+    j["attention_maps_bytes"] = L * batch * H * seq * seq * sizeof(float);
+    return j;
+}
+
+Json run_memory(const std::vector<size_t>& seqs) {
+    std::printf("\npeak memory of one training step, preset tinyllama-60m, B = 1 (a child process per T; "
+                "getrusage ru_maxrss)\n");
+    std::printf("  %6s %12s %12s %14s %16s %10s\n", "T", "peak RSS MiB", "counted MiB", "activations MiB",
+                "att maps MiB (*)", "step s");
+    Json list = Json::array();
+    for (size_t seq : seqs) {
+        Json j = run_child("--memory-step-child " + std::to_string(seq), "memory T=" + std::to_string(seq));
+        if (j.is_null()) continue;
+        std::printf("  %6zu %12.1f %12.1f %14.1f %16.1f %10.1f\n", seq, j.at("rss_bytes").as_number() / 1048576.0,
+                    j.at("counted_bytes").as_number() / 1048576.0, j.at("activation_bytes").as_number() / 1048576.0,
+                    j.at("attention_maps_bytes").as_number() / 1048576.0, j.at("step_seconds").as_number());
+        list.push_back(j);
+    }
+    std::printf("  (*) what keeping the weights (L, B, H, T, T) for the backward would add; not allocated\n");
+    return list;
+}
+
 bool wants(const std::string& only, const std::string& section) {
     return only.empty() || ("," + only + ",").find("," + section + ",") != std::string::npos;
 }
@@ -478,6 +552,7 @@ bool wants(const std::string& only, const std::string& section) {
 
 int main(int argc, char** argv) {
     std::string json_path, only, filter;
+    std::vector<size_t> memory_seqs = kMemorySeqDefault;
     for (int i = 1; i < argc; i++) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
@@ -491,14 +566,23 @@ int main(int argc, char** argv) {
         else if (arg == "--only") only = value();
         else if (arg == "--filter") filter = value();
         else if (arg == "--samples") g_samples = std::max<size_t>(5, std::stoul(value()));
+        else if (arg == "--memory-seq") {
+            memory_seqs.clear();
+            std::stringstream list(value());
+            for (std::string item; std::getline(list, item, ',');) memory_seqs.push_back(std::stoul(item));
+        }
         else if (arg == "--train-step-child") {
             std::printf("%s\n", train_step_child(16, 256).dump().c_str());
             return 0;
         }
+        else if (arg == "--memory-step-child") {
+            std::printf("%s\n", memory_step_child(std::stoul(value())).dump().c_str());
+            return 0;
+        }
         else {
             std::fprintf(stderr,
-                         "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train] [--filter SUBSTRING] "
-                         "[--samples N>=5]\n");
+                         "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory] "
+                         "[--filter SUBSTRING] [--samples N>=5] [--memory-seq T1,T2,...]\n");
             return 2;
         }
     }
@@ -604,6 +688,8 @@ int main(int argc, char** argv) {
         if (peak_all == 0) peak_all = measure_peak(threads);
         report["train_step"] = run_train_step(peak_all);
     }
+
+    if (wants(only, "memory")) report["memory_step"] = run_memory(memory_seqs);
 
     if (!json_path.empty()) {
         std::ofstream out(json_path);

@@ -1,5 +1,6 @@
 // sinklab sample: generate text from a checkpoint, printing each token as soon as it is chosen.
 #include <cmath>
+#include <memory>
 
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "cli/commands.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "io/hf_checkpoint.h"
 #include "model/backend_cpu.h"
 #include "model/model.h"
 #include "model/sample.h"
@@ -34,6 +36,7 @@ int cmd_sample(int argc, char** argv) {
     args.option("top-k", "40", "sample among the K most likely tokens (0 = all)", "K");
     args.option("seed", "1337", "random seed", "S");
     args.threads_option();
+    args.flag("bos", "start from the BOS token of an imported Hugging Face model (hf_import.json) instead of <|endoftext|>");
     args.flag("continue-past-end", "keep generating after <|endoftext|> (default: stop there)");
     args.epilog("Example:\n  sinklab sample --checkpoint runs/default --prompt \"The scheduler\" --tokens 100\n");
     if (!args.parse(argc, argv)) return 0;
@@ -46,19 +49,25 @@ int cmd_sample(int argc, char** argv) {
     const size_t top_k = args.get_size("top-k");
 
     const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
-    const LoadedWeights weights = load_safetensors(weights_path);
     const std::string tokenizer_path = args.has("tokenizer") ? args.get("tokenizer") : find_run_tokenizer(weights_path);
     const Tokenizer tok = Tokenizer::load(tokenizer_path);
-    const size_t V = weights.config.vocab_size;
-    if (tok.vocab_size() > V)
-        fail("{}: the tokenizer has {} ids but the model {} only {}: not the tokenizer this model was trained with",
-             tokenizer_path, tok.vocab_size(), weights_path, V);
 
+    // The weights are read straight into a model built for inference: one copy (a 1B imported model
+    // fits a 24 GiB machine).
     using Backend = CpuBackend<float>;
-    Model<Backend> model(weights.config);
-    Backend::upload(model.params(), weights.params.data(), weights.params.size());
+    std::unique_ptr<Model<Backend>> model_holder;
+    const ModelConfig config = load_safetensors_into(weights_path, [&](const ModelConfig& c) {
+        if (tok.vocab_size() > c.vocab_size)
+            fail("{}: the tokenizer has {} ids but the model {} only {}: not the tokenizer this model was trained with",
+                 tokenizer_path, tok.vocab_size(), weights_path, c.vocab_size);
+        model_holder = std::make_unique<Model<Backend>>(c, ModelUse::inference);
+        return model_holder->params();
+    });
+    Model<Backend>& model = *model_holder;
+    const size_t V = config.vocab_size;
 
-    std::vector<int32_t> ids = {tok.eot_id()};
+    // Generation starts after <|endoftext|> (a new document), or after an imported model's BOS.
+    std::vector<int32_t> ids = {args.get_flag("bos") ? int32_t(imported_bos_token(weights_path)) : tok.eot_id()};
     const std::string prompt = args.get("prompt");
     if (!prompt.empty()) {
         const std::vector<int32_t> p = tok.encode(prompt);
@@ -68,7 +77,7 @@ int cmd_sample(int argc, char** argv) {
     std::fflush(stdout);
 
     Rng rng(uint64_t(args.get_int("seed")));
-    const size_t context = weights.config.context;
+    const size_t context = config.context;
     for (size_t step = 0; step < n_tokens; step++) {
         // The last `context` tokens; causal attention makes position T-1 the next-token prediction.
         const size_t T = std::min(ids.size(), context);

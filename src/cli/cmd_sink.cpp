@@ -2,12 +2,14 @@
 // (docs/sinks.md): Sink_k for k = 1..10, per layer, mean alpha, and the norm statistics.
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 
 #include <fmt/format.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "data/shard.h"
+#include "io/hf_checkpoint.h"
 #include "model/backend_cpu.h"
 #include "sink/sink.h"
 #include "sink/sink_model.h"
@@ -51,6 +53,9 @@ int cmd_sink(int argc, char** argv) {
     args.option("first-token", "auto",
                 "put this token first in every probe sequence: auto (the run's --first-token, from its "
                 "config.json), none, or an id", "ID");
+    args.flag("bos",
+              "start every probe sequence with the BOS token of an imported Hugging Face model (bos_token_id of "
+              "its config.json, kept in hf_import.json by sinklab import), as its tokenizer does");
     args.option("data-levers", "auto",
                 "the run's --fixed-token and --random-tokens in every probe sequence: auto (as the run has them, "
                 "from its config.json) or none", "HOW");
@@ -65,13 +70,20 @@ int cmd_sink(int argc, char** argv) {
     args.epilog(
         "examples:\n"
         "  sinklab sink --checkpoint runs/softmax --probe data/probe.bin --json runs/softmax/sink.json --svg runs/softmax\n"
-        "  sinklab sink --checkpoint runs/softmax --probe-kind random --count 100 --length 64");
+        "  sinklab sink --checkpoint runs/softmax --probe-kind random --count 100 --length 64\n"
+        "  sinklab sink --checkpoint imported/tinyllama --probe-kind random --count 100 --length 64 --bos");
     if (!args.parse(argc, argv)) return 0;
     if (!args.has("checkpoint")) fail("--checkpoint: required (see sinklab sink --help)");
 
     const std::string weights_path = resolve_weights_path(args.get("checkpoint"));
-    const LoadedWeights weights = load_safetensors(weights_path);
-    const ModelConfig& config = weights.config;
+    // The weights are read straight into the model, built for inference (no gradients, no AdamW
+    // moments): one copy of the weights, which is what lets a 1B imported model fit a 24 GiB machine.
+    std::unique_ptr<Model<CpuBackend<float>>> model_holder;
+    const ModelConfig config = load_safetensors_into(weights_path, [&](const ModelConfig& c) {
+        model_holder = std::make_unique<Model<CpuBackend<float>>>(c, ModelUse::inference);
+        return model_holder->params();
+    });
+    Model<CpuBackend<float>>& model = *model_holder;
 
     const std::string kind = args.get("probe-kind");
     size_t count = args.get_size("count"), length = args.get_size("length");
@@ -91,7 +103,11 @@ int cmd_sink(int argc, char** argv) {
         fail("--probe-kind: '{}' is not one of natural, random, repeated", kind);
     }
     const Json run_train = checkpoint_train_config(args.get("checkpoint"), weights_path);
-    const int64_t first_token = resolve_first_token(args.get("first-token"), run_train);
+    int64_t first_token = resolve_first_token(args.get("first-token"), run_train);
+    if (args.get_flag("bos")) {
+        if (args.given("first-token")) fail("--bos: give either --bos or --first-token, not both");
+        first_token = imported_bos_token(weights_path);
+    }
     if (first_token >= 0 && size_t(first_token) >= config.vocab_size)
         fail("--first-token {}: outside the model's vocabulary of {} ({})", first_token, config.vocab_size, weights_path);
     if (first_token >= 0) {
@@ -117,11 +133,6 @@ int cmd_sink(int argc, char** argv) {
     options.max_k = args.get_size("max-k");
     if (options.max_k == 0) fail("--max-k: must be at least 1");
     options.keep_maps = args.has("svg") || args.get_flag("maps");
-
-    Model<CpuBackend<float>> model(config);
-    if (weights.params.size() != model.n_params())
-        fail("{}: holds {} parameters, the model needs {}", weights_path, weights.params.size(), model.n_params());
-    CpuBackend<float>::upload(model.params(), weights.params.data(), weights.params.size());
 
     const SinkReport report = measure_model_sinks(model, probe, options, args.get_size("batch"));
     fmt::print("checkpoint {} ({} attention)\n", weights_path, config.attention.describe());

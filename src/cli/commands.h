@@ -14,5 +14,8 @@ int cmd_plot(int argc, char** argv);
 int cmd_sink(int argc, char** argv);
 int cmd_experiment(int argc, char** argv);
 int cmd_stream(int argc, char** argv);
+int cmd_import(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+int cmd_logits(int argc, char** argv);
 
 }  // namespace sinklab

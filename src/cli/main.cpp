@@ -28,6 +28,9 @@ const Command kCommands[] = {
     {"stream", sinklab::cmd_stream, "perplexity through a rolling KV cache: first K + last W - K tokens vs window vs full"},
     {"compare", sinklab::cmd_compare, "one table over run directories: config differences, losses, Sink_1..3, speed"},
     {"experiment", sinklab::cmd_experiment, "one of the paper's experiments: train its grid, measure, table beside the paper"},
+    {"import", sinklab::cmd_import, "a Hugging Face LLaMA checkpoint -> a sinklab checkpoint (docs/hf.md)"},
+    {"export", sinklab::cmd_export, "a sinklab model -> a Hugging Face LLaMA checkpoint that transformers loads"},
+    {"logits", sinklab::cmd_logits, "the logits of one token sequence as raw float32 (to compare with other code)"},
     {"plot", sinklab::cmd_plot, "draw a run's pictures (SVG): loss, Sink_k over steps, sink report plots"},
 };
 

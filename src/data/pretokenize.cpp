@@ -1,5 +1,7 @@
 #include "data/pretokenize.h"
 
+#include <cstdint>
+
 #include <array>
 
 namespace sinklab {
@@ -107,9 +109,10 @@ size_t run_end(std::string_view text, size_t pos, CharClass cls, size_t limit) {
 // (a character and the whitespace rule's look-back fit in the margin), so that a long run costs
 // O(kMaxPieceBytes) per piece, not its whole length (which made a document without whitespace
 // quadratic).
-size_t piece_end_scan(std::string_view text, size_t pos) {
+// max_bytes SIZE_MAX: no cap (the exact match of GPT-2's regex, for Hugging Face tokenizers).
+size_t piece_end_scan(std::string_view text, size_t pos, size_t max_bytes = kMaxPieceBytes) {
     const size_t n = text.size();
-    const size_t limit = pos + kMaxPieceBytes + 8;
+    const size_t limit = max_bytes == SIZE_MAX ? SIZE_MAX : pos + max_bytes + 8;
     const char c0 = text[pos];
     // 1. contractions
     if (c0 == '\'' && pos + 1 < n) {
@@ -148,6 +151,8 @@ size_t next_piece_end(std::string_view text, size_t pos) {
     const size_t end = piece_end_scan(text, pos);
     return end - pos > kMaxPieceBytes ? pos + kMaxPieceBytes : end;
 }
+
+size_t gpt2_piece_end(std::string_view text, size_t pos) { return piece_end_scan(text, pos, SIZE_MAX); }
 
 std::vector<std::string_view> pretokenize(std::string_view text) {
     std::vector<std::string_view> pieces;

@@ -49,6 +49,10 @@ CharClass classify_code_point(uint32_t cp);
 // The end (exclusive byte offset) of the piece that starts at text[pos], pos < text.size().
 size_t next_piece_end(std::string_view text, size_t pos);
 
+// The same without the kMaxPieceBytes cap: exactly where GPT-2's regex match starting at pos ends
+// (Hugging Face's ByteLevel pre-tokenizer, which never cuts a long piece).
+size_t gpt2_piece_end(std::string_view text, size_t pos);
+
 // All pieces of text, in order; they concatenate to text.
 std::vector<std::string_view> pretokenize(std::string_view text);
 

@@ -208,6 +208,8 @@ void Tokenizer::save(const std::string& path) const {
 
 Tokenizer Tokenizer::load(const std::string& path) {
     const std::string bytes = read_file(path);
+    const size_t first = bytes.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && bytes[first] == '{') return load_hf_json(path, bytes);
     if (bytes.size() < 4) fail("{}: not a tokenizer file: only {} bytes", path, bytes.size());
     if (int32_t(get_u32(bytes, 0)) == kLlmcTokenizerMagic) return load_llmc(path, bytes);
     if (get_u32(bytes, 0) != kTokenizerMagic)
@@ -327,6 +329,13 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 // right (a "pass"); pairs that a merge creates wait in `pending` until the pass is over, as the
 // textbook loop only sees them on its next scan. Candidates made stale by a merge are skipped.
 void Tokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
+    if (ignore_merges_) {  // Hugging Face's ignore_merges: a piece that is a token is taken whole
+        const auto it = piece_ids_.find(piece);
+        if (it != piece_ids_.end()) {
+            out.push_back(it->second);
+            return;
+        }
+    }
     const int32_t n = int32_t(piece.size());
     if (n < 2) {
         for (const char c : piece) out.push_back(byte_ids_[static_cast<unsigned char>(c)]);
@@ -391,6 +400,10 @@ Encoder::Encoder(const Tokenizer& tokenizer, size_t max_cached_pieces) : tokeniz
 }
 
 void Encoder::encode(std::string_view text, std::vector<int32_t>& out, bool allow_special) {
+    if (tokenizer_.format() == "hf") {
+        encode_hf(text, out, allow_special);
+        return;
+    }
     if (!allow_special) {
         encode_ordinary(text, out);
         return;
@@ -409,7 +422,7 @@ void Encoder::encode(std::string_view text, std::vector<int32_t>& out, bool allo
 
 void Encoder::encode_ordinary(std::string_view text, std::vector<int32_t>& out) {
     for (size_t pos = 0; pos < text.size();) {
-        const size_t end = next_piece_end(text, pos);
+        const size_t end = tokenizer_.piece_end(text, pos);
         const std::string_view piece = text.substr(pos, end - pos);
         pos = end;
         if (piece.size() == 1) {  // a single byte is its own token

@@ -35,6 +35,16 @@
 //   sampling) the merges are reconstructed from the vocabulary: each multi-byte token, in id order,
 //   becomes the merge of the split into two earlier tokens whose later part is oldest. This encodes
 //   every string exactly (round trip holds) but may differ from GPT-2's own encoder in rare cases.
+//
+// ---- Hugging Face tokenizer.json files (read only; hf_tokenizer.cpp, docs/hf.md) ----
+//   Byte-level BPE (GPT-2, GPT-NeoX, LLaMA-3 style): "model" {"type": "BPE", "vocab", "merges",
+//   "ignore_merges"}, "added_tokens", "normalizer" null (or NFC, see docs/hf.md), "pre_tokenizer"
+//   ByteLevel (GPT-2's split, add_prefix_space) or a Sequence of LLaMA-3's Split regex and ByteLevel,
+//   "decoder" ByteLevel. Ids keep the file's numbering; the separator of documents (eot_id) is the
+//   special added token <|endoftext|>, <|end_of_text|> or </s>, else the first special one. Added
+//   tokens that are not special are matched in any text, as Hugging Face does; special ones only
+//   with allow_special. Anything else (SentencePiece/Metaspace models, byte_fallback, other
+//   normalizers, pre-tokenizers or decoders) is refused, naming the key.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -91,7 +101,8 @@ public:
     static Tokenizer train(const WordCounts& words, size_t vocab_size,
                            const std::function<void(size_t, size_t)>& progress = {});
 
-    // Reads a sinklab tokenizer file or an llm.c tokenizer file (told apart by the magic).
+    // Reads a sinklab tokenizer file, an llm.c tokenizer file (told apart by the magic) or a Hugging
+    // Face tokenizer.json (a file that starts with '{').
     static Tokenizer load(const std::string& path);
     // Writes the sinklab format (atomically). Only for tokenizers in the sinklab id layout.
     void save(const std::string& path) const;
@@ -99,7 +110,7 @@ public:
     size_t vocab_size() const { return vocab_.size(); }
     int32_t eot_id() const { return eot_id_; }
     const std::string& special_text() const { return vocab_[size_t(eot_id_)]; }
-    // "sinklab" or "llm.c"
+    // "sinklab", "llm.c" or "hf"
     const std::string& format() const { return format_; }
     bool can_encode() const { return can_encode_; }
     const std::vector<Merge>& merges() const { return merges_; }
@@ -115,9 +126,32 @@ public:
     // Appends the ids of one piece (the output of pretokenize) by applying merges by rank.
     void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
 
+    // How text is cut into pieces: sinklab's rules (pretokenize.h, pieces capped at kMaxPieceBytes);
+    // GPT-2's regex exactly (no cap); LLaMA-3's regex; or no cut (ByteLevel with use_regex false).
+    enum class Split { sinklab, gpt2, llama3, none };
+    Split split() const { return split_; }
+    // The end of the piece that starts at text[pos] under split().
+    size_t piece_end(std::string_view text, size_t pos) const;
+    // Hugging Face: ByteLevel's add_prefix_space (a space before each run of text not starting with one).
+    bool add_prefix_space() const { return add_prefix_space_; }
+    struct AddedToken {
+        std::string content;
+        int32_t id;
+        bool special;
+    };
+    // Hugging Face added tokens, longest first (empty for the other formats).
+    const std::vector<AddedToken>& added_tokens() const { return added_; }
+
 private:
     static Tokenizer load_llmc(const std::string& path, const std::string& bytes);
+    static Tokenizer load_hf_json(const std::string& path, const std::string& bytes);  // hf_tokenizer.cpp
     void build_merge_index();
+
+    Split split_ = Split::sinklab;
+    bool add_prefix_space_ = false;
+    bool ignore_merges_ = false;                         // a piece that is a token is that token
+    std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> piece_ids_;  // bytes -> id (ignore_merges)
+    std::vector<AddedToken> added_;
 
     std::vector<std::string> vocab_;          // id -> bytes
     std::array<int32_t, 256> byte_ids_{};     // byte value -> id
@@ -138,6 +172,8 @@ public:
 
 private:
     void encode_ordinary(std::string_view text, std::vector<int32_t>& out);
+    // Hugging Face: the text cut at its added tokens, each run between them encoded on its own.
+    void encode_hf(std::string_view text, std::vector<int32_t>& out, bool allow_special);
 
     struct Span {
         uint32_t offset, length;

@@ -31,7 +31,8 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::upload(ids, const_ids, n);
     B::download(out, in, n);    // backend -> host
     B::synchronize();
-    // Elements the attention forward keeps per layer for its backward (B, H, T).
+    // Elements the attention forward keeps per layer for its backward, besides att_z and att_slot:
+    // one per row (B, H, T) on both backends (the backward recomputes the weights).
     { B::attention_saved_size(n, n, n) } -> std::same_as<size_t>;
 
     // ---- operations (src/ops/<op>.h, all included by src/ops/ops.h) ----
@@ -49,6 +50,8 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::attention_forward(out, out, out, out, in, in, in, n, n, n, n, spec);
     // (dqkv, d_slot_k, d_slot_v, dout, out, qkv, slot_k, slot_v, saved, att_z, att_slot, B, T, C, H, spec)
     B::attention_backward(out, out, out, in, in, in, in, in, in, in, in, n, n, n, n, spec);
+    // (Optional, not required here: attention_forward_keeping_maps(maps, <attention_forward's
+    // arguments>), which also writes the (B, H, T, T) weights; Model::keep_attention_maps needs it.)
     B::bias_add_forward(out, in, n, n);                         // (x, bias, rows, n)
     B::bias_add_backward(out, in, n, n);                        // (dbias, dx, rows, n)
     B::head_sum_forward(out, in, n, n, n);                      // (out, y, N, H, D)
@@ -66,6 +69,15 @@ concept ModelBackend = requires(typename B::Scalar* out, const typename B::Scala
     B::crossentropy_backward(out, in, const_ids, scalar, n, n); // (dlogits, logits, targets, dloss, N, V)
     { B::sum_squares(in, n) } -> std::same_as<double>;          // (x, n)
     B::adamw_update(out, in, out, out, n, hp, n, scalar);       // (params, grads, m, v, n, hp, step, grad_scale)
+};
+
+// A backend whose attention forward can also write the full weights (B, H, T, T) for the sink
+// analysis (Model::keep_attention_maps): the CPU's.
+//   (maps, out, saved, att_z, att_slot, qkv, slot_k, slot_v, B, T, C, H, spec)
+template <class B>
+concept BackendKeepsAttentionMaps = requires(typename B::Scalar* out, const typename B::Scalar* in, size_t n,
+                                             const AttentionSpec& spec) {
+    B::attention_forward_keeping_maps(out, out, out, out, out, in, in, in, n, n, n, n, spec);
 };
 
 }  // namespace sinklab

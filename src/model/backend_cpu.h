@@ -37,8 +37,9 @@ struct CpuBackend {
     static void download(U* host, const U* src, size_t n) { std::memcpy(host, src, n * sizeof(U)); }
     static void synchronize() {}
 
-    // What the attention forward keeps for its backward: the full (B, H, T, T) weights.
-    static size_t attention_saved_size(size_t B, size_t H, size_t Tn) { return B * H * Tn * Tn; }
+    // What the attention forward keeps for its backward besides att_z and att_slot: one value per
+    // row (B, H, T), the log-normaliser (src/ops/attention.h); the backward recomputes the weights.
+    static size_t attention_saved_size(size_t B, size_t H, size_t Tn) { return B * H * Tn; }
 
     // ---- operations (ops.h, matmul.h) ----
     // Each forwards to the function of the same name; the signatures (and the math) are written
@@ -71,15 +72,24 @@ struct CpuBackend {
     template <class... A> static auto crossentropy_backward(A... a) { return sinklab::crossentropy_backward(a...); }
     template <class... A> static auto sum_squares(A... a) { return sinklab::sum_squares(a...); }
     template <class... A> static auto adamw_update(A... a) { return sinklab::adamw_update(a...); }
-    // `out` (the forward's output) is what a fused kernel needs; the CPU keeps the weights instead.
+    // `out` (the forward's output) is what the fused kernels take Delta_i from; the CPU sums
+    // w_ij dw_ij over its recomputed weights instead.
     static void attention_backward(T* dqkv, T* d_slot_k, T* d_slot_v, const T* dout, const T* /*out*/, const T* qkv,
                                    const T* slot_k, const T* slot_v, const T* saved, const T* att_z, const T* att_slot,
                                    size_t B, size_t Tn, size_t C, size_t H, const AttentionSpec& spec) {
         sinklab::attention_backward(dqkv, d_slot_k, d_slot_v, dout, qkv, slot_k, slot_v, saved, att_z, att_slot, B, Tn,
                                     C, H, spec);
     }
+    // The keep-maps mode of the sink analysis (Model::keep_attention_maps; not part of ModelBackend):
+    // attention_forward that also writes the weights into maps (B, H, T, T).
+    static void attention_forward_keeping_maps(T* maps, T* out, T* saved, T* att_z, T* att_slot, const T* qkv,
+                                               const T* slot_k, const T* slot_v, size_t B, size_t Tn, size_t C,
+                                               size_t H, const AttentionSpec& spec) {
+        sinklab::attention_forward(out, saved, att_z, att_slot, qkv, slot_k, slot_v, B, Tn, C, H, spec, maps);
+    }
 };
 
 static_assert(ModelBackend<CpuBackend<float>> && ModelBackend<CpuBackend<double>>);
+static_assert(BackendKeepsAttentionMaps<CpuBackend<float>> && BackendKeepsAttentionMaps<CpuBackend<double>>);
 
 }  // namespace sinklab

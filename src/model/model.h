@@ -34,8 +34,10 @@
 namespace sinklab {
 
 // Activations of one forward pass over B sequences of T tokens (N = B T), kept for backward,
-// stacked per layer. `att` holds what the backend's attention keeps for its backward: on the CPU
-// the full weights (L, B, H, T, T), which the sink analysis reads.
+// stacked per layer. `att_saved` holds what the backend's attention keeps for its backward: one
+// value per row on both backends (the weights are recomputed). The full weights (L, B, H, T, T),
+// which the sink analysis reads, are in `att_maps` only in the keep-maps mode
+// (Model::keep_attention_maps), never in training.
 template <typename T>
 struct Activations {
     T* resid;       // (L+1, B, T, C)  residual stream entering each block; resid[L] = last block's output
@@ -51,7 +53,8 @@ struct Activations {
     T* phi_act;     // (L, B, T, 3C)   elu: elu(qkv_rope) + 1;  mlp: relu(phi_pre)
     T* phi_out;     // (L, B, T, 3C)   mlp: W2 . phi_act
     T* qkv_feat;    // (L, B, T, 3C)   [phi(q) | phi(k) | v]: what the attention reads
-    T* att;         // (L, attention_saved_size)
+    T* att_saved;   // (L, attention_saved_size) = (L, B, H, T): the row's log-normaliser (src/ops/attention.h)
+    T* att_maps;    // (L, B, H, T, T) the weights w[l, b, h, i, j]: keep-maps mode only, else null
     T* att_z;       // (L, B, H, T)    normaliser Z_i
     T* att_slot;    // (L, B, H, T)    the key slot's weight w_i* (null without a key slot)
     T* attn_y;      // (L, B, T, C)    attention output, heads concatenated
@@ -89,29 +92,39 @@ struct Activations {
     T* d_ffn_act;   // (B, T, F)
 };
 
+// What a Model is built for: training keeps gradients and AdamW moments beside the parameters
+// (four parameter-sized allocations); inference keeps the parameters only.
+enum class ModelUse { training, inference };
+
 template <ModelBackend Backend>
 class Model {
 public:
     using T = typename Backend::Scalar;
 
-    explicit Model(const ModelConfig& config) : config_(config) {
+    // use: training (parameters, gradients and both AdamW moments) or inference (the parameters
+    // only: forward passes, e.g. measuring the sinks of a 1B-parameter imported model on the CPU).
+    explicit Model(const ModelConfig& config, ModelUse use = ModelUse::training) : config_(config), use_(use) {
         config_.validate();
         table_ = make_param_table(config_);
         const size_t n = table_.total();
-        require_memory(4.0 * double(n) * sizeof(T) + double(config_.context) * double(config_.d_model) * 2 * sizeof(T),
-                       fmt::format("the model ({} parameters, with gradients and AdamW moments, and its position "
-                                   "tables for context {})", n, config_.context),
+        const bool training = use_ == ModelUse::training;
+        require_memory((training ? 4.0 : 1.0) * double(n) * sizeof(T) +
+                           double(config_.context) * double(config_.d_model) * 2 * sizeof(T),
+                       fmt::format("the model ({} parameters{}, and its position tables for context {})", n,
+                                   training ? ", with gradients and AdamW moments" : "", config_.context),
                        "reduce --width, --layers, --ffn, --vocab or --context");
         params_ = Backend::template alloc<T>(n);
-        grads_ = Backend::template alloc<T>(n);
-        adam_m_ = Backend::template alloc<T>(n);
-        adam_v_ = Backend::template alloc<T>(n);
+        if (training) {
+            grads_ = Backend::template alloc<T>(n);
+            adam_m_ = Backend::template alloc<T>(n);
+            adam_v_ = Backend::template alloc<T>(n);
+        }
         // The pointers never move: carved once, for the whole model and for each block.
         p_ = carve_params(params_, config_);
-        g_ = carve_params(grads_, config_);
+        if (training) g_ = carve_params(grads_, config_);
         for (size_t l = 0; l < config_.n_layers; l++) {
             p_layers_.push_back(layer_view(p_, config_, l));
-            g_layers_.push_back(layer_view(g_, config_, l));
+            if (training) g_layers_.push_back(layer_view(g_, config_, l));
         }
         // RoPE tables (context, D/2), computed once on the host.
         const size_t half = config_.head_dim() / 2;
@@ -147,6 +160,19 @@ public:
     const Activations<T>& acts() const { return acts_; }
     size_t activation_bytes() const { return act_total_ * sizeof(T); }
 
+    // The keep-maps mode, for the sink analysis at small T: while on, every forward also writes
+    // each layer's full attention weights into acts().att_maps (L, B, H, T, T). Off by default
+    // (training never holds a T x T matrix per (b, h)). Only a backend with
+    // attention_forward_keeping_maps (the CPU) has it. The activations are reallocated (with or
+    // without att_maps) by the next forward.
+    void keep_attention_maps(bool keep) {
+        if constexpr (!BackendKeepsAttentionMaps<Backend>) {
+            if (keep) fail("this backend does not write attention maps (the sink analysis runs on the CPU)");
+        }
+        keep_maps_ = keep;
+    }
+    bool keeps_attention_maps() const { return keep_maps_; }
+
     // Initialisation, on the host with the project's own RNG, then uploaded: each tensor by the
     // InitKind its declaration gives (params.h; the formulas are in docs/model.md). Each tensor
     // draws from its own stream (seed, tensor index), so adding a tensor does not change the others.
@@ -179,6 +205,7 @@ public:
             }
         });
         Backend::upload(params_, host.data(), host.size());
+        if (use_ == ModelUse::inference) return;
         Backend::zero(grads_, table_.total());
         Backend::zero(adam_m_, table_.total());
         Backend::zero(adam_v_, table_.total());
@@ -231,11 +258,15 @@ public:
         return counted_ ? sum / double(counted_) : 0.0;
     }
 
-    void zero_grad() { Backend::zero(grads_, table_.total()); }
+    void zero_grad() {
+        require_training("zero_grad");
+        Backend::zero(grads_, table_.total());
+    }
 
     // Backward of (scale x the mean loss) of the last forward; accumulates into the gradients.
     // (scale = 1 / micro-batches for gradient accumulation.)
     void backward(double scale = 1.0) {
+        require_training("backward");
         if (!has_targets_) fail("backward() needs a forward() with targets first");
         has_targets_ = false;  // the logits are about to be overwritten by their gradient
         const ModelConfig& c = config_;
@@ -268,11 +299,15 @@ public:
     }
 
     // L2 norm of all gradients (in double, deterministic).
-    double grad_norm() const { return std::sqrt(Backend::sum_squares(grads_, table_.total())); }
+    double grad_norm() const {
+        require_training("grad_norm");
+        return std::sqrt(Backend::sum_squares(grads_, table_.total()));
+    }
 
     // One AdamW update of every parameter (weight decay on all, docs/model.md) with the
     // gradients multiplied by grad_scale (the clipping factor). step is 1-based.
     void adamw_step(const AdamWHyper& hp, size_t step, double grad_scale) {
+        require_training("adamw_step");
         Backend::adamw_update(params_, grads_, adam_m_, adam_v_, table_.total(), hp, step, T(grad_scale));
     }
 
@@ -299,8 +334,19 @@ private:
         if (config_.has_rope()) Backend::rope_forward(al.qkv_rope, al.qkv, rope_cos_, rope_sin_, B, Tn, C, H);
         const T* attn_in = feature_map_forward(pl, al, positioned_qkv(al), N);
         const AttentionSpec& spec = attention_spec_;
-        Backend::attention_forward(al.attn_y, al.att, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
-                                   spec.has_key_slot() ? pl.attn_slot_v : nullptr, B, Tn, C, H, spec);
+        const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
+        if constexpr (BackendKeepsAttentionMaps<Backend>) {
+            if (keep_maps_) {
+                Backend::attention_forward_keeping_maps(al.att_maps, al.attn_y, al.att_saved, al.att_z, al.att_slot,
+                                                        attn_in, pl.attn_slot_k, slot_v, B, Tn, C, H, spec);
+            } else {
+                Backend::attention_forward(al.attn_y, al.att_saved, al.att_z, al.att_slot, attn_in, pl.attn_slot_k,
+                                           slot_v, B, Tn, C, H, spec);
+            }
+        } else {
+            Backend::attention_forward(al.attn_y, al.att_saved, al.att_z, al.att_slot, attn_in, pl.attn_slot_k, slot_v,
+                                       B, Tn, C, H, spec);
+        }
         if (spec.slot == SlotKind::value) {  // the V bias: attn_y (N, H, D) += v* on every row
             const size_t S = size_t(spec.slot_heads(int(H)));
             Backend::bias_add_forward(al.attn_y, pl.attn_slot_v, N * H / S, S * config_.head_dim());
@@ -429,7 +475,7 @@ private:
         Backend::zero(d_attn_in, N * 3 * C);
         const T* slot_v = spec.has_key_slot() ? pl.attn_slot_v : nullptr;
         Backend::attention_backward(d_attn_in, al.d_slot_k, al.d_slot_v, al.d_attn_y, al.attn_y,
-                                    has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att, al.att_z,
+                                    has_phi ? al.qkv_feat : positioned_qkv(al), pl.attn_slot_k, slot_v, al.att_saved, al.att_z,
                                     al.att_slot, B, Tn, C, H, spec);
         if (spec.has_key_slot()) {  // k* or s_h (and v*): the per-(b, h) gradients summed over b (and h when shared)
             const size_t W = size_t(spec.slot_score_width(int(D)));
@@ -534,9 +580,10 @@ private:
         }
     }
 
-    // (Re)allocates the activations for B sequences of T tokens, all in one allocation.
+    // (Re)allocates the activations for B sequences of T tokens (and the keep-maps mode), all in one
+    // allocation.
     void ensure_activations(size_t B, size_t Tn) {
-        if (B == act_B_ && Tn == act_T_) return;
+        if (B == act_B_ && Tn == act_T_ && keep_maps_ == act_keep_maps_) return;
         Backend::release(act_memory_);
         Backend::release(tokens_);
         const size_t L = config_.n_layers, C = config_.d_model, F = config_.d_ffn, V = config_.vocab_size;
@@ -574,7 +621,8 @@ private:
         if (phi != FeatureMap::none) per_layer(&A::phi_act, "phi_act", L, {N, 3 * C});
         if (phi == FeatureMap::mlp) per_layer(&A::phi_out, "phi_out", L, {N, 3 * C});
         if (phi != FeatureMap::none) per_layer(&A::qkv_feat, "qkv_feat", L, {N, 3 * C});
-        per_layer(&A::att, "att", L, {Backend::attention_saved_size(B, H, Tn)});
+        per_layer(&A::att_saved, "att_saved", L, {Backend::attention_saved_size(B, H, Tn)});
+        if (keep_maps_) per_layer(&A::att_maps, "att_maps", L, {B, H, Tn, Tn});
         per_layer(&A::att_z, "att_z", L, {B, H, Tn});
         const AttentionSpec& spec = config_.attention;
         if (spec.has_key_slot()) per_layer(&A::att_slot, "att_slot", L, {B, H, Tn});
@@ -623,13 +671,20 @@ private:
         act_memory_ = Backend::template alloc<T>(t.total());
         act_total_ = t.total();
         tokens_ = Backend::template alloc<int32_t>(2 * N);
+        acts_ = Activations<T>{};  // the buffers of this shape and mode only; the others null
         for (const auto& [field, offset] : bindings) acts_.*field = act_memory_ + offset;
         act_B_ = B;
         act_T_ = Tn;
+        act_keep_maps_ = keep_maps_;
         has_targets_ = false;
     }
 
+    void require_training(const char* what) const {
+        if (use_ != ModelUse::training) fail("Model::{}: this model was built for inference (no gradients)", what);
+    }
+
     ModelConfig config_;
+    ModelUse use_ = ModelUse::training;
     TensorTable table_;
     T* params_ = nullptr;
     T* grads_ = nullptr;
@@ -647,6 +702,8 @@ private:
     Activations<T> acts_{};
     std::vector<std::pair<T* Activations<T>::*, size_t>> act_layer_numel_;  // per-layer buffers, one layer's size
     size_t act_B_ = 0, act_T_ = 0;
+    bool keep_maps_ = false;      // keep_attention_maps
+    bool act_keep_maps_ = false;  // the mode the activations were allocated in
     size_t counted_ = 0;  // positions with a target in the last forward
     bool has_targets_ = false;
 };

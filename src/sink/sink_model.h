@@ -56,6 +56,9 @@ inline void maps_with_slot(std::vector<float>& maps, const std::vector<float>& a
 
 // Measures Sink_k and the norm statistics of `model` on `probe`, `batch` sequences per forward pass.
 //   per batch of B sequences: att (L, B, H, T, T), resid (L+1, B, T, C), qkv_rope (L, B, T, 3C)
+// The maps come from the model's keep-maps mode (Model::keep_attention_maps), switched on for the
+// measurement and back off after it: (L, B, H, T, T) floats per batch, which is why the probes
+// are short (64 tokens).
 template <class Backend>
 SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const SinkOptions& options, size_t batch = 16) {
     const ModelConfig& c = model.config();
@@ -69,14 +72,18 @@ SinkReport measure_model_sinks(Model<Backend>& model, const Probe& probe, const 
     batch = std::max<size_t>(1, std::min(batch, S));
     SinkAccumulator acc(L, H, T, C, options);
     std::vector<float> att, att_slot, maps, resid, qkv;
+    struct MapsModeRestored {  // the mode as the caller had it, also when a forward throws
+        Model<Backend>& model;
+        const bool kept = model.keeps_attention_maps();
+        ~MapsModeRestored() { model.keep_attention_maps(kept); }
+    } restored{model};
+    model.keep_attention_maps(true);
     for (size_t first = 0; first < S; first += batch) {
         const size_t B = std::min(batch, S - first);
         model.forward(probe.sequence(first), nullptr, B, T);
-        if (Backend::attention_saved_size(B, H, T) != B * H * T * T)
-            fail("sink measurement: this backend does not keep the full attention maps");
         Backend::synchronize();
         const Activations<typename Backend::Scalar>& a = model.acts();
-        download_as_float<Backend>(att, a.att, L * B * H * T * T);
+        download_as_float<Backend>(att, a.att_maps, L * B * H * T * T);
         // The residual stream per layer: x_0 .. x_L; with post-norm the sums before each block's
         // last norm (x_mid + FFN), where the massive activations live (x_l itself is normalised).
         if (c.post_norm) {

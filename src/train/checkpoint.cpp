@@ -1,12 +1,15 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 
+#include "io/safetensors.h"
 #include "model/model.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -96,33 +99,49 @@ std::string safetensors_bytes(const ModelConfig& config, const TensorTable& tabl
 
 void save_safetensors(const std::string& path, const ModelConfig& config, const TensorTable& table,
                       const float* params) {
-    write_file_atomic(path, safetensors_bytes(config, table, params));
+    // The same bytes as safetensors_bytes, streamed from `params` (no second copy of the weights).
+    Json meta = Json::object();
+    meta["format"] = "pt";
+    meta["sinklab_config"] = model_config_to_json(config).dump();
+    meta["sinklab_version"] = SINKLAB_VERSION;
+    std::vector<TensorToWrite> tensors;
+    for (const TensorSpec& s : table.specs()) tensors.push_back({s.name, s.shape, params + s.offset});
+    write_safetensors_f32(path, tensors, meta);
 }
 
-LoadedWeights load_safetensors(const std::string& path) {
-    const std::string bytes = read_file(path);
-    Reader r{bytes, path};
+ModelConfig load_safetensors_into(const std::string& path, const std::function<float*(const ModelConfig&)>& destination) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open ({})", path, std::strerror(errno));
+    std::error_code ec;
+    const uint64_t file_size = fs::file_size(path, ec);
+    if (ec) fail("{}: cannot read its size ({})", path, ec.message());
+    std::string length_bytes(8, '\0');
+    if (file_size < 8 || !in.read(length_bytes.data(), 8))
+        fail("{}: truncated: the header length ends past the end of the file ({} bytes)", path, file_size);
+    Reader r{length_bytes, path};
     const uint64_t header_len = r.u64("the header length");
-    if (header_len > bytes.size() - 8 || header_len > (uint64_t(1) << 30))
+    if (header_len > file_size - 8 || header_len > (uint64_t(1) << 30))
         fail("{}: not a safetensors file or truncated: header length {} but the file has {} bytes", path, header_len,
-             bytes.size());
-    const Json header = Json::parse(bytes.substr(8, header_len), path + " (safetensors header)");
+             file_size);
+    std::string header_text(header_len, '\0');
+    if (!in.read(header_text.data(), std::streamsize(header_len))) fail("{}: read error in the header", path);
+    const Json header = Json::parse(header_text, path + " (safetensors header)");
     if (!header.is_object()) fail("{}: safetensors header is not a JSON object", path);
     if (!header.contains("__metadata__") || !header.at("__metadata__").contains("sinklab_config"))
         fail("{}: no sinklab_config in the safetensors metadata (not written by sinklab?)", path);
-    LoadedWeights w;
-    w.config = model_config_from_json(
+    const ModelConfig config = model_config_from_json(
         Json::parse(header.at("__metadata__").at("sinklab_config").as_string(), path + " (sinklab_config)"), path);
-    const TensorTable table = make_param_table(w.config);
+    const TensorTable table = make_param_table(config);
     const size_t data_start = 8 + header_len;
-    const size_t data_size = bytes.size() - data_start;
+    const size_t data_size = file_size - data_start;
     // The configuration decides how much to allocate: it must match the tensors the file holds.
     if (double(table.total()) * sizeof(float) > double(data_size))
         fail("{}: its configuration ({} layers, width {}, vocabulary {}, context {}) has {} parameters ({} bytes), but "
              "the file holds {} bytes of tensors (corrupt metadata?)",
-             path, w.config.n_layers, w.config.d_model, w.config.vocab_size, w.config.context, table.total(),
+             path, config.n_layers, config.d_model, config.vocab_size, config.context, table.total(),
              table.total() * sizeof(float), data_size);
-    w.params.resize(table.total());
+    // Every tensor is checked before anything is allocated or read.
+    std::vector<size_t> begins;
     for (const TensorSpec& s : table.specs()) {
         if (!header.contains(s.name)) fail("{}: tensor '{}' is missing", path, s.name);
         const Json& t = header.at(s.name);
@@ -146,8 +165,24 @@ LoadedWeights load_safetensors(const std::string& path) {
         const size_t begin = size_t(offsets[0].as_int()), end = size_t(offsets[1].as_int());
         if (end < begin || end - begin != s.numel * 4 || end > data_size)
             fail("{}: tensor '{}': data_offsets [{}, {}) do not fit the file (truncated?)", path, s.name, begin, end);
-        std::memcpy(w.params.data() + s.offset, bytes.data() + data_start + begin, s.numel * 4);
+        begins.push_back(begin);
     }
+    float* params = destination(config);
+    for (size_t i = 0; i < table.specs().size(); i++) {
+        const TensorSpec& s = table.specs()[i];
+        in.seekg(std::streamoff(data_start + begins[i]));
+        if (!in.read(reinterpret_cast<char*>(params + s.offset), std::streamsize(s.numel * 4)))
+            fail("{}: tensor '{}': read error (truncated?)", path, s.name);
+    }
+    return config;
+}
+
+LoadedWeights load_safetensors(const std::string& path) {
+    LoadedWeights w;
+    w.config = load_safetensors_into(path, [&](const ModelConfig& config) {
+        w.params.resize(make_param_table(config).total());
+        return w.params.data();
+    });
     return w;
 }
 

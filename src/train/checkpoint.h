@@ -22,6 +22,7 @@
 // crash at any moment leaves the previous checkpoint intact and `latest` pointing at a complete one.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct LoadedWeights {
 // Reads and checks a safetensors checkpoint written by sinklab: header bounds, JSON, metadata,
 // every expected tensor present with the right dtype and shape. Throws Error naming the file.
 LoadedWeights load_safetensors(const std::string& path);
+// The same checks, then the weights are read straight into destination(config), a buffer of
+// make_param_table(config).total() floats the caller provides once the configuration is known (a
+// model's own parameters: no second copy of a large model's weights). Returns the configuration.
+ModelConfig load_safetensors_into(const std::string& path, const std::function<float*(const ModelConfig&)>& destination);
 
 struct RunState {
     uint64_t step = 0;

@@ -157,6 +157,7 @@ std::string find_run_tokenizer(const std::string& weights_path, const std::strin
     fs::path dir = fs::absolute(weights_path).parent_path();
     for (size_t up = 0; up < 4 && !dir.empty(); up++, dir = dir.parent_path()) {
         if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
+        if (fs::exists(dir / "tokenizer.json")) return (dir / "tokenizer.json").string();  // an imported model's
         const fs::path config = dir / "config.json";
         if (!fs::exists(config)) continue;
         try {

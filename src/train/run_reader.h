@@ -57,11 +57,11 @@ Json checkpoint_train_config(const std::string& checkpoint_arg, const std::strin
 // checkpoint_train_config), so that inputs start as its training rows did (-1 when it has none).
 int64_t resolve_first_token(const std::string& flag, const Json& run_train);
 
-// The tokenizer of a checkpoint: tokenizer.bin in the directory of the weights or up to three
-// levels above, or next to the training shards named in the run's config.json (train.data; a
-// relative path is tried from the working directory, then from each directory above the run, as
-// the run's --out was relative to where it was trained). Throws Error naming the checkpoint and
-// `flag` (the option that passes one) when there is none.
+// The tokenizer of a checkpoint: tokenizer.bin (or an imported model's tokenizer.json) in the
+// directory of the weights or up to three levels above, or next to the training shards named in
+// the run's config.json (train.data; a relative path is tried from the working directory, then
+// from each directory above the run, as the run's --out was relative to where it was trained).
+// Throws Error naming the checkpoint and `flag` (the option that passes one) when there is none.
 std::string find_run_tokenizer(const std::string& weights_path, const std::string& flag = "--tokenizer");
 
 }  // namespace sinklab
