@@ -162,7 +162,8 @@ void Encoder::encode_hf(std::string_view text, std::vector<int32_t>& out, bool a
     auto run = [&](std::string_view s) {  // text between added tokens
         if (s.empty()) return;
         if (tokenizer_.add_prefix_space() && s[0] != ' ') {
-            const std::string spaced = " " + std::string(s);
+            std::string spaced(1, ' ');  // (not " " + std::string(s): GCC 12 warns -Wrestrict on it)
+            spaced.append(s);
             encode_ordinary(spaced, out);
         } else {
             encode_ordinary(s, out);
