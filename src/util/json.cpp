@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace sinklab {
 
@@ -28,23 +29,6 @@ struct Parser {
         if (text.compare(pos, n, word) != 0) return false;
         pos += n;
         return true;
-    }
-    static void append_utf8(std::string& out, uint32_t cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        } else {
-            out += char(0xF0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3F));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        }
     }
     uint32_t hex4() {
         if (pos + 4 > text.size()) error("truncated \\u escape");
