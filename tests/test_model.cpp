@@ -1,6 +1,7 @@
 // Whole-model tests: finite-difference gradient check of the full model (double precision) under
 // every attention variant, and the basic contracts of forward/backward.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <utility>
@@ -24,10 +25,10 @@ std::vector<int32_t> random_tokens(size_t n, size_t vocab, uint64_t seed) {
     return t;
 }
 
-}  // namespace
-
-TEST_CASE("whole model: backward matches central finite differences for every attention variant") {
-    // Every named variant, the sigmoid bias, the softmax alpha and the two masks.
+// Every named variant, the sigmoid bias, the softmax alpha, the two masks, the slots, the FFN
+// types, the positions, the summed heads, the gates, the head-wise norm and post-norm: the
+// configurations the whole-model tests run.
+std::vector<ModelConfig> every_variant_config() {
     std::vector<AttentionSpec> specs;
     for (const std::string& name : attention_names()) specs.push_back(parse_attention(name));
     specs.push_back(parse_attention("sigmoid"));
@@ -101,6 +102,13 @@ TEST_CASE("whole model: backward matches central finite differences for every at
     configs.push_back(tiny_config("sigmoid-norm"));
     configs.back().post_norm = true;
     configs.back().ffn = FfnKind::gelu;
+    return configs;
+}
+
+}  // namespace
+
+TEST_CASE("whole model: backward matches central finite differences for every attention variant") {
+    const std::vector<ModelConfig> configs = every_variant_config();
     for (const ModelConfig& c : configs) {
         {
             Model<CpuBackend<double>> model(c);
@@ -297,4 +305,48 @@ TEST_CASE("whole model: training keeps no attention maps; the keep-maps mode add
     step();
     CHECK(model.acts().att_maps == nullptr);
     CHECK(model.activation_bytes() == plain_bytes);
+}
+
+TEST_CASE("whole model: loss, gradients and the AdamW update are bitwise the same for 1, 2 and 3 threads") {
+    // The trainer changes its thread count between steps when other processes share the machine
+    // (src/util/cpu_share.h); that is only safe because no result depends on it. Every variant, at
+    // a width where the GEMMs are split between threads (over 2 MFLOP) and T = 70 (two query blocks).
+    const int saved_threads = omp_get_max_threads();
+    for (ModelConfig c : every_variant_config()) {
+        c.d_model = 64;
+        c.n_heads = 4;
+        c.d_ffn = 160;
+        c.vocab_size = 300;
+        c.context = 70;
+        const size_t B = 2, T = 70;
+        const auto inputs = random_tokens(B * T, c.vocab_size, 3), targets = random_tokens(B * T, c.vocab_size, 4);
+        struct Result {
+            double loss;
+            std::vector<float> grads, params;
+        };
+        auto run = [&](int threads) {
+            omp_set_num_threads(threads);
+            Model<CpuBackend<float>> model(c);
+            model.init_weights(5);
+            model.zero_grad();
+            Result r;
+            r.loss = model.forward(inputs.data(), targets.data(), B, T);
+            model.backward(1.0);
+            r.grads.assign(model.grads(), model.grads() + model.n_params());
+            const double norm = model.grad_norm();
+            model.adamw_step(AdamWHyper{}, 1, 1.0 / norm);
+            r.params.assign(model.params(), model.params() + model.n_params());
+            return r;
+        };
+        const Result one = run(1);
+        for (int threads : {2, 3}) {
+            const Result many = run(threads);
+            INFO(c.attention.describe() << ", ffn " << ffn_name(c.ffn) << ", position " << position_name(c.position)
+                                        << ", " << threads << " threads");
+            CHECK(many.loss == one.loss);
+            CHECK(many.grads == one.grads);
+            CHECK(many.params == one.params);
+        }
+    }
+    omp_set_num_threads(saved_threads);
 }

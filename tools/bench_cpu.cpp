@@ -5,7 +5,9 @@
 //   3. attention forward/backward per score function at the small preset's shape,
 //   4. the whole training step of the small preset at context 256: tokens/s, model FLOP utilisation,
 //      peak memory against the bytes counted,
-//   5. the peak memory (RSS) of one training step of "tinyllama-60m" at B = 1, T = 2048 and 4096.
+//   5. the peak memory (RSS) of one training step of "tinyllama-60m" at B = 1, T = 2048 and 4096,
+//   6. the training step of 4 beside one busy single-threaded process: fixed threads against the
+//      trainer's adaptive thread count (src/util/cpu_share.h).
 // Prints a table and writes JSON (--json PATH). Every number is the median of >= 5 timed samples
 // after a warm-up; the GEMM and attention rows also give the best sample ("best", *_best in the
 // JSON), which on a shared machine shows what the code does when it is not disturbed.
@@ -13,10 +15,13 @@
 // OpenBLAS is only a yardstick: it is loaded at run time with dlopen("libopenblas.so.0"); the
 // trainer is never linked against it. Without it the openblas columns are null.
 //
-//   bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory] [--filter SUBSTRING] [--samples N]
-//             [--memory-seq T1,T2,...]   (section 5's sequence lengths; default 2048,4096)
+//   bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory,contention] [--filter SUBSTRING]
+//             [--samples N] [--memory-seq T1,T2,...]   (section 5's sequence lengths; default 2048,4096)
+//             [--contention]                           (section 6 alone: --only contention)
 #include <dlfcn.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <omp.h>
 
@@ -27,6 +32,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -42,6 +48,7 @@
 #include "model/model.h"
 #include "ops/matmul.h"
 #include "ops/ops.h"
+#include "util/cpu_share.h"
 #include "util/json.h"
 
 using namespace sinklab;
@@ -418,16 +425,22 @@ size_t peak_rss_bytes() {
     return 0;
 }
 
-Json train_step_child(size_t batch, size_t seq) {
+// One optimizer step of the `small` preset on random tokens: forward, backward, gradient norm,
+// AdamW (the training step of sections 4 and 6).
+struct SmallTrainingStep {
+    size_t batch, seq;
     ModelConfig config = preset("small");
-    Model<CpuBackend<float>> model(config);
-    model.init_weights(1);
-    std::mt19937 rng(7);
-    std::uniform_int_distribution<int32_t> token(0, int32_t(config.vocab_size) - 1);
-    std::vector<int32_t> inputs(batch * seq), targets(batch * seq);
+    Model<CpuBackend<float>> model{config};
+    std::mt19937 rng{7};
+    std::vector<int32_t> inputs, targets;
     AdamWHyper hp;
     size_t step = 0;
-    auto one_step = [&] {
+
+    SmallTrainingStep(size_t batch_, size_t seq_) : batch(batch_), seq(seq_), inputs(batch_ * seq_), targets(batch_ * seq_) {
+        model.init_weights(1);
+    }
+    void operator()() {
+        std::uniform_int_distribution<int32_t> token(0, int32_t(config.vocab_size) - 1);
         for (auto& t : inputs) t = token(rng);
         for (auto& t : targets) t = token(rng);
         model.zero_grad();
@@ -435,8 +448,14 @@ Json train_step_child(size_t batch, size_t seq) {
         model.backward(1.0);
         const double norm = model.grad_norm();
         model.adamw_step(hp, ++step, norm > 1.0 ? 1.0 / norm : 1.0);
-    };
-    const Timing t = time_median(one_step);
+    }
+};
+
+Json train_step_child(size_t batch, size_t seq) {
+    SmallTrainingStep one_step(batch, seq);
+    const ModelConfig& config = one_step.config;
+    const Model<CpuBackend<float>>& model = one_step.model;
+    const Timing t = time_median(std::ref(one_step));
     const double tokens = double(batch * seq);
     Json j = Json::object();
     j["preset"] = "small";
@@ -452,14 +471,15 @@ Json train_step_child(size_t batch, size_t seq) {
 }
 
 // Runs this program with `arguments` in a child process and returns the JSON object it prints last.
-Json run_child(const std::string& arguments, const std::string& what) {
+// `environment`: assignments put before the command ("NAME=value "), for the child alone.
+Json run_child(const std::string& arguments, const std::string& what, const std::string& environment = "") {
     char self[4096] = {};
     const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);  // this program's own path
     if (len <= 0) {
         std::printf("\n%s: cannot find this program's path\n", what.c_str());
         return Json();
     }
-    const std::string command = "'" + std::string(self, size_t(len)) + "' " + arguments + " 2>&1";
+    const std::string command = environment + "'" + std::string(self, size_t(len)) + "' " + arguments + " 2>&1";
     FILE* pipe = popen(command.c_str(), "r");
     std::string output;
     char buffer[4096];
@@ -553,6 +573,111 @@ Json run_memory(const std::vector<size_t>& seqs) {
     return list;
 }
 
+// ---- 6. sharing the machine --------------------------------------------------------------------
+// The training step of section 4 when one busy single-threaded process shares the cores: quiet,
+// then beside a child of this program that spins on arithmetic at the default priority. The step
+// runs with the thread count fixed at all cores (as with --threads N), fixed with
+// OMP_WAIT_POLICY=passive, and under the trainer's ThreadGovernor (src/util/cpu_share.h: the
+// trainer's default when neither --threads nor OMP_NUM_THREADS fixes the count). Each is a child
+// process (--contention-child fixed|adaptive) that runs steps for kContentionWarmupSeconds, so
+// that the governor has measured the machine, then times kContentionSteps steps one by one and
+// reports the median. The goal is at least the fair share beside one busy process,
+// (cores - 1) / cores of the quiet speed: 0.5x on 2 cores.
+constexpr double kContentionWarmupSeconds = 3.0;
+constexpr size_t kContentionSteps = 15;
+
+Json contention_child(const std::string& mode) {
+    if (mode != "fixed" && mode != "adaptive") {
+        std::fprintf(stderr, "bench_cpu: --contention-child takes fixed or adaptive, not '%s'\n", mode.c_str());
+        std::exit(2);
+    }
+    SmallTrainingStep one_step(16, 256);
+    std::unique_ptr<ThreadGovernor> governor;
+    if (mode == "adaptive") governor = std::make_unique<ThreadGovernor>(omp_get_max_threads());
+    const double start = now_seconds();
+    while (now_seconds() - start < kContentionWarmupSeconds) {
+        if (governor) governor->update();
+        one_step();
+    }
+    std::vector<double> seconds, threads;
+    for (size_t i = 0; i < kContentionSteps; i++) {
+        if (governor) governor->update();
+        threads.push_back(omp_get_max_threads());
+        const double t0 = now_seconds();
+        one_step();
+        seconds.push_back(now_seconds() - t0);
+    }
+    Json j = Json::object();
+    j["mode"] = mode;
+    j["tokens_per_s"] = double(one_step.batch * one_step.seq) / median(seconds);
+    j["threads_median"] = median(threads);
+    j["others_cores"] = governor ? Json(governor->others_cores()) : Json();
+    return j;
+}
+
+// A busy single-threaded process: a child that spins on floating-point arithmetic until killed.
+pid_t start_busy_process() {
+    std::fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        volatile double x = 1.0;
+        for (;;) x = x * 1.0000001 + 1e-9;
+    }
+    return pid;
+}
+
+void stop_busy_process(pid_t pid) {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+}
+
+Json run_contention() {
+    const int cores = omp_get_max_threads();
+    const double fair_share = double(cores - 1) / double(cores);
+    std::printf("\nsharing the machine: the small training step (16 x 256) beside one busy single-threaded process\n");
+    std::printf("  %-52s %10s %8s %8s\n", "setting", "tokens/s", "threads", "x quiet");
+    struct Setting {
+        const char* label;
+        bool busy;
+        const char* mode;
+        const char* environment;
+    };
+    const Setting settings[] = {
+        {"quiet, all threads (fixed)", false, "fixed", ""},
+        {"quiet, adaptive (the trainer's default)", false, "adaptive", ""},
+        {"quiet, 1 thread (fixed)", false, "fixed", "OMP_NUM_THREADS=1 "},
+        {"one busy process, all threads (fixed)", true, "fixed", ""},
+        {"one busy process, all threads, OMP_WAIT_POLICY=passive", true, "fixed", "OMP_WAIT_POLICY=passive "},
+        {"one busy process, 1 thread (fixed)", true, "fixed", "OMP_NUM_THREADS=1 "},
+        {"one busy process, adaptive (the trainer's default)", true, "adaptive", ""},
+    };
+    Json list = Json::array();
+    double quiet = 0;
+    for (const Setting& setting : settings) {
+        const pid_t busy = setting.busy ? start_busy_process() : 0;
+        if (setting.busy && busy < 0) {
+            std::printf("  cannot start the busy process (fork failed); skipped\n");
+            break;
+        }
+        Json j = run_child(std::string("--contention-child ") + setting.mode, setting.label, setting.environment);
+        stop_busy_process(busy);
+        if (j.is_null()) continue;
+        const double tps = j.at("tokens_per_s").as_number();
+        if (quiet == 0) quiet = tps;
+        j["setting"] = setting.label;
+        j["busy_process"] = setting.busy;
+        j["ratio_to_quiet"] = tps / quiet;
+        std::printf("  %-52s %10.0f %8.1f %8.2f\n", setting.label, tps, j.at("threads_median").as_number(), tps / quiet);
+        list.push_back(j);
+    }
+    std::printf("  goal beside one busy process: >= %.2fx (the fair share of %d cores)\n", fair_share, cores);
+    Json report = Json::object();
+    report["settings"] = list;
+    report["fair_share"] = fair_share;
+    return report;
+}
+
 bool wants(const std::string& only, const std::string& section) {
     return only.empty() || ("," + only + ",").find("," + section + ",") != std::string::npos;
 }
@@ -584,13 +709,26 @@ int main(int argc, char** argv) {
             std::printf("%s\n", train_step_child(16, 256).dump().c_str());
             return 0;
         }
+        else if (arg == "--contention") only = "contention";
+        else if (arg == "--contention-child") {
+            const std::string mode = value();
+            std::printf("%s\n", contention_child(mode).dump().c_str());
+            return 0;
+        }
         else if (arg == "--memory-step-child") {
             std::printf("%s\n", memory_step_child(std::stoul(value())).dump().c_str());
             return 0;
         }
+        else if (arg == "-h" || arg == "--help") {
+            std::printf("usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory,contention] "
+                        "[--contention] [--filter SUBSTRING] [--samples N>=5] [--memory-seq T1,T2,...]\n"
+                        "The CPU benchmark of `make bench`; the sections are described at the top of "
+                        "tools/bench_cpu.cpp and in the README (Performance (CPU)).\n");
+            return 0;
+        }
         else {
             std::fprintf(stderr,
-                         "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory] "
+                         "usage: bench_cpu [--json PATH] [--only peak,gemm,attention,train,memory,contention] [--contention] "
                          "[--filter SUBSTRING] [--samples N>=5] [--memory-seq T1,T2,...]\n");
             return 2;
         }
@@ -710,6 +848,8 @@ int main(int argc, char** argv) {
     }
 
     if (wants(only, "memory")) report["memory_step"] = run_memory(memory_seqs);
+
+    if (wants(only, "contention")) report["contention"] = run_contention();
 
     if (!json_path.empty()) {
         std::ofstream out(json_path);

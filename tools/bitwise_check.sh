@@ -9,7 +9,7 @@
 #   sinklab train --preset small --steps 300     (batch 16 x 64 tokens, the make run setting)
 #   sinklab sink --checkpoint RUN --probe probe.bin --json sink.json   (for each of the two runs;
 #                                                 the first 32 tokens of each probe for tiny)
-# Compared: metrics.jsonl without its timing field (tokens_per_s), the final checkpoint's
+# Compared: metrics.jsonl without its timing fields (tokens_per_s, threads), the final checkpoint's
 # model.safetensors and state.bin, and sink.json. Data: the default corpus at a 2048-id vocabulary
 # (data/cache/linux-doc-2048, prepared by tools/make_data.sh when missing).
 # Work folder: build-bitwise/ (the two builds, the runs); the summary goes to build-bitwise/report.txt.
@@ -78,7 +78,7 @@ run_all new-runs "$WORK/new-build/sinklab"
 # ---- compare ----
 strip_timing() { python3 -c 'import json, sys
 for line in open(sys.argv[1]):
-    r = json.loads(line); r.pop("tokens_per_s", None); print(json.dumps(r, sort_keys=True))' "$1"; }
+    r = json.loads(line); r.pop("tokens_per_s", None); r.pop("threads", None); print(json.dumps(r, sort_keys=True))' "$1"; }
 report=$WORK/report.txt
 : >"$report"
 same=0 differ=0

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include "util/cpu_share.h"
 #include "util/error.h"
 
 namespace sinklab {
@@ -143,10 +144,19 @@ std::string ArgParser::help() const {
     return out;
 }
 
-void ArgParser::threads_option() { option("threads", "", "OpenMP threads (default: all cores)", "N"); }
+void ArgParser::threads_option(bool adaptive) {
+    option("threads", "",
+           adaptive ? "OpenMP threads (default: all cores, fewer while other processes keep cores busy; "
+                      "N fixes the count)"
+                    : "OpenMP threads (default: all cores)",
+           "N");
+}
 
-void ArgParser::apply_threads() const {
-    if (!has("threads")) return;
+void ArgParser::apply_threads(bool adaptive) const {
+    if (!has("threads")) {
+        if (adaptive && std::getenv("OMP_NUM_THREADS") == nullptr) enable_adaptive_threads();
+        return;
+    }
     const size_t threads = get_size("threads");
     if (threads == 0) fail("--threads must be positive");
     omp_set_num_threads(int(threads));

@@ -49,9 +49,12 @@ public:
     std::string help() const;
 
     // --threads N, the OpenMP threads of a command (default: all cores): declared by
-    // threads_option(), applied (after parse) by apply_threads(), which refuses 0.
-    void threads_option();
-    void apply_threads() const;
+    // threads_option(), applied (after parse) by apply_threads(), which refuses 0. A long job
+    // (the trainer) passes adaptive = true: then, unless --threads or OMP_NUM_THREADS fixes the
+    // count, it starts on all cores and gives threads up while other processes keep cores busy
+    // (src/util/cpu_share.h).
+    void threads_option(bool adaptive = false);
+    void apply_threads(bool adaptive = false) const;
 
 private:
     struct Spec {

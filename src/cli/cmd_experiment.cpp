@@ -253,7 +253,8 @@ int cmd_experiment(int argc, char** argv) {
     args.option("data-dir", "data/cache/linux-doc-2048", "the prepared corpus: {data} in the experiment file", "DIR");
     args.option("runs", "", "where the runs go (default: runs/experiments/NAME/SCALE)", "DIR");
     args.option("results", "", "where the table and pictures go (default: results/NAME/SCALE)", "DIR");
-    args.option("threads", "", "OpenMP threads of each run (default: all cores)", "N");
+    args.option("threads", "",
+                "OpenMP threads of each run (default: all cores, fewer while other processes keep cores busy)", "N");
     args.flag("list", "list the experiments in experiments/");
     args.epilog(
         "NAME is a file in experiments/ (without .json) or a path. Rerunning skips finished runs and resumes\n"

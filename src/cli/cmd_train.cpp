@@ -33,7 +33,7 @@ int cmd_train(int argc, char** argv) {
     ArgParser args("train", "Train a LLaMA-style model on token shards (llm.c format), on the CPU or a CUDA GPU.");
     for (const TrainOption& opt : train_options()) args.option(opt.flag, opt.default_text, opt.help, opt.metavar);
     args.option("config", "", "JSON file of options (keys = long flag names); flags override it", "FILE");
-    args.threads_option();
+    args.threads_option(/*adaptive=*/true);
     args.flag("resume", "continue the run in --out from its latest checkpoint up to --steps in total");
     args.flag("overwrite", "replace the run already in --out (its config, metrics and checkpoints) by a fresh one");
     args.epilog(
@@ -42,12 +42,12 @@ int cmd_train(int argc, char** argv) {
         "                --preset small --attention sigmoid --steps 600 --out runs/sigmoid\n"
         "  sinklab train --out runs/sigmoid --steps 1200 --resume\n"
         "Outputs in --out: config.json, metrics.jsonl (one JSON object per step: step, loss, lr, grad_norm,\n"
-        "tokens_per_s, tokens, and val_loss when evaluated), checkpoints/step_N/{model.safetensors,state.bin}.\n"
+        "tokens_per_s, tokens, threads (on the CPU), and val_loss when evaluated), checkpoints/step_N/{model.safetensors,state.bin}.\n"
         "A fresh run into an --out that holds one is refused unless --overwrite; two trainers never share an --out.\n"
         "Exit codes: 0 done, 1 bad input, 4 training diverged (NaN or infinite loss).");
     if (!args.parse(argc, argv)) return 0;
 
-    args.apply_threads();
+    args.apply_threads(/*adaptive=*/true);
 
     const bool resume = args.get_flag("resume");
     TrainOptions o;

@@ -1,7 +1,8 @@
 // Reading what a training run leaves in its directory (written by `sinklab train --out DIR`):
 //   config.json    {"model": {...}, "train": {...}}
-//   metrics.jsonl  one JSON object per line: step, loss, lr, grad_norm, tokens_per_s; val_loss on
-//                  evaluation lines; sink_k (percentages, k = 1..) on sink-evaluation lines
+//   metrics.jsonl  one JSON object per line: step, loss, lr, grad_norm, tokens_per_s, tokens, threads
+//                  (CPU runs); val_loss on evaluation lines; sink_k (percentages, k = 1..) on
+//                  sink-evaluation lines
 //   sink.json      optional: the sink report of the final model (sink.h's sink_report_json)
 // Runs may still be in progress: a torn last line of metrics.jsonl is dropped, not an error.
 #pragma once

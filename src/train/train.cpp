@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <omp.h>
 
 #include "model/backend_cpu.h"
 #ifdef SINKLAB_WITH_CUDA
@@ -20,6 +21,7 @@
 #include "sink/sink.h"
 #include "sink/sink_model.h"
 #include "train/checkpoint.h"
+#include "util/cpu_share.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/gpu_info.h"
@@ -141,6 +143,7 @@ public:
         open_metrics();
         run_start_ = std::chrono::steady_clock::now();
         for (size_t step = start_step_; step < o_.steps; step++) {
+            share_the_cpu();
             const StepResult r = train_step(step);
             if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) return report_divergence(step + 1, r);
             const size_t done = step + 1;
@@ -267,6 +270,17 @@ private:
         probe_model_ = std::make_unique<Model<CpuBackend<float>>>(o_.model);
     }
 
+    // On the CPU without a fixed --threads: fewer threads while other processes keep cores busy
+    // (src/util/cpu_share.h; the results do not depend on the thread count). Says when it changes.
+    void share_the_cpu() {
+        ThreadGovernor* governor = process_thread_governor();
+        if (!governor || o_.device != "cpu") return;
+        const int before = governor->threads();
+        if (governor->update() != before)
+            fmt::print("threads: {} -> {} (other processes keep {:.1f} of the {} cores busy)\n", before,
+                       governor->threads(), governor->others_cores(), governor->max_threads());
+    }
+
     void open_metrics() {
         metrics_.open(metrics_path_, std::ios::app);
         if (!metrics_) fail("{}: cannot open for writing", metrics_path_);
@@ -333,6 +347,7 @@ private:
         m["grad_norm"] = r.grad_norm;
         m["tokens_per_s"] = double(tokens_per_step) / r.seconds;
         m["tokens"] = double(done * tokens_per_step);
+        if (o_.device == "cpu") m["threads"] = omp_get_max_threads();
         return m;
     }
 
