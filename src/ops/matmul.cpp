@@ -154,6 +154,54 @@ size_t transpose_into_panel(size_t rows, size_t kc, const float* X, size_t rs, f
         }
     return k0;
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// The lanes i < n of an AVX2 mask (for maskload / maskstore).
+inline __m256i first_lanes(size_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Transposes 8 x 8 floats in registers: r[i] = row i on entry, r[j] = column j on exit.
+inline void transpose8x8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    // 1. interleave row pairs (i, i+1), per 128-bit half:  t[i] = a0 b0 a1 b1,  t[i+1] = a2 b2 a3 b3
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // 2. four rows g..g+3 of column c in the low half, of column c + 4 in the high half: u[g + c]
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = _mm256_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // 3. join the halves of rows 0-3 and rows 4-7
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+// As the AVX-512 version above, 8 k at a time through 8 x 8 blocks.
+template <size_t W>
+size_t transpose_into_panel(size_t rows, size_t kc, const float* X, size_t rs, float* dst) {
+    size_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8)
+        for (size_t g = 0; g < W; g += 8) {  // 8 rows at a time (W = 6: one masked group)
+            __m256 r[8];
+            for (size_t i = 0; i < 8; i++)
+                r[i] = g + i < rows ? _mm256_loadu_ps(X + (g + i) * rs + k0) : _mm256_setzero_ps();
+            transpose8x8(r);
+            const size_t width = std::min<size_t>(8, W - g);
+            if (width == 8) {
+                for (size_t c = 0; c < 8; c++) _mm256_storeu_ps(dst + (k0 + c) * W + g, r[c]);
+            } else {
+                const __m256i mask = first_lanes(width);
+                for (size_t c = 0; c < 8; c++) _mm256_maskstore_ps(dst + (k0 + c) * W + g, mask, r[c]);
+            }
+        }
+    return k0;
+}
 #endif
 
 // ---- packing -----------------------------------------------------------------------------------
@@ -183,6 +231,14 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
                     const __mmask16 store_mask = __mmask16((1u << std::min<size_t>(16, W - i)) - 1u);
                     _mm512_mask_storeu_ps(dst + i, store_mask, _mm512_maskz_loadu_ps(load_mask, src + p + i));
                 }
+#elif defined(__AVX2__) && defined(__FMA__)
+                // W floats in vectors of 8: masked loads read only the valid rows and zero the rest.
+                for (size_t i = 0; i < W; i += 8) {
+                    const size_t valid = rows > i ? std::min<size_t>(8, rows - i) : 0;
+                    const __m256 v = _mm256_maskload_ps(src + p + i, first_lanes(valid));
+                    if (W - i >= 8) _mm256_storeu_ps(dst + i, v);
+                    else _mm256_maskstore_ps(dst + i, first_lanes(W - i), v);
+                }
 #else
                 for (size_t i = 0; i < rows; i++) dst[i] = src[p + i];
                 for (size_t i = rows; i < W; i++) dst[i] = 0.0f;
@@ -199,8 +255,8 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
         if (ks == 1)
             for (size_t i = 0; i < rows && p + W + i < n; i++) prefetch_run(X + (p + W + i) * rs, kc);
         size_t k0 = 0;
-#if defined(__AVX512F__)
-        // Unit stride along k: a panel is a transpose. Move 16 x 16 blocks through registers.
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+        // Unit stride along k: a panel is a transpose. Move 16 x 16 (AVX2: 8 x 8) blocks through registers.
         if (ks == 1) k0 = transpose_into_panel<W>(rows, kc, X + p * rs, rs, dst);
 #endif
         for (size_t i = 0; i < rows; i++) {
@@ -259,7 +315,11 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
                   float* __restrict c, size_t ldc, bool add) {
     __m256 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 6
-    for (size_t i = 0; i < kMR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    for (size_t i = 0; i < kMR; i++) {
+        acc0[i] = acc1[i] = _mm256_setzero_ps();
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);  // the C tile, read at the end
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 8), _MM_HINT_T0);
+    }
     for (size_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(b);
         const __m256 b1 = _mm256_load_ps(b + 8);
