@@ -1,8 +1,5 @@
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +8,7 @@
 #include <fstream>
 
 #include "util/error.h"
+#include "util/fileio.h"
 
 namespace sinklab {
 
@@ -176,42 +174,17 @@ std::string safetensors_header_f32(const std::vector<TensorToWrite>& tensors, co
 
 void write_safetensors_f32(const std::string& path, const std::vector<TensorToWrite>& tensors, const Json& metadata) {
     const std::string header = safetensors_header_f32(tensors, metadata);
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) fail("{}: cannot create ({})", tmp, std::strerror(errno));
-    auto write_all = [&](const void* data, size_t bytes) {
-        const char* p = static_cast<const char*>(data);
-        while (bytes > 0) {
-            const ssize_t n = ::write(fd, p, std::min<size_t>(bytes, size_t(1) << 30));
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                const int saved = errno;
-                ::close(fd);
-                ::unlink(tmp.c_str());
-                fail("{}: write failed ({})", tmp, std::strerror(saved));
-            }
-            p += n;
-            bytes -= size_t(n);
+    write_file_atomic(path, [&](const auto& write) {
+        unsigned char length[8];
+        for (int i = 0; i < 8; i++) length[i] = static_cast<unsigned char>((uint64_t(header.size()) >> (8 * i)) & 0xFF);
+        write(length, 8);
+        write(header.data(), header.size());
+        for (const TensorToWrite& t : tensors) {
+            size_t numel = 1;
+            for (size_t s : t.shape) numel *= s;
+            write(t.data, numel * sizeof(float));
         }
-    };
-    unsigned char length[8];
-    for (int i = 0; i < 8; i++) length[i] = static_cast<unsigned char>((uint64_t(header.size()) >> (8 * i)) & 0xFF);
-    write_all(length, 8);
-    write_all(header.data(), header.size());
-    for (const TensorToWrite& t : tensors) {
-        size_t numel = 1;
-        for (size_t s : t.shape) numel *= s;
-        write_all(t.data, numel * sizeof(float));
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        ::unlink(tmp.c_str());
-        fail("{}: cannot flush to disk ({})", tmp, std::strerror(errno));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int saved = errno;
-        ::unlink(tmp.c_str());
-        fail("{}: cannot rename into place ({})", path, std::strerror(saved));
-    }
+    });
 }
 
 }  // namespace sinklab

@@ -11,8 +11,8 @@
 // the file when asked for, converted to float32, straight into the caller's buffer: a 1B-parameter
 // file is never held in memory twice. F16 and BF16 convert exactly (every value of both is a float32).
 //
-// write_safetensors_f32 streams float32 tensors into PATH.tmp, flushes, and renames it onto PATH
-// (atomic: PATH is either the old file or the complete new one).
+// write_safetensors_f32 streams float32 tensors through write_file_atomic (PATH.tmp, fsync, rename:
+// PATH is either the old file or the complete new one).
 #pragma once
 #include <cstddef>
 #include <cstdint>

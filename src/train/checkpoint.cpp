@@ -110,70 +110,27 @@ void save_safetensors(const std::string& path, const ModelConfig& config, const 
 }
 
 ModelConfig load_safetensors_into(const std::string& path, const std::function<float*(const ModelConfig&)>& destination) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open ({})", path, std::strerror(errno));
-    std::error_code ec;
-    const uint64_t file_size = fs::file_size(path, ec);
-    if (ec) fail("{}: cannot read its size ({})", path, ec.message());
-    std::string length_bytes(8, '\0');
-    if (file_size < 8 || !in.read(length_bytes.data(), 8))
-        fail("{}: truncated: the header length ends past the end of the file ({} bytes)", path, file_size);
-    Reader r{length_bytes, path};
-    const uint64_t header_len = r.u64("the header length");
-    if (header_len > file_size - 8 || header_len > (uint64_t(1) << 30))
-        fail("{}: not a safetensors file or truncated: header length {} but the file has {} bytes", path, header_len,
-             file_size);
-    std::string header_text(header_len, '\0');
-    if (!in.read(header_text.data(), std::streamsize(header_len))) fail("{}: read error in the header", path);
-    const Json header = Json::parse(header_text, path + " (safetensors header)");
-    if (!header.is_object()) fail("{}: safetensors header is not a JSON object", path);
-    if (!header.contains("__metadata__") || !header.at("__metadata__").contains("sinklab_config"))
+    const SafetensorsFile file(path);  // the header, every entry checked against the file
+    const Json& metadata = file.metadata();
+    if (!metadata.contains("sinklab_config") || !metadata.at("sinklab_config").is_string())
         fail("{}: no sinklab_config in the safetensors metadata (not written by sinklab?)", path);
     const ModelConfig config = model_config_from_json(
-        Json::parse(header.at("__metadata__").at("sinklab_config").as_string(), path + " (sinklab_config)"), path);
+        Json::parse(metadata.at("sinklab_config").as_string(), path + " (sinklab_config)"), path);
     const TensorTable table = make_param_table(config);
-    const size_t data_start = 8 + header_len;
-    const size_t data_size = file_size - data_start;
     // The configuration decides how much to allocate: it must match the tensors the file holds.
-    if (double(table.total()) * sizeof(float) > double(data_size))
+    size_t stored = 0;
+    for (const auto& [name, entry] : file.entries()) stored += size_t(entry.end - entry.begin);
+    if (double(table.total()) * sizeof(float) > double(stored))
         fail("{}: its configuration ({} layers, width {}, vocabulary {}, context {}) has {} parameters ({} bytes), but "
              "the file holds {} bytes of tensors (corrupt metadata?)",
              path, config.n_layers, config.d_model, config.vocab_size, config.context, table.total(),
-             table.total() * sizeof(float), data_size);
+             table.total() * sizeof(float), stored);
     // Every tensor is checked before anything is allocated or read.
-    std::vector<size_t> begins;
-    for (const TensorSpec& s : table.specs()) {
-        if (!header.contains(s.name)) fail("{}: tensor '{}' is missing", path, s.name);
-        const Json& t = header.at(s.name);
-        auto require = [&](const char* key, bool ok, const char* what) {
-            if (!ok) fail("{}: tensor '{}': \"{}\" is not {} (a corrupt header?)", path, s.name, key, what);
-        };
-        require("dtype", t.contains("dtype") && t.at("dtype").is_string(), "a string");
-        require("shape", t.contains("shape") && t.at("shape").is_array(), "a list");
-        require("data_offsets", t.contains("data_offsets") && t.at("data_offsets").is_array(), "a list");
-        if (t.at("dtype").as_string() != "F32")
-            fail("{}: tensor '{}' has dtype {} (expected F32)", path, s.name, t.at("dtype").as_string());
-        std::vector<size_t> shape;
-        for (const Json& d : t.at("shape").as_array()) {
-            require("shape", d.is_number() && d.as_number() >= 0 && d.as_number() == std::floor(d.as_number()),
-                    "a list of sizes");
-            shape.push_back(size_t(d.as_int()));
-        }
-        if (shape != s.shape) fail("{}: tensor '{}' has the wrong shape for its configuration", path, s.name);
-        const auto& offsets = t.at("data_offsets").as_array();
-        if (offsets.size() != 2) fail("{}: tensor '{}': bad data_offsets", path, s.name);
-        const size_t begin = size_t(offsets[0].as_int()), end = size_t(offsets[1].as_int());
-        if (end < begin || end - begin != s.numel * 4 || end > data_size)
-            fail("{}: tensor '{}': data_offsets [{}, {}) do not fit the file (truncated?)", path, s.name, begin, end);
-        begins.push_back(begin);
-    }
+    for (const TensorSpec& s : table.specs())
+        if (file.entry(s.name).shape != s.shape)
+            fail("{}: tensor '{}' has the wrong shape for its configuration", path, s.name);
     float* params = destination(config);
-    for (size_t i = 0; i < table.specs().size(); i++) {
-        const TensorSpec& s = table.specs()[i];
-        in.seekg(std::streamoff(data_start + begins[i]));
-        if (!in.read(reinterpret_cast<char*>(params + s.offset), std::streamsize(s.numel * 4)))
-            fail("{}: tensor '{}': read error (truncated?)", path, s.name);
-    }
+    for (const TensorSpec& s : table.specs()) file.read_f32(s.name, params + s.offset);
     return config;
 }
 

@@ -4,10 +4,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -16,22 +18,27 @@
 
 namespace sinklab {
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
+void write_file_atomic(const std::string& path,
+                       const std::function<void(const std::function<void(const void*, size_t)>&)>& produce) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) fail("{}: cannot create ({})", tmp, std::strerror(errno));
-    size_t written = 0;
-    while (written < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const int saved = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            fail("{}: write failed ({})", tmp, std::strerror(saved));
+    const auto write_all = [&](const void* data, size_t bytes) {
+        const char* p = static_cast<const char*>(data);
+        while (bytes > 0) {
+            const ssize_t n = ::write(fd, p, std::min<size_t>(bytes, size_t(1) << 30));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                const int saved = errno;
+                ::close(fd);
+                ::unlink(tmp.c_str());
+                fail("{}: write failed ({})", tmp, std::strerror(saved));
+            }
+            p += n;
+            bytes -= size_t(n);
         }
-        written += size_t(n);
-    }
+    };
+    produce(write_all);
     if (::fsync(fd) != 0 || ::close(fd) != 0) {
         ::unlink(tmp.c_str());
         fail("{}: cannot flush to disk ({})", tmp, std::strerror(errno));
@@ -41,6 +48,10 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
         ::unlink(tmp.c_str());
         fail("{}: cannot rename into place ({})", path, std::strerror(saved));
     }
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+    write_file_atomic(path, [&](const auto& write) { write(bytes.data(), bytes.size()); });
 }
 
 std::string read_file(const std::string& path) {
