@@ -26,7 +26,15 @@
 
 namespace sinklab {
 
-inline float exp_float(float x) {
+// Always inlined: a call left in a `#pragma omp simd` loop keeps that loop scalar. (GCC's inliner
+// gave up on the attention row's twelve score-function instances and called an out-of-line copy.)
+#if defined(__GNUC__)
+#define SINKLAB_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SINKLAB_ALWAYS_INLINE inline
+#endif
+
+SINKLAB_ALWAYS_INLINE float exp_float(float x) {
     constexpr float kLog2e = 1.44269504088896341f;
     constexpr float kLn2Hi = 0.693145751953125f;        // ln 2 to 15 bits: n * kLn2Hi is exact
     constexpr float kLn2Lo = 1.42860682030941723212e-6f;  // ln 2 - kLn2Hi
@@ -56,14 +64,14 @@ inline float exp_float(float x) {
     return p * two_to_n * keep;
 }
 
-inline float exp_of(float x) { return exp_float(x); }
+SINKLAB_ALWAYS_INLINE float exp_of(float x) { return exp_float(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
 // The exp and reciprocal that the functions written once for host and device
 // (src/util/host_device.h) use on the CPU.
 struct HostMath {
     template <typename T>
-    static T exp(T x) { return exp_of(x); }
+    SINKLAB_ALWAYS_INLINE static T exp(T x) { return exp_of(x); }
     template <typename T>
     static T rcp(T x) { return T(1) / x; }
     template <typename T>
