@@ -1,6 +1,7 @@
 // Training-loop tests: determinism, exact resume, overfitting one batch, the schedule, checkpoint
 // round trips and crash safety, and the errors a user can run into.
 #include <doctest/doctest.h>
+#include <omp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "test_helpers.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
+#include "util/cpu_share.h"
 #include "util/fileio.h"
 
 using namespace sinklab;
@@ -564,4 +566,28 @@ TEST_CASE("bad files and values are refused naming the culprit") {
     // a run whose config.json lacks its "train" object
     write_file_atomic(run + "/config.json", "{\"model\": {}}");
     refused(bin + " train --out " + run + " --resume", run + "/config.json has no \"train\" object");
+}
+
+TEST_CASE("thread governor: one thread fewer per 0.6 of a core the other processes keep busy") {
+    CHECK(ThreadGovernor::threads_for(2, 0.0) == 2);
+    CHECK(ThreadGovernor::threads_for(2, 0.59) == 2);
+    CHECK(ThreadGovernor::threads_for(2, 0.61) == 1);  // one busy process beside 2 threads gets ~0.67
+    CHECK(ThreadGovernor::threads_for(2, 1.0) == 1);   // ... and 1.0 beside 1 thread: stays at 1
+    CHECK(ThreadGovernor::threads_for(2, 7.0) == 1);   // never fewer than one
+    CHECK(ThreadGovernor::threads_for(8, 2.7) == 5);
+    CHECK(ThreadGovernor::threads_for(1, 0.9) == 1);
+    CHECK(ThreadGovernor::threads_for(4, -0.1) == 4);  // tick rounding can make a reading slightly negative
+
+    // A real reading (Linux /proc): after the window it measures and sets OpenMP's thread count.
+    const int saved = omp_get_max_threads();
+    ThreadGovernor governor(2);
+    const auto start = std::chrono::steady_clock::now();
+    volatile double x = 0;
+    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(600)) x = x + 1.0;
+    const int threads = governor.update();
+    CHECK(threads >= 1);
+    CHECK(threads <= 2);
+    CHECK(governor.others_cores() >= 0.0);
+    CHECK(omp_get_max_threads() == threads);
+    omp_set_num_threads(saved);
 }

@@ -56,6 +56,11 @@ ThreadGovernor::Reading ThreadGovernor::read() const {
     return r;
 }
 
+int ThreadGovernor::threads_for(int max_threads, double others_cores) {
+    const int taken = int(std::floor(std::max(0.0, others_cores) + 0.4));
+    return std::clamp(max_threads - taken, 1, std::max(1, max_threads));
+}
+
 int ThreadGovernor::update() {
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last_.when).count();
@@ -66,8 +71,7 @@ int ThreadGovernor::update() {
         const double machine = double(current.machine_busy_ticks - last_.machine_busy_ticks);
         const double own = double(current.own_ticks - last_.own_ticks);
         others_cores_ = std::max(0.0, (machine - own) / (ticks_per_second * seconds));
-        const int taken = int(std::floor(others_cores_ + 0.4));
-        threads_ = std::clamp(max_threads_ - taken, 1, max_threads_);
+        threads_ = threads_for(max_threads_, others_cores_);
         omp_set_num_threads(threads_);
     }
     last_ = current;

@@ -37,6 +37,9 @@ public:
     // keeps max_threads.
     int update();
 
+    // The rule: max(1, max_threads - floor(others_cores + 0.4)).
+    static int threads_for(int max_threads, double others_cores);
+
     int threads() const { return threads_; }
     int max_threads() const { return max_threads_; }
     // Cores the other processes kept busy over the last window (0 before the first one).
