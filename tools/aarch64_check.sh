@@ -14,7 +14,10 @@
 #                  over several query blocks (4.5 of its 6.5 emulated minutes: double arithmetic in
 #                  qemu is slow, and they check the math, not a float/NEON path; the float path of the
 #                  multi-block attention is covered by its thread-count and float-vs-double cases)
-#   test_model     whole-model finite differences for every attention variant
+#   test_model     whole-model finite differences for every attention variant; less the case that
+#                  trains every variant with 1, 2 and 3 threads (140 of the suite's 155 emulated
+#                  seconds; what could differ on ARM there is the GEMM's split, which test_matmul
+#                  checks bitwise for 1, 2 and 3 threads)
 #   test_train     bitwise determinism, 10 + resume 10 == 20 steps, overfitting one batch
 #   test_optim     AdamW by hand, sum_squares
 # The other suites (tokenizer, data, safetensors, sink reports, streaming, experiments) test parsing,
@@ -39,6 +42,7 @@ command -v qemu-aarch64 >/dev/null || skip "qemu-aarch64 not found"
 suites=(test_matmul test_ops_grad test_model test_train test_optim)
 declare -A filter=(
   [test_ops_grad]='--test-case-exclude=gradcheck: attention with window and prefix masks over several query blocks*,gradcheck: the recomputing backward over several query blocks*'
+  [test_model]='--test-case-exclude=*update are bitwise the same for 1*'  # doctest splits filters at commas
 )
 
 start=$SECONDS
