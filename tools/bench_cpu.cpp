@@ -816,12 +816,19 @@ int main(int argc, char** argv) {
         // (e.g. spilled accumulators), and every %peak and MFU of this report would be too high.
         double best_gemm = 0.0;
         for (const GemmResult& r : results) best_gemm = std::max(best_gemm, r.gflops_best);
-        if (peak_all > 0 && best_gemm > peak_all) {
-            std::fprintf(stderr, "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the measured peak (%.1f): "
-                                 "the peak loop is wrong on this machine\n", best_gemm, peak_all);
+        // A margin of 5%: a busy neighbour can lower all three peak bursts a little (on the shared
+        // development machine a best sample of 155.3 once met a peak of 155.2), while a spilling
+        // peak loop reads about 20-40% low.
+        constexpr double kPeakMargin = 1.05;
+        const bool peak_ok = best_gemm <= kPeakMargin * peak_all;
+        if (peak_all > 0 && !peak_ok) {
+            std::fprintf(stderr,
+                         "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the measured peak (%.1f) by over 5%%: "
+                         "the peak loop is wrong on this machine\n",
+                         best_gemm, peak_all);
             peak_check_failed = true;
         }
-        report["peak_check"] = peak_all > 0 ? Json(best_gemm <= peak_all) : Json();
+        report["peak_check"] = peak_all > 0 ? Json(peak_ok) : Json();
         if (!ob.sgemm) {
             report["openblas_note"] = ob.note;
             std::printf("  (OpenBLAS column skipped: %s)\n", ob.note.c_str());
