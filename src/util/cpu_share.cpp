@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,8 +14,14 @@
 
 namespace sinklab {
 
+// Processes at a positive nice value ("nice" time in /proc/stat) yield to this one when it runs at
+// the default priority, so their time is not counted as competition; when this process is niced
+// itself, its own time is in that column and so is its competition's, and the column counts.
 ThreadGovernor::ThreadGovernor(int max_threads)
-    : max_threads_(std::max(1, max_threads)), threads_(max_threads_), last_(read()) {}
+    : max_threads_(std::max(1, max_threads)),
+      threads_(max_threads_),
+      count_niced_(getpriority(PRIO_PROCESS, 0) > 0),
+      last_(read()) {}
 
 // One reading of the machine's and this process's CPU time, in clock ticks (USER_HZ).
 ThreadGovernor::Reading ThreadGovernor::read() const {
@@ -36,7 +43,7 @@ ThreadGovernor::Reading ThreadGovernor::read() const {
         uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
         fields >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
         if (!fields || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &mask)) continue;
-        r.machine_busy_ticks += user + nice + system + irq + softirq + steal;
+        r.machine_busy_ticks += user + (count_niced_ ? nice : 0) + system + irq + softirq + steal;
         any = true;
     }
     // /proc/self/stat: "pid (comm) state ..." with utime and stime the 14th and 15th fields; comm

@@ -9,9 +9,10 @@
 //
 // What. Between steps, ThreadGovernor measures how many cores the *other* processes kept busy
 // since its last measurement: the busy time of the CPUs this process may run on (/proc/stat:
-// user, nice, system, irq, softirq and steal, summed over the CPUs of the affinity mask) minus
-// this process's own CPU time (/proc/self/stat: utime + stime), over the wall time between the
-// two readings. It then runs
+// user, system, irq, softirq and steal, summed over the CPUs of the affinity mask; "nice" too
+// when this process is niced itself, since niced processes yield to one at the default priority)
+// minus this process's own CPU time (/proc/self/stat: utime + stime), over the wall time between
+// the two readings. It then runs
 //     threads = max(1, max_threads - floor(others + 0.4))
 // so a process that keeps 0.6 of a core or more busy takes one thread away, and the threads come
 // back when it stops. Readings are taken at most every kWindowSeconds, so short steps are pooled.
@@ -56,6 +57,7 @@ private:
 
     int max_threads_;
     int threads_;
+    bool count_niced_;  // count the "nice" column as other processes' load (this process is niced)
     double others_cores_ = 0.0;
     Reading last_;
 };
