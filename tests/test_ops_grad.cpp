@@ -212,6 +212,24 @@ long double reference_softpick(std::vector<long double>& g, const AttentionSpec&
     return z;
 }
 
+// Calls run() under 1, 2 and 3 OpenMP threads (the count restored afterwards) and checks that each
+// vector of floats it returns is bitwise the same every time.
+template <class Run>
+void check_same_bits_for_1_2_3_threads(const Run& run) {
+    const int saved_threads = omp_get_max_threads();
+    std::vector<std::vector<std::vector<float>>> results;
+    for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        results.push_back(run());
+    }
+    omp_set_num_threads(saved_threads);
+    for (size_t t = 1; t < results.size(); t++)
+        for (size_t k = 0; k < results[0].size(); k++) {
+            CAPTURE(k);
+            CHECK(results[t][k] == results[0][k]);
+        }
+}
+
 }  // namespace
 
 // ================================================================================================
@@ -627,7 +645,6 @@ TEST_CASE("attention forward: the keep-maps mode writes the maps and changes not
 
 TEST_CASE("attention over several query blocks is bitwise independent of the thread count") {
     // The recomputing backward at T = 150 (three query blocks), with a window, a key slot and softpick.
-    const int saved_threads = omp_get_max_threads();
     const size_t Bd = 2, Td = 150, Cd = 32, Hd = 4, Dd = Cd / Hd, Nd = Bd * Td;
     std::mt19937_64 rng(503);
     const auto qkv = random_vector<float>(rng, Nd * 3 * Cd, -1.5, 1.5), dout = random_vector<float>(rng, Nd * Cd);
@@ -637,8 +654,7 @@ TEST_CASE("attention over several query blocks is bitwise independent of the thr
     AttentionSpec slotted = variant("softmax", 0.0, 1.0, MaskKind::window, 70).spec();
     slotted.slot = SlotKind::key_value;
     specs.push_back(slotted);
-    auto run = [&](int threads) {
-        omp_set_num_threads(threads);
+    auto run = [&] {
         std::vector<std::vector<float>> r;
         for (const AttentionSpec& spec : specs) {
             const bool slot = spec.has_key_slot();
@@ -653,13 +669,7 @@ TEST_CASE("attention over several query blocks is bitwise independent of the thr
         }
         return r;
     };
-    const auto r1 = run(1), r2 = run(2), r3 = run(3);
-    omp_set_num_threads(saved_threads);
-    for (size_t k = 0; k < r1.size(); k++) {
-        CAPTURE(k);
-        CHECK(r1[k] == r2[k]);
-        CHECK(r1[k] == r3[k]);
-    }
+    check_same_bits_for_1_2_3_threads(run);
 }
 
 TEST_CASE("gradcheck: glu (dfc) under each gate function: SwiGLU, GeGLU, ReGLU") {
@@ -1209,7 +1219,6 @@ TEST_CASE("matmul float vs double: every element within the rounding bound of it
 // ================================================================================================
 
 TEST_CASE("float backward passes are bitwise independent of the thread count") {
-    const int saved_threads = omp_get_max_threads();
     const size_t Bd = 2, Td = 33, Cd = 64, Hd = 4, Nd = Bd * Td, Vd = 11, OCd = 48;
     std::mt19937_64 rng(501);
     const auto qkv = random_vector<float>(rng, Nd * 3 * Cd, -1.5, 1.5);
@@ -1219,8 +1228,7 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
     std::vector<int32_t> tokens(Nd);
     for (size_t n = 0; n < Nd; n++) tokens[n] = int32_t((n * 7) % Vd);
 
-    auto run = [&](int threads) {
-        omp_set_num_threads(threads);
+    auto run = [&] {
         std::vector<std::vector<float>> r;
         for (const char* name : {"softmax", "sigmoid-norm"}) {
             const AttentionSpec spec = parse_attention(name);
@@ -1247,13 +1255,7 @@ TEST_CASE("float backward passes are bitwise independent of the thread count") {
         r.push_back(dwl);
         return r;
     };
-    const auto r1 = run(1), r2 = run(2), r3 = run(3);
-    omp_set_num_threads(saved_threads);
-    for (size_t k = 0; k < r1.size(); k++) {
-        CAPTURE(k);
-        CHECK(r1[k] == r2[k]);
-        CHECK(r1[k] == r3[k]);
-    }
+    check_same_bits_for_1_2_3_threads(run);
 }
 
 TEST_CASE("gradcheck: attention with a key slot (dqkv, dk*, dv*), per head and shared") {
