@@ -10,9 +10,9 @@
 #
 # The target root has no fmt and no doctest (Debian ships libfmt's compiled part per
 # architecture, and installing libfmt-dev:arm64 would mean adding a second dpkg architecture to the
-# machine). Both are used from the build machine's headers instead: doctest is header-only, and fmt
-# compiles into every file that uses it with FMT_HEADER_ONLY (see SINKLAB_HOST_HEADER_DEPS in
-# CMakeLists.txt).
+# machine). Both are used from the build machine's headers instead: doctest is header-only, and
+# fmt's compiled part is compiled once for the target from cmake/fmt_compiled_once.cpp (see
+# SINKLAB_HOST_HEADER_DEPS in CMakeLists.txt).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
