@@ -820,10 +820,22 @@ int main(int argc, char** argv) {
         // development machine a best sample of 155.3 once met a peak of 155.2), while a spilling
         // peak loop reads about 20-40% low.
         constexpr double kPeakMargin = 1.05;
+        // A shared machine's clock moves over minutes (other tenants take the turbo headroom: one
+        // thread's peak read 99.1 at the start of a run whose GEMM later sampled 116.5). Before the
+        // peak loop is called wrong, it runs again at the clock the GEMMs just had; a loop that
+        // spills reads low both times.
+        if (peak_all > 0 && best_gemm > kPeakMargin * peak_all) {
+            const double again = measure_peak(threads);
+            std::printf("  peak measured again after the GEMMs: %.1f GFLOP/s (%.1f at the start; %%peak above used "
+                        "the start)\n",
+                        again, peak_all);
+            report["peak_gflops"]["all_threads_after_gemm"] = again;
+            peak_all = std::max(peak_all, again);
+        }
         const bool peak_ok = best_gemm <= kPeakMargin * peak_all;
         if (peak_all > 0 && !peak_ok) {
             std::fprintf(stderr,
-                         "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the measured peak (%.1f) by over 5%%: "
+                         "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the peak measured before and after the GEMMs (%.1f) by over 5%%: "
                          "the peak loop is wrong on this machine\n",
                          best_gemm, peak_all);
             peak_check_failed = true;
