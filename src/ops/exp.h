@@ -3,7 +3,8 @@
 // std::exp(float) is a call into libm that GCC will not vectorize (glibc only declares its vector
 // variants under -ffast-math), and the CPU training step spends about a sixth of its time in it
 // (cross entropy over the vocabulary, SwiGLU's sigmoid, attention weights). exp_float below is
-// plain arithmetic, so a loop marked `#pragma omp simd` turns into 16-wide AVX-512 code.
+// plain arithmetic, so a loop marked `#pragma omp simd` turns into 16-wide AVX-512 code (and into
+// 8-wide AVX2 code thanks to -fno-trapping-math: see CMakeLists.txt).
 //
 // Method (textbook range reduction, nothing clever):
 //   exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2  in [-ln2/2, ln2/2]
