@@ -835,8 +835,8 @@ int main(int argc, char** argv) {
         const bool peak_ok = best_gemm <= kPeakMargin * peak_all;
         if (peak_all > 0 && !peak_ok) {
             std::fprintf(stderr,
-                         "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the peak measured before and after the GEMMs (%.1f) by over 5%%: "
-                         "the peak loop is wrong on this machine\n",
+                         "bench_cpu: the best GEMM sample (%.1f GFLOP/s) beats the peak measured before and after "
+                         "the GEMMs (%.1f) by over 5%%: the peak loop is wrong on this machine\n",
                          best_gemm, peak_all);
             peak_check_failed = true;
         }
