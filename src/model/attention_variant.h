@@ -247,14 +247,51 @@ SINKLAB_HD T alibi_slope(const AttentionSpec& spec, int h) {
     return m;
 }
 
+// With the kind of position bias P as a compile-time constant: the form for the CPU's loops over
+// keys, which GCC vectorizes only without a switch inside (AVX2 has no masked arithmetic to
+// if-convert one); see with_position_bias.
+// RowScoreBias is the bias of one row (head h, query i) with the head's slope worked out once:
+//   RowScoreBias<P, T> bias(spec, h, i);  ... bias(j) ...
+template <PositionBias P, typename T>
+struct RowScoreBias {
+    T constant, slope;
+    int i;
+    SINKLAB_HD RowScoreBias(const AttentionSpec& spec, int h, int i_)
+        : constant(T(spec.score_bias)), slope(P == PositionBias::alibi ? alibi_slope<T>(spec, h) : T(0)), i(i_) {}
+    SINKLAB_HD T operator()(int j) const {
+        if constexpr (P == PositionBias::alibi) return constant + slope * T(j - i);
+        else if constexpr (P == PositionBias::t5) return constant + T(t5_bucket(i - j));
+        else return constant;
+    }
+};
+template <PositionBias P, typename T>
+SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
+    return RowScoreBias<P, T>(spec, h, i)(j);
+}
 template <typename T>
 SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
     switch (spec.position_bias) {
-        case PositionBias::alibi: return T(spec.score_bias) + alibi_slope<T>(spec, h) * T(j - i);
-        case PositionBias::t5: return T(spec.score_bias) + T(t5_bucket(i - j));
+        case PositionBias::alibi: return score_bias<PositionBias::alibi, T>(spec, h, i, j);
+        case PositionBias::t5: return score_bias<PositionBias::t5, T>(spec, h, i, j);
         case PositionBias::none: break;
     }
-    return T(spec.score_bias);
+    return score_bias<PositionBias::none, T>(spec, h, i, j);
+}
+
+// Calls body(tag) with the position bias kind as a compile-time constant, tag.value:
+//   with_position_bias(spec.position_bias, [&](auto P) { RowScoreBias<P.value, T> bias(spec, h, i); ... });
+template <PositionBias P>
+struct PositionBiasTag {
+    static constexpr PositionBias value = P;
+};
+template <class Body>
+SINKLAB_HD auto with_position_bias(PositionBias p, Body&& body) {
+    switch (p) {
+        case PositionBias::alibi: return body(PositionBiasTag<PositionBias::alibi>{});
+        case PositionBias::t5: return body(PositionBiasTag<PositionBias::t5>{});
+        case PositionBias::none: break;
+    }
+    return body(PositionBiasTag<PositionBias::none>{});
 }
 
 // The bias added to the slot's score scale q_i.k*: the constant part of score_bias only, as the
@@ -311,18 +348,42 @@ SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
     return body(ScoreFunctionTag<ScoreFunction::exp>{});
 }
 
+// The same for the normaliser: with_normalizer(n, [&](auto N) { ... score_grad<N.value>(...) ... }).
+template <Normalizer N>
+struct NormalizerTag {
+    static constexpr Normalizer value = N;
+};
+template <class Body>
+SINKLAB_HD auto with_normalizer(Normalizer n, Body&& body) {
+    switch (n) {
+        case Normalizer::sum: return body(NormalizerTag<Normalizer::sum>{});
+        case Normalizer::none: return body(NormalizerTag<Normalizer::none>{});
+        case Normalizer::abs_sum: return body(NormalizerTag<Normalizer::abs_sum>{});
+        case Normalizer::softpick: return body(NormalizerTag<Normalizer::softpick>{});
+        case Normalizer::softmax: break;
+    }
+    return body(NormalizerTag<Normalizer::softmax>{});
+}
+
 // dg/ds written in terms of g (what the backward has):
 //   exp: g' = g;   sigmoid: g' = g (1 - g);   elu+1: g' = 1 (s > 0), exp(s) = g (s <= 0)  ->  min(g, 1)
 //   identity: g' = 1
+template <ScoreFunction F, typename T>
+SINKLAB_HD T sim_grad(T g) {
+    if constexpr (F == ScoreFunction::sigmoid) return g * (T(1) - g);
+    else if constexpr (F == ScoreFunction::elu) return g < T(1) ? g : T(1);
+    else if constexpr (F == ScoreFunction::identity) return T(1);
+    else return g;
+}
 template <typename T>
 SINKLAB_HD T sim_grad(ScoreFunction f, T g) {
     switch (f) {
-        case ScoreFunction::sigmoid: return g * (T(1) - g);
-        case ScoreFunction::elu: return g < T(1) ? g : T(1);
-        case ScoreFunction::identity: return T(1);
+        case ScoreFunction::sigmoid: return sim_grad<ScoreFunction::sigmoid>(g);
+        case ScoreFunction::elu: return sim_grad<ScoreFunction::elu>(g);
+        case ScoreFunction::identity: return sim_grad<ScoreFunction::identity>(g);
         case ScoreFunction::exp: break;
     }
-    return g;
+    return sim_grad<ScoreFunction::exp>(g);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -369,16 +430,25 @@ SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot, T z) {
 //   softmax:      ds = w (dw - delta)          (alpha p (dw - sum_j' p dw), p the plain softmax)
 //   sum, abs_sum: ds = (dw - delta) / |Z| g'(g)
 //   none:         ds = dw g'(g)
+// The first form takes the normaliser N as a compile-time constant and g'(g) ready (sim_grad), for
+// the CPU's loops over keys (see score_bias<P>); the second dispatches at run time.
+template <Normalizer N, typename T>
+SINKLAB_HD T score_grad(T scale, T dw, T w, T g_prime, T inv_z, T delta) {
+    if constexpr (N == Normalizer::sum || N == Normalizer::abs_sum) return scale * ((dw - delta) * inv_z) * g_prime;
+    else if constexpr (N == Normalizer::none) return scale * dw * g_prime;
+    else return scale * w * (dw - delta);  // softmax (softpick: the loops use softpick_score_grad instead)
+}
 template <typename T>
 SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T inv_z, T delta) {
     switch (spec.normalizer) {
-        case Normalizer::sum:
-        case Normalizer::abs_sum: return scale * ((dw - delta) * inv_z) * sim_grad(spec.score, g);
-        case Normalizer::none: return scale * dw * sim_grad(spec.score, g);
-        case Normalizer::softpick:  // the loops use softpick_score_grad instead
+        case Normalizer::sum: return score_grad<Normalizer::sum>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
+        case Normalizer::abs_sum:
+            return score_grad<Normalizer::abs_sum>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
+        case Normalizer::none: return score_grad<Normalizer::none>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
+        case Normalizer::softpick:
         case Normalizer::softmax: break;
     }
-    return scale * w * (dw - delta);
+    return score_grad<Normalizer::softmax>(scale, dw, w, T(0), inv_z, delta);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -110,12 +110,12 @@ template <typename T>
 inline AttentionRow<T> attention_row_weights(const AttentionSpec& spec, T scale, int h, int i, T* w, size_t j0,
                                              size_t j1, const T* q_i, SlotPtr<const T> slot_k, size_t D) {
     // scores s_ij for the keys i sees, and the slot's s_i*
-    T max_s = -INFINITY;
-#pragma omp simd reduction(max : max_s)
-    for (size_t j = j0; j < j1; j++) {
-        w[j] = w[j] * scale + score_bias<T>(spec, h, i, int(j));
-        max_s = std::max(max_s, w[j]);
-    }
+    with_position_bias(spec.position_bias, [&](auto P) {
+        const RowScoreBias<decltype(P)::value, T> bias(spec, h, i);
+#pragma omp simd
+        for (size_t j = j0; j < j1; j++) w[j] = w[j] * scale + bias(int(j));
+    });
+    T max_s = j1 > j0 ? row_max(w + j0, j1 - j0) : T(-INFINITY);
     const bool slot = spec.has_key_slot();
     const T q_dot_k = slot && !spec.slot_is_logit() ? dot_product(q_i, slot_k, D) : T(0);
     const T slot_s = slot ? slot_score(spec, scale, q_dot_k, slot_k) : T(0);
@@ -228,25 +228,29 @@ void attention_forward(T* out, T* saved, T* att_z, SlotPtr<T> att_slot, const T*
 template <typename T>
 inline void attention_row_recompute(const AttentionSpec& spec, T scale, int h, int i, T* w, T* scores, size_t j0,
                                     size_t j1, T saved, T z) {
-    if (spec.is_softmax()) {
+    // the position bias as a compile-time constant, so that the loops vectorize (attention_variant.h)
+    with_position_bias(spec.position_bias, [&](auto P) {
+        const RowScoreBias<decltype(P)::value, T> bias(spec, h, i);
+        auto score = [&](size_t j) { return w[j] * scale + bias(int(j)); };
+        if (spec.is_softmax()) {
 #pragma omp simd
-        for (size_t j = j0; j < j1; j++) w[j] = HostMath::exp(w[j] * scale + score_bias<T>(spec, h, i, int(j)) - saved);
-    } else if (spec.is_softpick()) {
-        const T m = saved, shift = HostMath::exp(-m), inv_zp = HostMath::exp(m - z);
+            for (size_t j = j0; j < j1; j++) w[j] = HostMath::exp(score(j) - saved);
+        } else if (spec.is_softpick()) {
+            const T m = saved, shift = HostMath::exp(-m), inv_zp = HostMath::exp(m - z);
 #pragma omp simd
-        for (size_t j = j0; j < j1; j++) {
-            const T s = w[j] * scale + score_bias<T>(spec, h, i, int(j));
-            scores[j] = s;
-            w[j] = std::max(softpick_term<HostMath>(s, m, shift), T(0)) * inv_zp;
+            for (size_t j = j0; j < j1; j++) {
+                const T s = score(j);
+                scores[j] = s;
+                w[j] = std::max(softpick_term<HostMath>(s, m, shift), T(0)) * inv_zp;
+            }
+        } else {
+            const T divisor = spec.is_normalised() ? normaliser_divisor(z) : T(1);
+            with_score_function(spec.score, [&](auto F) {
+#pragma omp simd
+                for (size_t j = j0; j < j1; j++) w[j] = sim<decltype(F)::value, HostMath>(score(j)) / divisor;
+            });
         }
-    } else {
-        const T divisor = spec.is_normalised() ? normaliser_divisor(z) : T(1);
-        with_score_function(spec.score, [&](auto F) {
-#pragma omp simd
-            for (size_t j = j0; j < j1; j++)
-                w[j] = sim<decltype(F)::value, HostMath>(w[j] * scale + score_bias<T>(spec, h, i, int(j))) / divisor;
-        });
-    }
+    });
 }
 
 // Multi-head attention, backward. dqkv (B, T, 3C) +=, from dout (B, T, C), qkv (B, T, 3C) and what
@@ -329,10 +333,16 @@ void attention_backward(T* dqkv, SlotPtr<T> d_slot_k, SlotPtr<T> d_slot_v, const
 #pragma omp simd
                         for (size_t j = j0; j < j1; j++)
                             dsi[j] = softpick_score_grad(scale, dsi[j], si[j], HostMath::exp(si[j] - z), delta);
-                    } else {
+                    } else {  // the normaliser and score function as constants, so that the loop vectorizes
+                        with_normalizer(spec.normalizer, [&](auto N) {
+                            with_score_function(spec.score, [&](auto F) {
 #pragma omp simd
-                        for (size_t j = j0; j < j1; j++)
-                            dsi[j] = score_grad(spec, scale, dsi[j], w[j], w[j] * divisor, inv_z, delta);
+                                for (size_t j = j0; j < j1; j++) {
+                                    const T g_prime = sim_grad<decltype(F)::value>(w[j] * divisor);
+                                    dsi[j] = score_grad<decltype(N)::value>(scale, dsi[j], w[j], g_prime, inv_z, delta);
+                                }
+                            });
+                        });
                     }
                     if (spec.slot_is_logit() && dk_slot) {  // the learned logit: ds_h += dL/ds_i* (score s_h, unscaled)
                         dk_slot[0] += score_grad(spec, T(1), slot_dw, slot_w, slot_w * divisor, inv_z, delta);
