@@ -11,7 +11,7 @@
 #include <cstddef>
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
-#elif defined(__ARM_NEON)
+#elif defined(__ARM_NEON) && defined(__aarch64__)
 #include <arm_neon.h>
 #endif
 
@@ -62,7 +62,7 @@ inline float row_max(const float* x, size_t n) {
         _mm256_store_ps(lane, lanes);
         for (float v : lane) m = std::max(m, v);
     }
-#elif defined(__ARM_NEON)
+#elif defined(__ARM_NEON) && defined(__aarch64__)  // (vmaxvq_f32 is AArch64 only)
     if (n >= 4) {
         float32x4_t lanes = vld1q_f32(x);
         for (i = 4; i + 4 <= n; i += 4) lanes = vmaxq_f32(lanes, vld1q_f32(x + i));
