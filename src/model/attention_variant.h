@@ -32,6 +32,7 @@
 // that nvcc compiles it for the device.
 #pragma once
 #include <string>
+#include <type_traits>
 
 #include "util/host_device.h"
 
@@ -247,11 +248,10 @@ SINKLAB_HD T alibi_slope(const AttentionSpec& spec, int h) {
     return m;
 }
 
-// With the kind of position bias P as a compile-time constant: the form for the CPU's loops over
-// keys, which GCC vectorizes only without a switch inside (AVX2 has no masked arithmetic to
-// if-convert one); see with_position_bias.
-// RowScoreBias is the bias of one row (head h, query i) with the head's slope worked out once:
-//   RowScoreBias<P, T> bias(spec, h, i);  ... bias(j) ...
+// The bias of one row (head h, query i), the kind of position bias P a compile-time constant and
+// the head's slope worked out once: RowScoreBias<P, T> bias(spec, h, i); ... bias(j) ... It is the
+// form for the CPU's loops over keys, which GCC vectorizes only without a switch inside (AVX2 has
+// no masked arithmetic to if-convert one); see with_position_bias. score_bias dispatches to it.
 template <PositionBias P, typename T>
 struct RowScoreBias {
     T constant, slope;
@@ -264,26 +264,21 @@ struct RowScoreBias {
         else return constant;
     }
 };
-template <PositionBias P, typename T>
-SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
-    return RowScoreBias<P, T>(spec, h, i)(j);
-}
 template <typename T>
 SINKLAB_HD T score_bias(const AttentionSpec& spec, int h, int i, int j) {
     switch (spec.position_bias) {
-        case PositionBias::alibi: return score_bias<PositionBias::alibi, T>(spec, h, i, j);
-        case PositionBias::t5: return score_bias<PositionBias::t5, T>(spec, h, i, j);
+        case PositionBias::alibi: return RowScoreBias<PositionBias::alibi, T>(spec, h, i)(j);
+        case PositionBias::t5: return RowScoreBias<PositionBias::t5, T>(spec, h, i)(j);
         case PositionBias::none: break;
     }
-    return score_bias<PositionBias::none, T>(spec, h, i, j);
+    return RowScoreBias<PositionBias::none, T>(spec, h, i)(j);
 }
 
-// Calls body(tag) with the position bias kind as a compile-time constant, tag.value:
+// Calls body(tag) with the position bias kind as a compile-time constant, tag.value (the tags of
+// these dispatchers are std::integral_constant):
 //   with_position_bias(spec.position_bias, [&](auto P) { RowScoreBias<P.value, T> bias(spec, h, i); ... });
 template <PositionBias P>
-struct PositionBiasTag {
-    static constexpr PositionBias value = P;
-};
+using PositionBiasTag = std::integral_constant<PositionBias, P>;
 template <class Body>
 SINKLAB_HD auto with_position_bias(PositionBias p, Body&& body) {
     switch (p) {
@@ -331,12 +326,10 @@ SINKLAB_HD T sim(ScoreFunction f, T s) {
     return sim<ScoreFunction::exp, Math>(s);
 }
 
-// Calls body(std::integral_constant-like tag) with the score function as a compile-time constant:
+// Calls body(tag) with the score function as a compile-time constant, tag.value:
 //   with_score_function(f, [&](auto F) { ... sim<F.value, Math>(s) ... });
 template <ScoreFunction F>
-struct ScoreFunctionTag {
-    static constexpr ScoreFunction value = F;
-};
+using ScoreFunctionTag = std::integral_constant<ScoreFunction, F>;
 template <class Body>
 SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
     switch (f) {
@@ -350,9 +343,7 @@ SINKLAB_HD auto with_score_function(ScoreFunction f, Body&& body) {
 
 // The same for the normaliser: with_normalizer(n, [&](auto N) { ... score_grad<N.value>(...) ... }).
 template <Normalizer N>
-struct NormalizerTag {
-    static constexpr Normalizer value = N;
-};
+using NormalizerTag = std::integral_constant<Normalizer, N>;
 template <class Body>
 SINKLAB_HD auto with_normalizer(Normalizer n, Body&& body) {
     switch (n) {
@@ -431,7 +422,7 @@ SINKLAB_HD T row_delta(const AttentionSpec& spec, T dot, T z) {
 //   sum, abs_sum: ds = (dw - delta) / |Z| g'(g)
 //   none:         ds = dw g'(g)
 // The first form takes the normaliser N as a compile-time constant and g'(g) ready (sim_grad), for
-// the CPU's loops over keys (see score_bias<P>); the second dispatches at run time.
+// the CPU's loops over keys (see RowScoreBias); the second dispatches at run time.
 template <Normalizer N, typename T>
 SINKLAB_HD T score_grad(T scale, T dw, T w, T g_prime, T inv_z, T delta) {
     if constexpr (N == Normalizer::sum || N == Normalizer::abs_sum) return scale * ((dw - delta) * inv_z) * g_prime;
@@ -440,15 +431,15 @@ SINKLAB_HD T score_grad(T scale, T dw, T w, T g_prime, T inv_z, T delta) {
 }
 template <typename T>
 SINKLAB_HD T score_grad(const AttentionSpec& spec, T scale, T dw, T w, T g, T inv_z, T delta) {
+    const T g_prime = sim_grad(spec.score, g);  // (softmax does not use it)
     switch (spec.normalizer) {
-        case Normalizer::sum: return score_grad<Normalizer::sum>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
-        case Normalizer::abs_sum:
-            return score_grad<Normalizer::abs_sum>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
-        case Normalizer::none: return score_grad<Normalizer::none>(scale, dw, w, sim_grad(spec.score, g), inv_z, delta);
+        case Normalizer::sum: return score_grad<Normalizer::sum>(scale, dw, w, g_prime, inv_z, delta);
+        case Normalizer::abs_sum: return score_grad<Normalizer::abs_sum>(scale, dw, w, g_prime, inv_z, delta);
+        case Normalizer::none: return score_grad<Normalizer::none>(scale, dw, w, g_prime, inv_z, delta);
         case Normalizer::softpick:
         case Normalizer::softmax: break;
     }
-    return score_grad<Normalizer::softmax>(scale, dw, w, T(0), inv_z, delta);
+    return score_grad<Normalizer::softmax>(scale, dw, w, g_prime, inv_z, delta);
 }
 
 // ------------------------------------------------------------------------------------------------

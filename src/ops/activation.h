@@ -3,6 +3,7 @@
 // feed-forward block's nonlinearity (its gate in the GLU forms: src/ops/glu.h).
 #pragma once
 #include <cstddef>
+#include <type_traits>
 
 #include "ops/common.h"
 #include "ops/exp.h"
@@ -69,9 +70,7 @@ SINKLAB_HD T activation_derivative_times(T x, T s) {
 // Calls body(tag) with the activation as a compile-time constant tag.value:
 //   with_activation(f, [&](auto F) { ... activation_value<F.value, Math>(x) ... });
 template <Activation F>
-struct ActivationTag {
-    static constexpr Activation value = F;
-};
+using ActivationTag = std::integral_constant<Activation, F>;
 template <class Body>
 SINKLAB_HD auto with_activation(Activation f, Body&& body) {
     switch (f) {
