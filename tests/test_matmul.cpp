@@ -118,7 +118,10 @@ TEST_CASE("gemm_f32: shapes across the cache blocks (MC, NC, KC boundaries and r
                             {150, 40, 1000}, {1, 700, 530},   {700, 1, 530},  {64, 64, 1},
                             // a row-major A with K = 1024 is packed (its rows share L1 sets), with
                             // K = 1000 or 256 it is read in place: both ways give the same values
-                            {100, 96, 1024}};
+                            {100, 96, 1024},
+                            // a single B panel (N <= NC) has two loop orders: all of B packed when
+                            // K <= M, KC blocks outermost when K > M (dweight); remainders in all three
+                            {600, 100, 530}, {200, 100, 530}, {150, 500, 1300}};
     // The three patterns of a linear layer (forward: B transposed; dinp: plain; dweight: A
     // transposed), both transposed, and general strides.
     const std::pair<Layout, Layout> patterns[] = {{Layout::row_major, Layout::col_major},

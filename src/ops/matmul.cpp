@@ -13,9 +13,9 @@
 //
 // Each element of A is packed once per call (MC is large) and each element of B once per MC rows,
 // so packing stays a few percent of the 2 M N K FLOPs even when N (the lm_head's vocabulary) or
-// M is large. When C is narrow (N <= NC: a layer's width, as in dinp and dweight), B is packed
-// whole up front and the loops over pc and ic swap, so that a block of C rows gets all its KC
-// blocks while it sits in L2 (same order of sums, see gemm_block).
+// M is large. When C is narrow (N <= NC: a layer's width, as in dinp and dweight), B is a single
+// panel, and the loops are ordered so that the smaller of B (K rows) and C (M rows) stays in cache
+// while the other streams past once (same order of sums, see gemm_block).
 //
 // Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
 // micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
@@ -82,14 +82,17 @@ constexpr size_t kNR = 16;
 //     thread, in L3: each A micro-panel is read from there once per B panel (14 KiB per 16 kernel
 //     calls), so it need not fit a closer cache, and a large block means B is repacked rarely
 //     (once per MC rows). When there is a single B panel (N <= NC), B is packed once whatever MC
-//     is, so MC drops to 168 rows (168 KiB): the A block is packed right before use and read back
-//     from L2, next to the 168 x N block of C.
+//     is, so MC drops to 168 rows (168 KiB, AVX2: 72 rows): the A block is packed right before use
+//     and read back from L2, next to the MC x N block of C; or to about 144 rows when C stays in
+//     cache and B streams (MC x KC x 4 B = 144 KiB: twice the 72 rows of AVX2 measured 4% faster).
 // KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
 constexpr size_t kKC = 256;
 constexpr size_t kNC = 512;
 constexpr size_t kMC = 146 * kMR;
 constexpr size_t kMCSinglePanel = 12 * kMR;
-static_assert(kNC % kNR == 0 && kMC % kMR == 0 && kMCSinglePanel % kMR == 0, "blocks must be whole micro-panels");
+constexpr size_t kMCStreamingB = (144 + kMR - 1) / kMR * kMR;
+static_assert(kNC % kNR == 0 && kMC % kMR == 0 && kMCSinglePanel % kMR == 0 && kMCStreamingB % kMR == 0,
+              "blocks must be whole micro-panels");
 
 constexpr size_t kAlign = 64;
 
@@ -232,11 +235,16 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
                     _mm512_mask_storeu_ps(dst + i, store_mask, _mm512_maskz_loadu_ps(load_mask, src + p + i));
                 }
 #elif defined(__AVX2__) && defined(__FMA__)
-                // W floats in vectors of 8: masked loads read only the valid rows and zero the rest.
+                // W floats in vectors of 8. Masked loads (vmaskmovps) made packing dout^T slow (AVX2 on
+                // Zen 5: the dweight GEMMs 5-8% slower), so 8 lanes that all lie inside the block are a
+                // plain load, even when the last ones are the next panel's rows (W = 6): those lanes are
+                // stored into the next k's slot of this panel, which the next k overwrites. Only the
+                // block's last rows (zeroing the rest) and the panel's last k are masked.
                 for (size_t i = 0; i < W; i += 8) {
                     const size_t valid = rows > i ? std::min<size_t>(8, rows - i) : 0;
-                    const __m256 v = _mm256_maskload_ps(src + p + i, first_lanes(valid));
-                    if (W - i >= 8) _mm256_storeu_ps(dst + i, v);
+                    const __m256 v = p + i + 8 <= n ? _mm256_loadu_ps(src + p + i)
+                                                    : _mm256_maskload_ps(src + p + i, first_lanes(valid));
+                    if (W - i >= 8 || k + 1 < kc) _mm256_storeu_ps(dst + i, v);
                     else _mm256_maskstore_ps(dst + i, first_lanes(W - i), v);
                 }
 #else
@@ -457,7 +465,7 @@ void multiply_packed(size_t mc, size_t nc, size_t kc, const ABlock& a, const flo
     }
 }
 
-// A single B panel (N <= NC) of at most this many floats is packed whole, for every KC block.
+// A single B panel (N <= NC) of at most this many floats may be packed whole, for every KC block.
 constexpr size_t kMaxSinglePanelFloats = size_t(4) << 20;  // 16 MiB
 
 // The whole blocked algorithm on one rectangle of C, single-threaded.
@@ -465,10 +473,11 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
                 size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
     static thread_local PackBuffers buffers;
     const size_t n_round = round_up(N, kNR);
-    if (N <= kNC && n_round * K <= kMaxSinglePanelFloats) {
-        // Narrow C (a weight's width, as in dinp): pack all of B, KC block pc at offset pc * n_round,
-        // then give each block of MC rows all its KC blocks in a row, in increasing pc, so that the
-        // C block (168 x N) stays in L2 between them instead of streaming through memory K / KC times.
+    if (N <= kNC && K <= M && n_round * K <= kMaxSinglePanelFloats) {
+        // Narrow C, short reduction (dinp: K is a layer's width, M the tokens): pack all of B, KC
+        // block pc at offset pc * n_round, then give each block of MC rows all its KC blocks in a
+        // row, in increasing pc, so that the C block (MC x N) stays in L2 between them instead of
+        // streaming through memory K / KC times. B is read once per MC rows, from L2 or L3.
         float* b_packed = buffers.b_buffer(n_round * K);
         for (size_t pc = 0; pc < K; pc += kKC)
             pack_panels<kNR>(N, std::min(kKC, K - pc), B + pc * b_row, b_col, b_row, b_packed + pc * n_round);
@@ -479,6 +488,24 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
                 const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
                 const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
                 multiply_packed(mc, N, kc, a, b_packed + pc * n_round, C + ic * ldc, ldc, add);
+            }
+        }
+        return;
+    }
+    if (N <= kNC) {
+        // Narrow C, long reduction (dweight: K is the tokens, M and N a weight's shape): KC blocks
+        // outermost, as below, but B packed once per KC block (KC x N, in L2) and A in blocks of
+        // about 144 rows: C (M x N) is read and written once per KC block, from L2 or L3, and B
+        // streams past once instead of once per MC rows.
+        float* b_packed = buffers.b_buffer(n_round * kKC);
+        for (size_t pc = 0; pc < K; pc += kKC) {
+            const size_t kc = std::min(kKC, K - pc);
+            const bool add = accumulate || pc > 0;
+            pack_panels<kNR>(N, kc, B + pc * b_row, b_col, b_row, b_packed);
+            for (size_t ic = 0; ic < M; ic += kMCStreamingB) {
+                const size_t mc = std::min(kMCStreamingB, M - ic);
+                const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
+                multiply_packed(mc, N, kc, a, b_packed, C + ic * ldc, ldc, add);
             }
         }
         return;
