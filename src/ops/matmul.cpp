@@ -3,19 +3,20 @@
 // Algorithm (a blocked GEMM in the style of Goto and van de Geijn's papers), general case:
 //
 //   for each block of KC steps of the reduction (pc), in increasing order:
-//     for each block of MC rows of C (ic):
-//       pack A[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels       (one big block, in L3)
-//       for each block of NC columns of C (jc):
-//         pack B[pc:pc+KC, jc:jc+NC] into NR-wide micro-panels     (kept in L2)
+//     for each block of NC columns of C (jc):
+//       pack B[pc:pc+KC, jc:jc+NC] into NR-wide micro-panels       (kept in L2)
+//       for each block of MC rows of C (ic):
+//         pack A[ic:ic+MC, pc:pc+KC] into MR-tall micro-panels     (a small block, in L2 too)
 //         for each MR-row micro-panel of A (ir):                   (one A micro-panel in L1)
 //           for each NR-column micro-panel of B (jr):
 //             micro-kernel: the MR x NR tile of C (+)= A_micro (MR x KC) . B_micro (KC x NR)
 //
-// Each element of A is packed once per call (MC is large) and each element of B once per MC rows,
-// so packing stays a few percent of the 2 M N K FLOPs even when N (the lm_head's vocabulary) or
-// M is large. When C is narrow (N <= NC: a layer's width, as in dinp and dweight), B is a single
-// panel, and the loops are ordered so that the smaller of B (K rows) and C (M rows) stays in cache
-// while the other streams past once (same order of sums, see gemm_block).
+// Each element of B is packed once per call and each element of A once per NC columns (once when
+// C is narrow), so packing stays a few percent of the 2 M N K FLOPs even when N (the lm_head's
+// vocabulary) or M is large; C is read and written once per KC block. The one exception is a
+// narrow C with a short reduction (N <= NC and K <= M: dinp, K a layer's width and M the tokens):
+// there all of B is packed up front and the blocks of rows go outermost, each taking all its KC
+// blocks while its rows of C sit in L2 (same order of sums, see gemm_block).
 //
 // Packing copies the operands into contiguous, zero-padded buffers in exactly the order the
 // micro-kernel reads them, so the strides (transposed operands) are dealt with once, here, and
@@ -78,21 +79,18 @@ constexpr size_t kNR = 16;
 //     negligible next to the 2 MR NR KC FLOPs of a call.
 // NC: the packed B panel, KC x NC floats = 256 x 512 x 4 B = 512 KiB, stays in L2 while all the
 //     A micro-panels of the block go past it (half of a 1 MiB L2, the rest for A and C lines).
-// MC: rows of A packed at once. When C has several B panels (N > NC), 2044 x 256 x 4 B = 2 MiB per
-//     thread, in L3: each A micro-panel is read from there once per B panel (14 KiB per 16 kernel
-//     calls), so it need not fit a closer cache, and a large block means B is repacked rarely
-//     (once per MC rows). When there is a single B panel (N <= NC), B is packed once whatever MC
-//     is, so MC drops to 168 rows (168 KiB, AVX2: 72 rows): the A block is packed right before use
-//     and read back from L2, next to the MC x N block of C; or to about 144 rows when C stays in
-//     cache and B streams (MC x KC x 4 B = 144 KiB: twice the 72 rows of AVX2 measured 4% faster).
+// MC: rows of A packed at once, about 144 (MC x KC x 4 B = 144 KiB): the A block is packed right
+//     before use and read back from L2, beside the B panel. Measured on the weight gradients (A
+//     transposed, so packed) with AVX2 on a Zen 5, one thread: 144 rows 3-8% faster than the 2044
+//     used before (then B was repacked once per MC rows), 288 slower, 72 slower on the narrow ones.
+// MC of the whole-B order (N <= NC, K <= M): 12 micro-panels (168 rows with AVX-512, 72 with
+//     AVX2), next to the MC x N block of C that stays in L2 while all of B goes past.
 // KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
 constexpr size_t kKC = 256;
 constexpr size_t kNC = 512;
-constexpr size_t kMC = 146 * kMR;
-constexpr size_t kMCSinglePanel = 12 * kMR;
-constexpr size_t kMCStreamingB = (144 + kMR - 1) / kMR * kMR;
-static_assert(kNC % kNR == 0 && kMC % kMR == 0 && kMCSinglePanel % kMR == 0 && kMCStreamingB % kMR == 0,
-              "blocks must be whole micro-panels");
+constexpr size_t kMC = (144 + kMR - 1) / kMR * kMR;
+constexpr size_t kMCWholeB = 12 * kMR;
+static_assert(kNC % kNR == 0 && kMC % kMR == 0 && kMCWholeB % kMR == 0, "blocks must be whole micro-panels");
 
 constexpr size_t kAlign = 64;
 
@@ -384,7 +382,7 @@ struct PackBuffers {
     float* a = nullptr;  // MC x KC
     float* b = nullptr;  // b_floats: KC x NC, or K x N for a single panel
     size_t b_floats = 0;
-    PackBuffers() { a = allocate(kMC * kKC); }
+    PackBuffers() { a = allocate(std::max(kMC, kMCWholeB) * kKC); }
     ~PackBuffers() {
         release(a);
         release(b);
@@ -465,24 +463,25 @@ void multiply_packed(size_t mc, size_t nc, size_t kc, const ABlock& a, const flo
     }
 }
 
-// A single B panel (N <= NC) of at most this many floats may be packed whole, for every KC block.
-constexpr size_t kMaxSinglePanelFloats = size_t(4) << 20;  // 16 MiB
+// All of a narrow B (N <= NC) is packed up front when it has at most this many floats.
+constexpr size_t kMaxWholeBFloats = size_t(4) << 20;  // 16 MiB
 
 // The whole blocked algorithm on one rectangle of C, single-threaded.
 void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size_t a_col, const float* B,
                 size_t b_row, size_t b_col, float* C, size_t ldc, bool accumulate) {
     static thread_local PackBuffers buffers;
     const size_t n_round = round_up(N, kNR);
-    if (N <= kNC && K <= M && n_round * K <= kMaxSinglePanelFloats) {
+    if (N <= kNC && K <= M && n_round * K <= kMaxWholeBFloats) {
         // Narrow C, short reduction (dinp: K is a layer's width, M the tokens): pack all of B, KC
         // block pc at offset pc * n_round, then give each block of MC rows all its KC blocks in a
         // row, in increasing pc, so that the C block (MC x N) stays in L2 between them instead of
-        // streaming through memory K / KC times. B is read once per MC rows, from L2 or L3.
+        // streaming through memory K / KC times. B (no larger than those rows of C) is read once
+        // per MC rows, from L2 or L3.
         float* b_packed = buffers.b_buffer(n_round * K);
         for (size_t pc = 0; pc < K; pc += kKC)
             pack_panels<kNR>(N, std::min(kKC, K - pc), B + pc * b_row, b_col, b_row, b_packed + pc * n_round);
-        for (size_t ic = 0; ic < M; ic += kMCSinglePanel) {
-            const size_t mc = std::min(kMCSinglePanel, M - ic);
+        for (size_t ic = 0; ic < M; ic += kMCWholeB) {
+            const size_t mc = std::min(kMCWholeB, M - ic);
             for (size_t pc = 0; pc < K; pc += kKC) {
                 const size_t kc = std::min(kKC, K - pc);
                 const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
@@ -492,36 +491,18 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
         }
         return;
     }
-    if (N <= kNC) {
-        // Narrow C, long reduction (dweight: K is the tokens, M and N a weight's shape): KC blocks
-        // outermost, as below, but B packed once per KC block (KC x N, in L2) and A in blocks of
-        // about 144 rows: C (M x N) is read and written once per KC block, from L2 or L3, and B
-        // streams past once instead of once per MC rows.
-        float* b_packed = buffers.b_buffer(n_round * kKC);
-        for (size_t pc = 0; pc < K; pc += kKC) {
-            const size_t kc = std::min(kKC, K - pc);
-            const bool add = accumulate || pc > 0;
-            pack_panels<kNR>(N, kc, B + pc * b_row, b_col, b_row, b_packed);
-            for (size_t ic = 0; ic < M; ic += kMCStreamingB) {
-                const size_t mc = std::min(kMCStreamingB, M - ic);
-                const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
-                multiply_packed(mc, N, kc, a, b_packed, C + ic * ldc, ldc, add);
-            }
-        }
-        return;
-    }
-    // General case: KC blocks outermost; A packed once per KC block in large MC blocks, B once
-    // per (MC block, NC panel).
+    // General case: KC blocks outermost; each B panel packed once, A once per B panel in small
+    // blocks (read in place when it is row-major, see prepare_a_block).
     float* b_packed = buffers.b_buffer(kKC * kNC);
     for (size_t pc = 0; pc < K; pc += kKC) {
         const size_t kc = std::min(kKC, K - pc);
         const bool add = accumulate || pc > 0;  // the first KC block overwrites unless accumulating
-        for (size_t ic = 0; ic < M; ic += kMC) {
-            const size_t mc = std::min(kMC, M - ic);
-            const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
-            for (size_t jc = 0; jc < N; jc += kNC) {
-                const size_t nc = std::min(kNC, N - jc);
-                pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, b_packed);
+        for (size_t jc = 0; jc < N; jc += kNC) {
+            const size_t nc = std::min(kNC, N - jc);
+            pack_panels<kNR>(nc, kc, B + pc * b_row + jc * b_col, b_col, b_row, b_packed);
+            for (size_t ic = 0; ic < M; ic += kMC) {
+                const size_t mc = std::min(kMC, M - ic);
+                const ABlock a = prepare_a_block(mc, kc, A + ic * a_row + pc * a_col, a_row, a_col, buffers.a);
                 multiply_packed(mc, nc, kc, a, b_packed, C + ic * ldc + jc, ldc, add);
             }
         }
@@ -532,7 +513,7 @@ void gemm_block(size_t M, size_t N, size_t K, const float* A, size_t a_row, size
 // C is split into a tm x tn grid of rectangles whose sides are whole micro-tiles; each rectangle
 // is one task running gemm_block. Cost of a rectangle mt x nt, in rough cycles:
 //   compute  mt nt K / 16                   (2 FLOPs per FMA lane, ~32 FLOPs per cycle)
-//   packing  mt K + nt K ceil(mt / MC)      (about one cycle per packed element)
+//   packing  mt K ceil(nt / NC) + nt K      (about one cycle per packed element)
 // A split along N makes every rectangle pack all of its rows of A, a split along M all of its
 // columns of B: the packing term picks the split that repacks the smaller operand.
 struct Grid {
@@ -541,7 +522,7 @@ struct Grid {
 };
 
 double rectangle_cost(double mt, double nt, size_t K) {
-    return mt * nt * double(K) / 16.0 + mt * double(K) + nt * double(K) * std::ceil(mt / double(kMC));
+    return mt * nt * double(K) / 16.0 + mt * double(K) * std::ceil(nt / double(kNC)) + nt * double(K);
 }
 
 // The cheapest grid of exactly `parts` rectangles (tm = tn = 1 when there are too few tiles).
