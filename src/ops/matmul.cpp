@@ -81,8 +81,9 @@ constexpr size_t kNR = 16;
 //     A micro-panels of the block go past it (half of a 1 MiB L2, the rest for A and C lines).
 // MC: rows of A packed at once, about 144 (MC x KC x 4 B = 144 KiB): the A block is packed right
 //     before use and read back from L2, beside the B panel. Measured on the weight gradients (A
-//     transposed, so packed) with AVX2 on a Zen 5, one thread: 144 rows 3-8% faster than the 876
-//     used before (then B was repacked once per MC rows), 288 slower, 72 slower on the narrow ones.
+//     transposed, so packed) with AVX2 on a Zen 5, one thread: 144 rows up to 8% (median 4%) faster
+//     than the 876 used before (then B was repacked once per MC rows), 288 rows 2-6% slower than
+//     876, 72 slower on the narrow ones.
 // MC of the whole-B order (N <= NC, K <= M): 12 micro-panels (168 rows with AVX-512, 72 with
 //     AVX2), next to the MC x N block of C that stays in L2 while all of B goes past.
 // KC is the only constant that shapes the arithmetic (the order of the sums); MC and NC are free.
