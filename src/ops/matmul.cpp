@@ -39,11 +39,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -276,18 +278,19 @@ void pack_panels(size_t n, size_t kc, const float* X, size_t rs, size_t ks, floa
 }
 
 // ---- micro-kernel ------------------------------------------------------------------------------
-// C tile (MR x NR, leading dimension ldc) (+)= A panel (MR x kc) . b (packed kc x NR).
+// C tile (R x NR, leading dimension ldc) (+)= A panel (R x kc) . b (packed kc x NR), R = kRows <= MR
+// (MR, but for the last, partial panel of a block: one kernel per row count, see rows_kernel).
 //   acc[i][j] = sum_k A(i, k) b[k NR + j]   (k increasing, one FMA each, starting from 0)
 //   add: C[i, j] += acc[i][j],  else C[i, j] = acc[i][j]
 // The A panel is packed, A(i, k) = a[k MR + i], or (kDirect) read in place from a row-major A,
 // A(i, k) = a[i lda + k]: the same values in the same order, so the result is the same.
 #if defined(__AVX512F__)
-template <bool kDirect>
+template <bool kDirect, size_t kRows = kMR>
 void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
                   float* __restrict c, size_t ldc, bool add) {
-    __m512 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
+    __m512 acc0[kRows], acc1[kRows];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 14
-    for (size_t i = 0; i < kMR; i++) {
+    for (size_t i = 0; i < kRows; i++) {
         acc0[i] = acc1[i] = _mm512_setzero_ps();
         // The C tile is read at the end: start bringing its two cache lines per row in now.
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
@@ -297,7 +300,7 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
         const __m512 b0 = _mm512_load_ps(b);
         const __m512 b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
-        for (size_t i = 0; i < kMR; i++) {
+        for (size_t i = 0; i < kRows; i++) {
             const __m512 ai = _mm512_set1_ps(kDirect ? a[i * lda] : a[i]);
             acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
             acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
@@ -306,7 +309,7 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
         b += kNR;
     }
 #pragma GCC unroll 14
-    for (size_t i = 0; i < kMR; i++) {
+    for (size_t i = 0; i < kRows; i++) {
         float* ci = c + i * ldc;
         if (add) {
             acc0[i] = _mm512_add_ps(_mm512_loadu_ps(ci), acc0[i]);
@@ -317,12 +320,12 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
     }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-template <bool kDirect>
+template <bool kDirect, size_t kRows = kMR>
 void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
                   float* __restrict c, size_t ldc, bool add) {
-    __m256 acc0[kMR], acc1[kMR];  // every loop over i fully unrolled: the arrays live in registers
+    __m256 acc0[kRows], acc1[kRows];  // every loop over i fully unrolled: the arrays live in registers
 #pragma GCC unroll 6
-    for (size_t i = 0; i < kMR; i++) {
+    for (size_t i = 0; i < kRows; i++) {
         acc0[i] = acc1[i] = _mm256_setzero_ps();
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);  // the C tile, read at the end
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 8), _MM_HINT_T0);
@@ -331,7 +334,7 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
         const __m256 b0 = _mm256_load_ps(b);
         const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
-        for (size_t i = 0; i < kMR; i++) {
+        for (size_t i = 0; i < kRows; i++) {
             const __m256 ai = _mm256_broadcast_ss(kDirect ? a + i * lda : a + i);
             acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
             acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
@@ -340,7 +343,7 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
         b += kNR;
     }
 #pragma GCC unroll 6
-    for (size_t i = 0; i < kMR; i++) {
+    for (size_t i = 0; i < kRows; i++) {
         float* ci = c + i * ldc;
         if (add) {
             acc0[i] = _mm256_add_ps(_mm256_loadu_ps(ci), acc0[i]);
@@ -351,23 +354,34 @@ void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float*
     }
 }
 #else
-template <bool kDirect>
+template <bool kDirect, size_t kRows = kMR>
 void micro_kernel(size_t kc, const float* __restrict a, size_t lda, const float* __restrict b,
                   float* __restrict c, size_t ldc, bool add) {
-    float acc[kMR][kNR] = {};
+    float acc[kRows][kNR] = {};
     for (size_t k = 0; k < kc; k++) {
-        for (size_t i = 0; i < kMR; i++)
+        for (size_t i = 0; i < kRows; i++)
             for (size_t j = 0; j < kNR; j++) acc[i][j] += (kDirect ? a[i * lda] : a[i]) * b[j];
         a += kDirect ? 1 : kMR;
         b += kNR;
     }
-    for (size_t i = 0; i < kMR; i++)
+    for (size_t i = 0; i < kRows; i++)
         for (size_t j = 0; j < kNR; j++) c[i * ldc + j] = add ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 #endif
 
-// An edge tile (rows < MR or cols < NR): run the full kernel into a scratch tile, then add or copy
-// the valid part. The padded rows and columns of the packed panels are zero and are dropped here.
+// The last, partial panel of a block (rows < MR, always packed) over full NR columns: the kernel of
+// exactly that many rows, straight into C (one instantiation per row count, picked from a table).
+template <size_t... kRowsMinus1>
+constexpr auto partial_row_kernels(std::index_sequence<kRowsMinus1...>) {
+    return std::array{&micro_kernel<false, kRowsMinus1 + 1>...};
+}
+void rows_kernel(size_t rows, size_t kc, const float* a, const float* b, float* c, size_t ldc, bool add) {
+    static constexpr auto kernels = partial_row_kernels(std::make_index_sequence<kMR>{});
+    kernels[rows - 1](kc, a, 0, b, c, ldc, add);
+}
+
+// An edge tile (cols < NR): run the full kernel into a scratch tile, then add or copy the valid
+// part. The padded rows and columns of the packed panels are zero and are dropped here.
 template <bool kDirect>
 void edge_kernel(size_t kc, const float* a, size_t lda, const float* b, float* c, size_t ldc, bool add,
                  size_t rows, size_t cols) {
@@ -446,6 +460,8 @@ void multiply_panel(size_t rows, size_t nc, size_t kc, const float* a_panel, siz
         const size_t cols = std::min(kNR, nc - jr);
         if (rows == kMR && cols == kNR)
             micro_kernel<kDirect>(kc, a_panel, lda, b_packed + jr * kc, C + jr, ldc, add);
+        else if (!kDirect && cols == kNR)  // a partial panel is always packed (prepare_a_block)
+            rows_kernel(rows, kc, a_panel, b_packed + jr * kc, C + jr, ldc, add);
         else
             edge_kernel<kDirect>(kc, a_panel, lda, b_packed + jr * kc, C + jr, ldc, add, rows, cols);
     }
