@@ -380,8 +380,8 @@ void rows_kernel(size_t rows, size_t kc, const float* a, const float* b, float* 
     kernels[rows - 1](kc, a, 0, b, c, ldc, add);
 }
 
-// An edge tile (cols < NR): run the full kernel into a scratch tile, then add or copy the valid
-// part. The padded rows and columns of the packed panels are zero and are dropped here.
+// An edge tile (cols < NR, rows <= MR): run the full kernel into a scratch tile, then add or copy
+// the valid part. The padded rows and columns of the packed panels are zero and are dropped here.
 template <bool kDirect>
 void edge_kernel(size_t kc, const float* a, size_t lda, const float* b, float* c, size_t ldc, bool add,
                  size_t rows, size_t cols) {
@@ -392,10 +392,10 @@ void edge_kernel(size_t kc, const float* a, size_t lda, const float* b, float* c
 }
 
 // Per-thread packing buffers, kept for the next call (OpenMP reuses its threads). The B buffer
-// grows on demand (to hold all of a single-panel B, see gemm_block).
+// grows on demand (to hold all of a narrow B in the whole-B order, see gemm_block).
 struct PackBuffers {
-    float* a = nullptr;  // MC x KC
-    float* b = nullptr;  // b_floats: KC x NC, or K x N for a single panel
+    float* a = nullptr;  // one A block: MC (or the whole-B order's MC) x KC
+    float* b = nullptr;  // b_floats: KC x NC, or K x N in the whole-B order
     size_t b_floats = 0;
     PackBuffers() { a = allocate(std::max(kMC, kMCWholeB) * kKC); }
     ~PackBuffers() {

@@ -1,5 +1,6 @@
 // RMSNorm (Zhang & Sennrich, 2019): each row divided by its root mean square, times a learned gain.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 
@@ -58,18 +59,16 @@ void rmsnorm_groups_backward(T* dx, T* dweight, const T* dout, const T* x, const
     // dweight: each column summed over n in row order (deterministic)
     parallel_over_column_blocks(C, [&](size_t c0, size_t c1) {
         T sum[kColumnBlock] = {};
-        if (c0 / W == (c1 - 1) / W) {
-            // The whole block in one group (always when G = 1): one r per row, no division per
-            // element (which kept this loop scalar, 0.34 -> 0.13 ms at 4096 x 128 on AVX2).
-            for (size_t n = 0; n < N; n++) {
-                const T r = rstd[n * G + c0 / W];
+        // Per row, the block's columns group by group (one segment when the block lies in one group,
+        // always for G = 1): one r per segment, no division per element (rstd[n G + c / W] kept this
+        // loop scalar: 0.34 -> 0.13 ms at 4096 x 128 on AVX2).
+        for (size_t n = 0; n < N; n++)
+            for (size_t s0 = c0, s1; s0 < c1; s0 = s1) {
+                s1 = std::min(c1, (s0 / W + 1) * W);
+                const T r = rstd[n * G + s0 / W];
 #pragma omp simd
-                for (size_t c = c0; c < c1; c++) sum[c - c0] += dout[n * C + c] * x[n * C + c] * r;
+                for (size_t c = s0; c < s1; c++) sum[c - c0] += dout[n * C + c] * x[n * C + c] * r;
             }
-        } else {
-            for (size_t n = 0; n < N; n++)
-                for (size_t c = c0; c < c1; c++) sum[c - c0] += dout[n * C + c] * x[n * C + c] * rstd[n * G + c / W];
-        }
         for (size_t c = c0; c < c1; c++) dweight[c] += sum[c - c0];
     });
 }
